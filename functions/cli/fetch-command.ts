@@ -1,0 +1,121 @@
+/**
+ * `fanout fetch FILE|-`: one job on the embedded runtime, from a file or stdin, with a progress bar,
+ * a summary, and optionally every record written out in input order.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Command } from 'commander';
+import { AddressGuard } from '../core/engine/guard.ts';
+import { UsageError } from '../core/errors.ts';
+import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
+import { readResults } from '../core/results.ts';
+import { jobStatus } from '../core/status.ts';
+import { EmbeddedRuntime } from '../local/runtime.ts';
+import { addJobFlags, jobOptionsFromFlags } from './job-flags.ts';
+import { createProgress } from './progress.ts';
+import { formatSummary } from './summary.ts';
+
+export interface FetchFlags extends Record<string, unknown> {
+  out?: string;
+  json?: boolean;
+  dataDir?: string;
+  format?: string;
+  blockPrivate?: boolean;
+  progress?: boolean;
+}
+
+/** The data folder: --data-dir, else FANOUT_DATA_DIR, else ./fanout-data. */
+export function dataDirOf(flag: string | undefined): string {
+  return flag ?? process.env.FANOUT_DATA_DIR ?? './fanout-data';
+}
+
+async function openSource(file: string): Promise<Readable> {
+  if (file === '-') return process.stdin;
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw new UsageError(`${file} is not a file`);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+  }
+  return createReadStream(file);
+}
+
+/**
+ * Runs the command. Resolves to the exit code: 0 when the job completed (whatever each URL's
+ * outcome), 130 when interrupted (records of unfetched URLs say `cancelled`).
+ */
+export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
+  const format = (flags.format ?? 'auto') as InputFormat;
+  if (!INPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
+  const dataDir = dataDirOf(flags.dataDir);
+  // The user is the operator here: private addresses are reachable unless --block-private.
+  const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
+  const runtime = new EmbeddedRuntime({ dataDir, guard });
+  runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
+
+  const started = Date.now();
+  const input = await openInput(await openSource(file), format);
+  const job = await runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
+
+  const showProgress = flags.progress !== false && process.stderr.isTTY === true && !flags.json;
+  const progress = createProgress(job.total, showProgress);
+  let done = 0;
+  let failed = 0;
+  runtime.on('record', (jobId, record) => {
+    if (jobId !== job.jobId) return;
+    done++;
+    if (!record.ok) failed++;
+    progress.update(done, failed);
+  });
+
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) process.exit(130); // a second Ctrl-C: leave now
+    interrupted = true;
+    process.stderr.write('\nfanout: cancelling; unfetched URLs get "cancelled" records (Ctrl-C again to quit at once)\n');
+    void runtime.cancel(job.jobId);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    runtime.start();
+    await runtime.waitForJob(job.jobId);
+  } finally {
+    progress.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await runtime.stop();
+  }
+
+  const status = await jobStatus(runtime.store, job.jobId);
+  const stdoutBusy = flags.json === true || flags.out === '-';
+  const summaryStream = stdoutBusy ? process.stderr : process.stdout;
+  if (flags.out !== undefined) {
+    const target = flags.out === '-' ? process.stdout : createWriteStream(flags.out);
+    await pipeline(Readable.from(readResults(runtime.store, job.jobId)), target, { end: flags.out !== '-' });
+  }
+  summaryStream.write(formatSummary(status, Date.now() - started, dataDir));
+  if (flags.out !== undefined && flags.out !== '-') summaryStream.write(`  records: ${flags.out} (${status.done})\n`);
+  if (flags.json) process.stdout.write(JSON.stringify(status, null, 2) + '\n');
+  return interrupted ? 130 : 0;
+}
+
+/** Registers `fanout fetch`. */
+export function fetchCommand(program: Command, exit: (code: number) => void): void {
+  const command = program
+    .command('fetch')
+    .description('fetch every URL of FILE (or - for stdin) on this machine; one record per URL')
+    .argument('<file>', 'URL list: text (one URL per line), NDJSON, or JSON {"urls": [...]}; - for stdin')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout)')
+    .option('--json', 'print the final status as JSON on stdout')
+    .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
+    .option('--format <format>', `input format: ${INPUT_FORMATS.join(', ')} (default auto)`)
+    .option('--block-private', 'refuse private, loopback and link-local addresses (FANOUT_ALLOW_CIDRS opens some)')
+    .option('--no-progress', 'no progress bar');
+  addJobFlags(command);
+  command.action(async (file: string, flags: FetchFlags) => exit(await runFetch(file, flags)));
+}

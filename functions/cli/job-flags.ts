@@ -1,0 +1,82 @@
+/**
+ * The job options as command-line flags, shared by `fanout fetch` and `fanout submit`. Values are
+ * only converted here; validation (ranges, enums) is the options schema's, so the CLI and the API
+ * refuse the same things with the same words.
+ */
+import { Option, type Command } from 'commander';
+import { OptionsError } from '../core/errors.ts';
+import type { JobOptions } from '../core/options.ts';
+
+/** Flag of each option: the contract's names. */
+export const FLAG_OF: Record<keyof JobOptions, string> = {
+  concurrency: '--concurrency',
+  perHost: '--per-host',
+  timeoutMs: '--timeout-ms',
+  retries: '--retries',
+  retryBaseMs: '--retry-base-ms',
+  retryMaxDelayMs: '--retry-max-delay-ms',
+  maxRedirects: '--max-redirects',
+  method: '--method',
+  headers: '--header',
+  body: '--data',
+  bodies: '--bodies',
+  maxBodyBytes: '--max-body-bytes',
+  chunkSize: '--chunk-size',
+  userAgent: '--user-agent',
+  callbackUrl: '--callback-url',
+};
+
+function integer(flag: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value.trim())) throw new OptionsError(`${flag}: expected a whole number, got ${JSON.stringify(value)}`);
+    return Number(value);
+  };
+}
+
+function header(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const colon = value.indexOf(':');
+  if (colon <= 0) throw new OptionsError(`--header: expected "name: value", got ${JSON.stringify(value)}`);
+  return { ...previous, [value.slice(0, colon).trim()]: value.slice(colon + 1).trim() };
+}
+
+/** Adds every job option flag to a command. */
+export function addJobFlags(command: Command): Command {
+  const int = (name: keyof JobOptions, description: string) =>
+    command.addOption(new Option(`${FLAG_OF[name]} <n>`, description).argParser(integer(FLAG_OF[name])));
+  int('concurrency', 'requests in flight per worker (default 64)');
+  int('perHost', 'connections per origin per worker (default 8)');
+  int('timeoutMs', 'per attempt, from connect to last body byte (default 15000)');
+  int('retries', 'extra attempts on network errors, 429 and 5xx (default 2)');
+  int('retryBaseMs', 'first backoff delay, doubled each attempt, with jitter (default 250)');
+  int('retryMaxDelayMs', 'cap on any wait between attempts, Retry-After included (default 30000)');
+  int('maxRedirects', 'redirects followed; 0 returns the 3xx itself (default 5)');
+  command.option('--method <method>', 'HTTP method (default GET)');
+  command.option('--header <header>', 'request header "name: value" (repeatable)', header);
+  command.option('--data <body>', 'request body');
+  command.option('--bodies <mode>', 'none | inline | store (default inline)');
+  int('maxBodyBytes', 'cut point for bodies, after decoding (default 1048576)');
+  int('chunkSize', 'input lines per queue message (default 500)');
+  command.option('--user-agent <ua>', 'User-Agent header (default fanout/VERSION)');
+  command.option('--callback-url <url>', 'POSTed the final status when the job ends');
+  return command;
+}
+
+/** The job options given on the command line, keyed by option name (unset ones left out). */
+export function jobOptionsFromFlags(flags: Record<string, unknown>): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  const set = (name: keyof JobOptions, value: unknown) => {
+    if (value !== undefined) options[name] = value;
+  };
+  for (const name of Object.keys(FLAG_OF) as (keyof JobOptions)[]) {
+    const key = name === 'headers' ? 'header' : name === 'body' ? 'data' : name;
+    set(name, flags[key]);
+  }
+  return options;
+}
+
+/** Rewrites an options error to name the flag rather than the JSON field. */
+export function flagError(error: OptionsError): OptionsError {
+  const flag = error.field ? FLAG_OF[error.field.split('.')[0] as keyof JobOptions] : undefined;
+  if (!flag) return error;
+  return new OptionsError(error.message.replace(/^option "[^"]+"/, flag), error.field);
+}

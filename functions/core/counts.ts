@@ -1,0 +1,42 @@
+/**
+ * Counts of records, as kept in each chunk's summary and summed into a job's status and manifest.
+ * A chunk's counts are always computed from the records in its result file, so they agree with it.
+ */
+import { mergeHistograms, recordLatency, type Histogram } from './latency.ts';
+import type { FetchRecord } from './record.ts';
+
+export interface Counts {
+  count: number;
+  succeeded: number;
+  failed: number;
+  bytes: number;
+  byStatus: Record<string, number>;
+  byError: Record<string, number>;
+  latency: Histogram;
+}
+
+export function emptyCounts(): Counts {
+  return { count: 0, succeeded: 0, failed: 0, bytes: 0, byStatus: {}, byError: {}, latency: {} };
+}
+
+/** Adds one record. Never-fetched records (no attempt) stay out of the latency histogram. */
+export function countRecord(counts: Counts, record: FetchRecord): void {
+  counts.count++;
+  if (record.ok) counts.succeeded++;
+  else counts.failed++;
+  counts.bytes += record.bytes;
+  if (record.status !== null) counts.byStatus[record.status] = (counts.byStatus[record.status] ?? 0) + 1;
+  if (record.error) counts.byError[record.error.code] = (counts.byError[record.error.code] ?? 0) + 1;
+  if (record.attempts > 0) recordLatency(counts.latency, record.durationMs);
+}
+
+export function addCounts(into: Counts, from: Counts): Counts {
+  into.count += from.count;
+  into.succeeded += from.succeeded;
+  into.failed += from.failed;
+  into.bytes += from.bytes;
+  for (const [k, v] of Object.entries(from.byStatus)) into.byStatus[k] = (into.byStatus[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(from.byError)) into.byError[k] = (into.byError[k] ?? 0) + v;
+  mergeHistograms(into.latency, from.latency);
+  return into;
+}

@@ -1,0 +1,275 @@
+/**
+ * Fetches one item: attempts with a whole-attempt deadline, retries with backoff and Retry-After,
+ * redirects followed by hand (each hop goes through the guarded connector again), and the body
+ * read through the decoder with its size cut. Always resolves to a record; never throws.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Dispatcher } from 'undici';
+import type { IndexedItem } from '../input.ts';
+import type { JobOptions } from '../options.ts';
+import type { ErrorCode, FetchRecord, RecordError } from '../record.ts';
+import { readBody } from './body.ts';
+import { classifyError } from './classify.ts';
+import { backoffMs, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** Headers that must not follow a redirect to another origin. */
+const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
+
+/** What the worker needs beyond the record: the kept body bytes and their type. */
+export interface FetchResult {
+  record: FetchRecord;
+  body: Buffer | null;
+  contentType: string | undefined;
+}
+
+export interface FetchContext {
+  dispatcher: Dispatcher;
+  /** Aborts the item for good: the record gets `cancelled`. */
+  signal?: AbortSignal;
+  /** Test hook for jitter. */
+  random?: () => number;
+}
+
+interface Response {
+  status: number;
+  headers: Record<string, string>;
+  finalUrl: string;
+  redirects: number;
+  bytes: number;
+  truncated: boolean;
+  data: Buffer | null;
+  decoded: boolean;
+  retryAfter?: number;
+}
+
+type AttemptOutcome =
+  | { kind: 'response'; response: Response; retry: boolean }
+  | { kind: 'error'; error: RecordError; retryable: boolean; partial?: Partial<Response> };
+
+class DeadlineError extends Error {
+  override name = 'DeadlineError';
+}
+
+function flattenHeaders(raw: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key in raw) {
+    const value = raw[key];
+    if (value !== undefined) out[key] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+function requestHeaders(item: IndexedItem, options: JobOptions): Record<string, string> {
+  const headers: Record<string, string> = {
+    'user-agent': options.userAgent,
+    'accept-encoding': 'gzip, deflate, br',
+  };
+  for (const source of [options.headers, item.headers]) {
+    if (source) for (const [k, v] of Object.entries(source)) headers[k.toLowerCase()] = v;
+  }
+  return headers;
+}
+
+/**
+ * Fetches one item and returns its record. Errors become `error` codes; nothing is thrown.
+ *
+ * @example
+ * const { record } = await fetchItem({ index: 0, url: 'https://example.com/' }, parseJobOptions({}), { dispatcher: agent });
+ */
+export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: FetchContext): Promise<FetchResult> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const keep = options.bodies !== 'none';
+  let attempts = 0;
+  let outcome: AttemptOutcome;
+
+  for (;;) {
+    attempts++;
+    const last = attempts > options.retries;
+    outcome = await attempt(item, options, ctx, last, keep);
+    const retry = outcome.kind === 'response' ? outcome.retry : outcome.retryable && !last;
+    if (!retry || ctx.signal?.aborted) break;
+    const delay = backoffMs(
+      attempts,
+      options.retryBaseMs,
+      options.retryMaxDelayMs,
+      outcome.kind === 'response' ? outcome.response.retryAfter : undefined,
+      ctx.random,
+    );
+    try {
+      await sleep(delay, ctx.signal);
+    } catch {
+      outcome = cancelledOutcome();
+      break;
+    }
+  }
+
+  const durationMs = Math.round((performance.now() - t0) * 10) / 10;
+  const base = { index: item.index, url: item.url, id: item.id ?? null, attempts, startedAt: startedAt.toISOString(), durationMs };
+  if (outcome.kind === 'response') {
+    const r = outcome.response;
+    return {
+      record: {
+        ...base,
+        ok: r.status >= 200 && r.status < 300,
+        status: r.status,
+        finalUrl: r.finalUrl,
+        redirects: r.redirects,
+        headers: r.headers,
+        bytes: r.bytes,
+        truncated: r.truncated,
+        error: null,
+      },
+      body: r.data,
+      contentType: r.decoded ? r.headers['content-type'] : 'application/octet-stream',
+    };
+  }
+  const p = outcome.partial ?? {};
+  return {
+    record: {
+      ...base,
+      ok: false,
+      status: p.status ?? null,
+      finalUrl: p.finalUrl ?? null,
+      redirects: p.redirects ?? 0,
+      headers: p.headers ?? {},
+      bytes: p.bytes ?? 0,
+      truncated: false,
+      error: outcome.error,
+    },
+    body: null,
+    contentType: undefined,
+  };
+}
+
+function cancelledOutcome(): AttemptOutcome {
+  return { kind: 'error', error: { code: 'cancelled', message: 'the job was cancelled' }, retryable: false };
+}
+
+function errorOutcome(code: ErrorCode, message: string, partial?: Partial<Response>): AttemptOutcome {
+  return { kind: 'error', error: { code, message }, retryable: false, partial };
+}
+
+async function attempt(
+  item: IndexedItem,
+  options: JobOptions,
+  ctx: FetchContext,
+  last: boolean,
+  keep: boolean,
+): Promise<AttemptOutcome> {
+  if (ctx.signal?.aborted) return cancelledOutcome();
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () => deadline.abort(new DeadlineError(`no complete response within ${options.timeoutMs} ms`)),
+    options.timeoutMs,
+  );
+  const signal = ctx.signal ? AbortSignal.any([deadline.signal, ctx.signal]) : deadline.signal;
+
+  let url = item.url;
+  let method = item.method ?? options.method;
+  let body: string | null = item.body !== undefined ? item.body : options.body;
+  const headers = requestHeaders(item, options);
+  let redirects = 0;
+  let partial: Partial<Response> = {};
+
+  try {
+    for (;;) {
+      let target: URL;
+      try {
+        target = new URL(url);
+      } catch {
+        return errorOutcome('invalid_url', `not a valid URL: ${url.slice(0, 200)}`, partial);
+      }
+      if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+        return errorOutcome('invalid_url', `unsupported scheme ${target.protocol} in ${url.slice(0, 200)}`, partial);
+      }
+      if (target.username && !headers.authorization) {
+        const credentials = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
+        headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
+      }
+
+      const res = await ctx.dispatcher.request({
+        origin: target.origin,
+        path: target.pathname + target.search,
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body ?? undefined,
+        signal,
+      });
+      const resHeaders = flattenHeaders(res.headers);
+      partial = { status: res.statusCode, headers: resHeaders, finalUrl: target.href, redirects };
+
+      const location = resHeaders.location;
+      if (REDIRECT_STATUSES.has(res.statusCode) && location !== undefined && options.maxRedirects > 0) {
+        await res.body.dump().catch(() => {});
+        if (redirects >= options.maxRedirects) {
+          return errorOutcome('too_many_redirects', `more than ${options.maxRedirects} redirects`, partial);
+        }
+        let next: URL;
+        try {
+          next = new URL(location, target);
+        } catch {
+          return errorOutcome('invalid_url', `redirect to an invalid URL: ${location.slice(0, 200)}`, partial);
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+          return errorOutcome('invalid_url', `redirect to unsupported scheme ${next.protocol}`, partial);
+        }
+        redirects++;
+        if (res.statusCode === 303 ? method !== 'HEAD' : (res.statusCode === 301 || res.statusCode === 302) && method === 'POST') {
+          method = 'GET';
+          body = null;
+          delete headers['content-type'];
+          delete headers['content-length'];
+        }
+        if (next.origin !== target.origin) for (const h of CREDENTIAL_HEADERS) delete headers[h];
+        url = next.href;
+        continue;
+      }
+
+      if (!last && isRetryableStatus(res.statusCode)) {
+        await res.body.dump().catch(() => {});
+        const response: Response = {
+          status: res.statusCode,
+          headers: resHeaders,
+          finalUrl: target.href,
+          redirects,
+          bytes: 0,
+          truncated: false,
+          data: null,
+          decoded: true,
+          retryAfter: retryAfterMs(resHeaders['retry-after']),
+        };
+        return { kind: 'response', response, retry: true };
+      }
+
+      const read = await readBody(res.body, {
+        contentEncoding: resHeaders['content-encoding'],
+        limit: options.maxBodyBytes,
+        keep,
+      });
+      const response: Response = {
+        status: res.statusCode,
+        headers: resHeaders,
+        finalUrl: target.href,
+        redirects,
+        ...read,
+      };
+      return { kind: 'response', response, retry: false };
+    }
+  } catch (error) {
+    if (ctx.signal?.aborted) return { ...cancelledOutcome(), partial } as AttemptOutcome;
+    if (deadline.signal.aborted) {
+      return {
+        kind: 'error',
+        error: { code: 'timeout', message: (deadline.signal.reason as Error).message },
+        retryable: true,
+        partial,
+      };
+    }
+    const { code, retryable, message } = classifyError(error);
+    return { kind: 'error', error: { code, message }, retryable, partial };
+  } finally {
+    clearTimeout(timer);
+  }
+}

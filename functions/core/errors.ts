@@ -1,0 +1,92 @@
+/**
+ * Errors that reach a user. Each names what was wrong (a line, a field, an id) so the CLI can print
+ * it with exit code 2 and the API can answer it as application/problem+json.
+ */
+import type { z } from 'zod';
+
+/** Base of every error fanout reports to a user rather than crashing on. */
+export class FanoutError extends Error {
+  /** HTTP status the API answers with. */
+  readonly status: number = 500;
+  /** Short, stable title for problem+json. */
+  readonly title: string = 'Internal error';
+  override name = 'FanoutError';
+}
+
+/** Bad input: a line that is not an http(s) URL, malformed NDJSON or JSON, a bad field. */
+export class InputError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Invalid input';
+  override name = 'InputError';
+  constructor(
+    message: string,
+    /** 1-based line of the input, when the error belongs to one. */
+    readonly line?: number,
+    /** Dotted path of the offending field, when there is one. */
+    readonly field?: string,
+  ) {
+    super(line === undefined ? message : `line ${line}: ${message}`);
+  }
+}
+
+/** A job option out of range, of the wrong type, or unknown. */
+export class OptionsError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Invalid option';
+  override name = 'OptionsError';
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+
+  static fromZod(error: z.ZodError, prefix = 'option'): OptionsError {
+    const issue = error.issues[0]!;
+    if (issue.code === 'unrecognized_keys') {
+      const key = issue.keys[0]!;
+      return new OptionsError(`unknown ${prefix} "${[...issue.path, key].join('.')}"`, key);
+    }
+    const field = issue.path.join('.');
+    return new OptionsError(`${prefix} "${field}": ${issue.message}`, field);
+  }
+}
+
+/** The input held no URL at all. */
+export class EmptyInputError extends InputError {
+  override name = 'EmptyInputError';
+  constructor() {
+    super('the input holds no URL');
+  }
+}
+
+/** An id that is not one of ours (malformed), or a job that does not exist. */
+export class NotFoundError extends FanoutError {
+  override readonly status = 404;
+  override readonly title = 'Not found';
+  override name = 'NotFoundError';
+}
+
+/** A key that would leave the store's namespace (path traversal, absolute paths, odd characters). */
+export class InvalidKeyError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Invalid key';
+  override name = 'InvalidKeyError';
+  constructor(key: string) {
+    super(`invalid object key ${JSON.stringify(key.slice(0, 200))}`);
+  }
+}
+
+/** An id that cannot be one of ours: refused before it reaches the store. */
+export class MalformedIdError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Malformed id';
+  override name = 'MalformedIdError';
+}
+
+/** A command line or request that cannot be acted on as given. */
+export class UsageError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Bad request';
+  override name = 'UsageError';
+}

@@ -1,0 +1,55 @@
+/**
+ * The storage layout: every key fanout reads or writes, in one place. The same keys are used in the
+ * local folder and in the S3 bucket.
+ *
+ * ```
+ * jobs/JOB/job.json                  the request: options, total, chunk count, createdAt
+ * jobs/JOB/input/CHUNK.ndjson.gz     the chunk's items, written at planning (extension)
+ * jobs/JOB/results/CHUNK.ndjson.gz   records of one chunk, by index
+ * jobs/JOB/chunks/CHUNK.json         the chunk's counts, written once its results exist (extension)
+ * jobs/JOB/bodies/INDEX              bodies when bodies=store
+ * jobs/JOB/cancel.json               present once the job was cancelled (extension)
+ * jobs/JOB/manifest.json             written once when the job ends
+ * ```
+ */
+import { MalformedIdError } from './errors.ts';
+
+/** UUIDv7: time-ordered, so job ids sort by creation time. */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** Throws unless `id` is a well-formed job id, so an id can never address keys outside its job. */
+export function checkJobId(id: string): string {
+  if (!JOB_ID.test(id)) throw new MalformedIdError(`malformed job id ${JSON.stringify(id.slice(0, 80))}`);
+  return id;
+}
+
+export function isJobId(id: string): boolean {
+  return JOB_ID.test(id);
+}
+
+/** Chunk numbers are zero-padded to 6 digits so keys sort in chunk order. */
+export function padChunk(chunk: number): string {
+  return String(chunk).padStart(6, '0');
+}
+
+export const JOBS_PREFIX = 'jobs/';
+
+export const layout = {
+  jobPrefix: (jobId: string) => `jobs/${checkJobId(jobId)}/`,
+  job: (jobId: string) => `jobs/${checkJobId(jobId)}/job.json`,
+  input: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/input/${padChunk(chunk)}.ndjson.gz`,
+  resultsPrefix: (jobId: string) => `jobs/${checkJobId(jobId)}/results/`,
+  results: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/results/${padChunk(chunk)}.ndjson.gz`,
+  chunksPrefix: (jobId: string) => `jobs/${checkJobId(jobId)}/chunks/`,
+  chunkDone: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/chunks/${padChunk(chunk)}.json`,
+  body: (jobId: string, index: number) => `jobs/${checkJobId(jobId)}/bodies/${index}`,
+  cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,
+  manifest: (jobId: string) => `jobs/${checkJobId(jobId)}/manifest.json`,
+};
+
+/** The chunk number in a `chunks/` or `results/` key. */
+export function chunkOfKey(key: string): number {
+  const match = /\/(\d{6,})\.[a-z.]+$/.exec(key);
+  if (!match) throw new Error(`not a chunk key: ${key}`);
+  return Number(match[1]);
+}

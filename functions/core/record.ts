@@ -1,0 +1,99 @@
+/**
+ * The result record: one NDJSON line per input line, whatever happened to it.
+ */
+import type { IndexedItem } from './input.ts';
+
+export const ERROR_CODES = [
+  'invalid_url',
+  'blocked',
+  'dns',
+  'connect',
+  'tls',
+  'timeout',
+  'reset',
+  'protocol',
+  'too_many_redirects',
+  'cancelled',
+  'chunk_failed',
+  'internal',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface RecordError {
+  code: ErrorCode;
+  message: string;
+}
+
+export interface FetchRecord {
+  index: number;
+  url: string;
+  id: string | number | null;
+  ok: boolean;
+  status: number | null;
+  finalUrl: string | null;
+  redirects: number;
+  headers: Record<string, string>;
+  bytes: number;
+  truncated: boolean;
+  body?: string;
+  bodyEncoding?: 'utf8' | 'base64';
+  bodyKey?: string;
+  attempts: number;
+  startedAt: string;
+  durationMs: number;
+  error: RecordError | null;
+}
+
+/**
+ * A record for an item that was never fetched (cancelled, or its chunk failed for good).
+ *
+ * @example
+ * failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched')
+ */
+export function failedRecord(
+  item: IndexedItem,
+  code: ErrorCode,
+  message: string,
+  attempts = 0,
+  startedAt = new Date(),
+): FetchRecord {
+  return {
+    index: item.index,
+    url: item.url,
+    id: item.id ?? null,
+    ok: false,
+    status: null,
+    finalUrl: null,
+    redirects: 0,
+    headers: {},
+    bytes: 0,
+    truncated: false,
+    attempts,
+    startedAt: startedAt.toISOString(),
+    durationMs: 0,
+    error: { code, message },
+  };
+}
+
+/** One NDJSON line, fields in the contract's order whatever order they were set in. */
+export function serializeRecord(r: FetchRecord): string {
+  const ordered: FetchRecord = {
+    index: r.index,
+    url: r.url,
+    id: r.id,
+    ok: r.ok,
+    status: r.status,
+    finalUrl: r.finalUrl,
+    redirects: r.redirects,
+    headers: r.headers,
+    bytes: r.bytes,
+    truncated: r.truncated,
+    ...(r.body !== undefined ? { body: r.body, bodyEncoding: r.bodyEncoding } : {}),
+    ...(r.bodyKey !== undefined ? { bodyKey: r.bodyKey } : {}),
+    attempts: r.attempts,
+    startedAt: r.startedAt,
+    durationMs: r.durationMs,
+    error: r.error,
+  };
+  return JSON.stringify(ordered) + '\n';
+}

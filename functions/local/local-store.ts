@@ -1,0 +1,162 @@
+/**
+ * The embedded ObjectStore: a folder laid out like the S3 bucket. Writes go to a temporary file
+ * and are renamed (or hard-linked, for create-if-absent) into place, so a reader never sees half an
+ * object and a crash never leaves one. Keys are checked so none can escape the folder.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { join, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { InvalidKeyError } from '../core/errors.ts';
+import type { Body, ObjectStore } from '../core/ports.ts';
+
+/** Segments are plain names: no "." or ".." (nor any name starting with a dot), no separators. */
+const SEGMENT = /^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$/;
+const MAX_KEY_LENGTH = 1024;
+/** Not a valid key segment, so it never shows up in listings. */
+const TMP_DIR = '.tmp';
+
+function isMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+export class LocalStore implements ObjectStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  /** The file behind a key; throws {@link InvalidKeyError} for any key that is not plain segments. */
+  pathOf(key: string): string {
+    if (key.length === 0 || key.length > MAX_KEY_LENGTH || !key.split('/').every((s) => SEGMENT.test(s))) {
+      throw new InvalidKeyError(key);
+    }
+    const path = join(this.root, key);
+    if (!path.startsWith(this.root + sep)) throw new InvalidKeyError(key);
+    return path;
+  }
+
+  private prefixPath(prefix: string): string {
+    return prefix === '' ? this.root : this.pathOf(prefix.replace(/\/$/, ''));
+  }
+
+  async put(key: string, body: Body, options: { ifAbsent?: boolean } = {}): Promise<boolean> {
+    const path = this.pathOf(key);
+    const tmpDir = join(this.root, TMP_DIR);
+    const tmp = join(tmpDir, randomUUID());
+    await mkdir(tmpDir, { recursive: true });
+    try {
+      if (typeof body === 'string' || body instanceof Uint8Array) {
+        await writeFile(tmp, body);
+      } else {
+        await pipeline(body instanceof Readable ? body : Readable.from(body), createWriteStream(tmp));
+      }
+      await mkdir(join(path, '..'), { recursive: true });
+      if (!options.ifAbsent) {
+        await rename(tmp, path);
+        return true;
+      }
+      try {
+        await link(tmp, path); // atomic: fails if the key exists
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw error;
+      }
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
+  }
+
+  async get(key: string): Promise<Buffer | null> {
+    try {
+      return await readFile(this.pathOf(key));
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
+    }
+  }
+
+  async getStream(key: string): Promise<Readable | null> {
+    try {
+      const handle = await open(this.pathOf(key), 'r');
+      return createReadStream('', { fd: handle.fd, autoClose: true });
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw error;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      return (await stat(this.pathOf(key))).isFile();
+    } catch (error) {
+      if (isMissing(error)) return false;
+      throw error;
+    }
+  }
+
+  async *list(prefix: string, options: { startAfter?: string } = {}): AsyncIterable<string> {
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = prefix.slice(0, slash + 1);
+    for await (const key of this.walk(dirKey)) {
+      if (!key.startsWith(prefix)) {
+        if (key > prefix) return; // sorted: nothing further can match
+        continue;
+      }
+      if (options.startAfter !== undefined && key <= options.startAfter) continue;
+      yield key;
+    }
+  }
+
+  /** Every key under a folder, in S3's order (plain byte order of the whole key). */
+  private async *walk(dirKey: string): AsyncGenerator<string> {
+    let entries;
+    try {
+      entries = await readdir(this.prefixPath(dirKey), { withFileTypes: true });
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw error;
+    }
+    // Sorting folders as "name/" makes the walk's order the order of the full keys.
+    const named = entries
+      .filter((e) => SEGMENT.test(e.name) && (e.isDirectory() || e.isFile()))
+      .map((e) => ({ key: dirKey + e.name + (e.isDirectory() ? '/' : ''), dir: e.isDirectory() }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const entry of named) {
+      if (entry.dir) yield* this.walk(entry.key);
+      else yield entry.key;
+    }
+  }
+
+  async listPrefixes(prefix: string): Promise<string[]> {
+    try {
+      const entries = await readdir(this.prefixPath(prefix), { withFileTypes: true });
+      return entries
+        .filter((e) => e.isDirectory() && SEGMENT.test(e.name))
+        .map((e) => `${prefix}${e.name}/`)
+        .sort();
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw error;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await unlink(this.pathOf(key)).catch((error) => {
+      if (!isMissing(error)) throw error;
+    });
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    if (prefix.endsWith('/')) {
+      await rm(this.prefixPath(prefix), { recursive: true, force: true });
+      return;
+    }
+    for await (const key of this.list(prefix)) await this.delete(key);
+  }
+}
