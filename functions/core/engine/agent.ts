@@ -21,15 +21,18 @@ export const AGENT_DEFAULTS = {
 } as const;
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+/** `dns.lookup`'s shape, as net.connect calls it. */
+export type Lookup = (hostname: string, options: LookupOptions, callback: LookupCallback) => void;
 
 /**
  * A `dns.lookup` replacement that drops the answers the guard refuses, and fails with
  * {@link BlockedAddressError} when none is left, so DNS rebinding to a private address cannot work.
  */
-export function guardedLookup(guard: AddressGuard) {
-  return function lookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+export function guardedLookup(guard: AddressGuard, resolve: Lookup = dnsLookup as Lookup): Lookup {
+  return function lookup(hostname, options, callback) {
+    resolve(hostname, { ...options, all: true }, (err, result) => {
       if (err) return callback(err, '');
+      const addresses = result as LookupAddress[];
       const permitted = addresses.filter((a) => guard.permits(a.address));
       if (permitted.length === 0) {
         return callback(new BlockedAddressError(hostname, addresses[0]?.address ?? hostname), '');
@@ -44,6 +47,8 @@ export interface AgentConfig {
   /** Connections per origin. */
   perHost: number;
   guard: AddressGuard;
+  /** The resolver (default `dns.lookup`); tests give one that answers without a DNS server. */
+  lookup?: Lookup;
 }
 
 /**
@@ -52,10 +57,11 @@ export interface AgentConfig {
  * @example
  * const agent = createAgent({ perHost: 8, guard: AddressGuard.fromEnv() });
  */
-export function createAgent({ perHost, guard }: AgentConfig): Agent {
+export function createAgent({ perHost, guard, lookup }: AgentConfig): Agent {
+  const resolver = guard.blockPrivate ? guardedLookup(guard, lookup) : lookup;
   const base = buildConnector({
     timeout: AGENT_DEFAULTS.connectTimeout,
-    ...(guard.blockPrivate ? { lookup: guardedLookup(guard) } : {}),
+    ...(resolver ? { lookup: resolver } : {}),
   } as buildConnector.BuildOptions);
   // undici does not call `lookup` for IP literals: check them here, before any socket is opened.
   const connect: buildConnector.connector = (options, callback) => {

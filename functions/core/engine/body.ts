@@ -89,7 +89,8 @@ export async function readBody(
     const stages = (steps ?? []).map((step) => (step === 'deflate' ? inflateAuto : DECODERS[step]!()));
     await pipeline([stream, ...stages, sink] as never);
   } catch (error) {
-    if (error !== CUT) throw error;
+    // Once cut, the decoders' own abort errors as the pipeline is torn down are expected.
+    if (!truncated) throw error;
     stream.destroy();
   }
   return { bytes, truncated, data: keep ? Buffer.concat(chunks) : null, decoded };

@@ -16,8 +16,11 @@ interface ErrorLike {
   cause?: unknown;
 }
 
-/** Error code for an exception thrown by undici, the connector, a decoder or the deadline. */
-export function classifyError(error: unknown): { code: ErrorCode; retryable: boolean; message: string } {
+/**
+ * Error code for an exception thrown by undici, the connector, a decoder or the deadline.
+ * `midBody` says the response had begun: a clean close then means a body shorter than promised.
+ */
+export function classifyError(error: unknown, midBody = false): { code: ErrorCode; retryable: boolean; message: string } {
   const e = (error ?? {}) as ErrorLike;
   // undici wraps the socket's error as `cause` of its own in some paths: classify the innermost one.
   const inner = e.cause && typeof e.cause === 'object' && (e.cause as ErrorLike).code ? (e.cause as ErrorLike) : e;
@@ -35,11 +38,15 @@ export function classifyError(error: unknown): { code: ErrorCode; retryable: boo
     return result('timeout');
   }
   if (TLS_CODES.test(code) || /SSL routines|certificate|TLS/i.test(code ? '' : message)) return result('tls');
+  if (midBody && code === 'UND_ERR_SOCKET') {
+    return { code: 'protocol' as ErrorCode, retryable: false, message: `connection closed before the end of the body (${message})` };
+  }
   if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNABORTED' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CLOSED') {
     return result('reset');
   }
   if (
     code.startsWith('HPE_') ||
+    inner.name === 'HTTPParserError' ||
     code === 'UND_ERR_HEADERS_OVERFLOW' ||
     code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' ||
     code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE' ||

@@ -267,7 +267,7 @@ async function attempt(
         partial,
       };
     }
-    const { code, retryable, message } = classifyError(error);
+    const { code, retryable, message } = classifyError(error, partial.status !== undefined);
     return { kind: 'error', error: { code, message }, retryable, partial };
   } finally {
     clearTimeout(timer);

@@ -6,7 +6,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import type { Agent } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
-import { createAgent } from './agent.ts';
+import { createAgent, type Lookup } from './agent.ts';
 import { fetchItem, type FetchResult } from './fetch-item.ts';
 import type { AddressGuard } from './guard.ts';
 
@@ -14,12 +14,16 @@ export class Fetcher {
   private readonly agents = new Map<number, Agent>();
   private readonly limits = new Map<string, { limit: LimitFunction; users: number }>();
 
-  constructor(readonly guard: AddressGuard) {}
+  constructor(
+    readonly guard: AddressGuard,
+    /** The resolver; tests give one that answers without a DNS server. */
+    private readonly lookup?: Lookup,
+  ) {}
 
   private agentFor(perHost: number): Agent {
     let agent = this.agents.get(perHost);
     if (!agent) {
-      agent = createAgent({ perHost, guard: this.guard });
+      agent = createAgent({ perHost, guard: this.guard, lookup: this.lookup });
       this.agents.set(perHost, agent);
     }
     return agent;
