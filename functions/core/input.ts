@@ -174,7 +174,7 @@ function looksLikeNdjsonItem(line: string): boolean {
     const value = JSON.parse(line);
     return value !== null && typeof value === 'object' && 'url' in value;
   } catch {
-    return true; // a broken NDJSON line is reported as such, with its number
+    return false; // the start of a multi-line JSON document (its errors name their line too)
   }
 }
 

@@ -97,11 +97,22 @@ export async function writeChunkResults(
   const gzip = createGzip(gzipOptions);
   gzip.on('error', () => {}); // surfaced through `put` or the write loop below
   const put = store.put(key, gzip, { ifAbsent: true, contentType: 'application/x-ndjson' });
-  put.catch((error) => gzip.destroy(error));
+  // If the store gives up (even before reading a byte), stop producing at once instead of
+  // waiting for a 'drain' that will never come.
+  let putError: unknown;
+  const putFailed = new Promise<never>((_, reject) =>
+    put.catch((error) => {
+      putError = error;
+      gzip.destroy();
+      reject(error);
+    }),
+  );
+  putFailed.catch(() => {});
   try {
     for await (const record of records) {
+      if (putError) throw putError;
       countRecord(counts, record);
-      if (!gzip.write(serializeRecord(record))) await once(gzip, 'drain');
+      if (!gzip.write(serializeRecord(record))) await Promise.race([once(gzip, 'drain'), putFailed]);
     }
     gzip.end();
   } catch (error) {

@@ -3,7 +3,7 @@
  * and are renamed (or hard-linked, for create-if-absent) into place, so a reader never sees half an
  * object and a crash never leaves one. Keys are checked so none can escape the folder.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join, resolve, sep } from 'node:path';
@@ -84,7 +84,7 @@ export class LocalStore implements ObjectStore {
   async getStream(key: string): Promise<Readable | null> {
     try {
       const handle = await open(this.pathOf(key), 'r');
-      return createReadStream('', { fd: handle.fd, autoClose: true });
+      return handle.createReadStream({ autoClose: true });
     } catch (error) {
       if (isMissing(error)) return null;
       throw error;

@@ -1,0 +1,140 @@
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { EmptyInputError, InputError } from '../functions/core/errors.ts';
+import { openInput, type IndexedItem } from '../functions/core/input.ts';
+
+async function parse(text: string, format?: 'auto' | 'text' | 'ndjson' | 'json') {
+  const input = await openInput(Readable.from([text]), format);
+  const items: IndexedItem[] = [];
+  for await (const item of input.items) items.push(item);
+  return { format: input.format, options: input.options, items };
+}
+
+async function error(text: string, format?: 'auto' | 'text' | 'ndjson' | 'json'): Promise<InputError> {
+  try {
+    await parse(text, format);
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError);
+    return e as InputError;
+  }
+  throw new Error('expected an InputError');
+}
+
+describe('text input', () => {
+  it('indexes URLs, skipping blank lines and # comments (which get no index)', async () => {
+    const { format, items } = await parse('# list\n\nhttp://a.test/1\n  https://b.test/2  \r\n#x\nhttp://a.test/3\n');
+    expect(format).toBe('text');
+    expect(items).toEqual([
+      { index: 0, url: 'http://a.test/1' },
+      { index: 1, url: 'https://b.test/2' },
+      { index: 2, url: 'http://a.test/3' },
+    ]);
+  });
+
+  it('names the line of a non-http scheme, counting skipped lines', async () => {
+    const e = await error('# c\nhttp://ok.test/\n\nftp://files.test/x\n');
+    expect(e.line).toBe(4);
+    expect(e.message).toBe('line 4: unsupported scheme "ftp:" in "ftp://files.test/x": only http and https URLs are fetched');
+  });
+
+  it('names the line of something that is not a URL', async () => {
+    const e = await error('http://ok.test/\nexample.com/no-scheme\n');
+    expect(e.message).toMatch(/^line 2: not a valid URL: "example.com\/no-scheme"/);
+  });
+
+  it('refuses absurdly long URLs with their line', async () => {
+    const e = await error(`http://a.test/${'x'.repeat(70_000)}\n`);
+    expect(e.message).toMatch(/^line 1: URL longer than 65536 characters/);
+  });
+
+  it('accepts a long but reasonable URL', async () => {
+    const { items } = await parse(`http://a.test/${'x'.repeat(10_000)}`);
+    expect(items[0]!.url).toHaveLength(14 + 10_000);
+  });
+
+  it('reports an input without URLs', async () => {
+    await expect(parse('# nothing\n\n')).rejects.toBeInstanceOf(EmptyInputError);
+  });
+
+  it('streams: a large input is read line by line', async () => {
+    const lines = async function* () {
+      for (let i = 0; i < 100_000; i++) yield `http://h${i % 10}.test/${i}\n`;
+    };
+    const input = await openInput(Readable.from(lines()));
+    let count = 0;
+    let last: IndexedItem | undefined;
+    for await (const item of input.items) {
+      count++;
+      last = item;
+    }
+    expect(count).toBe(100_000);
+    expect(last).toEqual({ index: 99_999, url: 'http://h9.test/99999' });
+  });
+});
+
+describe('NDJSON input', () => {
+  it('reads items with per-item overrides', async () => {
+    const { format, items } = await parse(
+      '{"url":"http://a.test/","id":"a"}\n\n{"url":"http://b.test/","method":"post","headers":{"X-K":"v"},"body":"b","id":7}\n',
+    );
+    expect(format).toBe('ndjson');
+    expect(items).toEqual([
+      { index: 0, url: 'http://a.test/', id: 'a' },
+      { index: 1, url: 'http://b.test/', method: 'POST', headers: { 'X-K': 'v' }, body: 'b', id: 7 },
+    ]);
+  });
+
+  it('names the line of broken JSON', async () => {
+    const e = await error('{"url":"http://a.test/"}\n{"url": http://b}\n');
+    expect(e.message).toMatch(/^line 2: not valid JSON/);
+  });
+
+  it('names the line and field of an unknown field or a bad value', async () => {
+    expect((await error('{"url":"http://a.test/"}\n{"url":"http://b.test/","colour":1}\n')).message).toBe(
+      'line 2: unknown field "colour"',
+    );
+    expect((await error('{"url":"http://a.test/","headers":{"x":"a\\r\\nInjected: 1"}}\n')).message).toMatch(
+      /^line 1: "headers.x": header values may not contain CR, LF or NUL/,
+    );
+    expect((await error('{"url":"gopher://a.test/"}\n')).message).toMatch(/^line 1: unsupported scheme "gopher:"/);
+  });
+});
+
+describe('JSON document input', () => {
+  it('reads {"urls": [...], "options": {...}} with strings and objects', async () => {
+    const { format, options, items } = await parse(
+      JSON.stringify({ urls: ['http://a.test/', { url: 'http://b.test/', id: 'b' }], options: { concurrency: 3 } }, null, 2),
+    );
+    expect(format).toBe('json');
+    expect(options).toEqual({ concurrency: 3 });
+    expect(items).toEqual([
+      { index: 0, url: 'http://a.test/' },
+      { index: 1, url: 'http://b.test/', id: 'b' },
+    ]);
+  });
+
+  it('accepts a bare array', async () => {
+    const { items } = await parse('["http://a.test/", "http://b.test/"]');
+    expect(items.map((i) => i.url)).toEqual(['http://a.test/', 'http://b.test/']);
+  });
+
+  it('names the field of a bad entry', async () => {
+    const e = await error('{"urls": ["http://a.test/", "mailto:x@y.test"]}');
+    expect(e.field).toBe('urls[1]');
+    expect(e.message).toMatch(/unsupported scheme "mailto:"/);
+  });
+
+  it('names the line of malformed JSON', async () => {
+    const e = await error('{"urls": [\n  "http://a.test/",\n  "http://b.test/"\n  "http://c.test/"\n]}');
+    expect(e.line).toBe(4);
+  });
+
+  it('refuses unknown top-level fields', async () => {
+    expect((await error('{"urls": ["http://a.test/"], "optoins": {}}')).message).toMatch(/unknown field "optoins"/);
+  });
+
+  it('respects an explicit format', async () => {
+    const e = await error('{"url":"http://a.test/"}', 'text');
+    expect(e.message).toMatch(/^line 1: not a valid URL/);
+  });
+});
