@@ -12,6 +12,7 @@ import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
 import { readResults } from '../core/results.ts';
 import { jobStatus } from '../core/status.ts';
+import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
 import { addJobFlags, jobOptionsFromFlags } from './job-flags.ts';
 import { createProgress } from './progress.ts';
@@ -28,7 +29,7 @@ export interface FetchFlags extends Record<string, unknown> {
 
 /** The data folder: --data-dir, else FANOUT_DATA_DIR, else ./fanout-data. */
 export function dataDirOf(flag: string | undefined): string {
-  return flag ?? process.env.FANOUT_DATA_DIR ?? './fanout-data';
+  return flag || process.env.FANOUT_DATA_DIR || './fanout-data';
 }
 
 async function openSource(file: string): Promise<Readable> {
@@ -43,6 +44,15 @@ async function openSource(file: string): Promise<Readable> {
   return createReadStream(file);
 }
 
+function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: string } {
+  const dataDir = dataDirOf(flags.dataDir);
+  // The user is the operator here: private addresses are reachable unless --block-private.
+  const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
+  const runtime = new EmbeddedRuntime({ dataDir, guard });
+  runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
+  return { runtime, dataDir };
+}
+
 /**
  * Runs the command. Resolves to the exit code: 0 when the job completed (whatever each URL's
  * outcome), 130 when interrupted (records of unfetched URLs say `cancelled`).
@@ -50,22 +60,31 @@ async function openSource(file: string): Promise<Readable> {
 export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
   const format = (flags.format ?? 'auto') as InputFormat;
   if (!INPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
-  const dataDir = dataDirOf(flags.dataDir);
-  // The user is the operator here: private addresses are reachable unless --block-private.
-  const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
-  const runtime = new EmbeddedRuntime({ dataDir, guard });
-  runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
-
+  const { runtime, dataDir } = openRuntime(flags);
   const started = Date.now();
   const input = await openInput(await openSource(file), format);
   const job = await runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
+  return runToEnd(runtime, job.jobId, flags, dataDir, started);
+}
 
+/** `fanout resume JOB`: re-enqueues what a killed run left unfinished and runs it to the end. */
+export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
+  checkJobId(jobId);
+  const { runtime, dataDir } = openRuntime(flags);
+  const started = Date.now();
+  await runtime.resume(jobId);
+  return runToEnd(runtime, jobId, flags, dataDir, started);
+}
+
+/** Starts the workers, draws progress, handles Ctrl-C, then prints the summary and writes --out/--json. */
+async function runToEnd(runtime: EmbeddedRuntime, jobId: string, flags: FetchFlags, dataDir: string, started: number): Promise<number> {
+  const before = await jobStatus(runtime.store, jobId);
   const showProgress = flags.progress !== false && process.stderr.isTTY === true && !flags.json;
-  const progress = createProgress(job.total, showProgress);
-  let done = 0;
-  let failed = 0;
-  runtime.on('record', (jobId, record) => {
-    if (jobId !== job.jobId) return;
+  const progress = createProgress(before.total, showProgress);
+  let done = before.done;
+  let failed = before.failed;
+  runtime.on('record', (recordJobId, record) => {
+    if (recordJobId !== jobId) return;
     done++;
     if (!record.ok) failed++;
     progress.update(done, failed);
@@ -76,14 +95,14 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
     if (interrupted) process.exit(130); // a second Ctrl-C: leave now
     interrupted = true;
     process.stderr.write('\nfanout: cancelling; unfetched URLs get "cancelled" records (Ctrl-C again to quit at once)\n');
-    void runtime.cancel(job.jobId);
+    void runtime.cancel(jobId);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
   try {
     runtime.start();
-    await runtime.waitForJob(job.jobId);
+    await runtime.waitForJob(jobId);
   } finally {
     progress.stop();
     process.off('SIGINT', onSignal);
@@ -91,12 +110,12 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
     await runtime.stop();
   }
 
-  const status = await jobStatus(runtime.store, job.jobId);
+  const status = await jobStatus(runtime.store, jobId);
   const stdoutBusy = flags.json === true || flags.out === '-';
   const summaryStream = stdoutBusy ? process.stderr : process.stdout;
   if (flags.out !== undefined) {
     const target = flags.out === '-' ? process.stdout : createWriteStream(flags.out);
-    await pipeline(Readable.from(readResults(runtime.store, job.jobId)), target, { end: flags.out !== '-' });
+    await pipeline(Readable.from(readResults(runtime.store, jobId)), target, { end: flags.out !== '-' });
   }
   summaryStream.write(formatSummary(status, Date.now() - started, dataDir));
   if (flags.out !== undefined && flags.out !== '-') summaryStream.write(`  records: ${flags.out} (${status.done})\n`);
@@ -118,4 +137,15 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .option('--no-progress', 'no progress bar');
   addJobFlags(command);
   command.action(async (file: string, flags: FetchFlags) => exit(await runFetch(file, flags)));
+
+  program
+    .command('resume')
+    .description('finish a job that an interrupted or killed `fanout fetch` left unfinished')
+    .argument('<job-id>', 'the job id (a folder under DATA_DIR/jobs/)')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout)')
+    .option('--json', 'print the final status as JSON on stdout')
+    .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
+    .option('--block-private', 'refuse private, loopback and link-local addresses')
+    .option('--no-progress', 'no progress bar')
+    .action(async (jobId: string, flags: FetchFlags) => exit(await runResume(jobId, flags)));
 }

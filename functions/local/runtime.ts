@@ -11,7 +11,7 @@ import type { OpenedInput } from '../core/input.ts';
 import { loadJob, type JobMeta } from '../core/job.ts';
 import { JOBS_PREFIX, chunkOfKey, isJobId, layout } from '../core/layout.ts';
 import { enqueueChunks, planJob } from '../core/plan.ts';
-import type { ReceivedMessage } from '../core/ports.ts';
+import type { ObjectStore, ReceivedMessage } from '../core/ports.ts';
 import type { FetchRecord } from '../core/record.ts';
 import { finalizeIfComplete, readManifest, type Manifest } from '../core/status.ts';
 import { parseChunkMessage, processChunk, writeFailedChunk, type WorkerDeps } from '../core/worker.ts';
@@ -30,6 +30,8 @@ export const RUNTIME_DEFAULTS = {
 
 export interface EmbeddedRuntimeOptions {
   dataDir: string;
+  /** A store to use instead of the folder (tests wrap one to inject faults). */
+  store?: ObjectStore;
   guard: AddressGuard;
   chunksInFlight?: number;
   visibilityTimeoutMs?: number;
@@ -44,7 +46,7 @@ export interface RuntimeEvents {
 }
 
 export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
-  readonly store: LocalStore;
+  readonly store: ObjectStore;
   readonly queue: MemoryQueue;
   readonly fetcher: Fetcher;
   private readonly deps: WorkerDeps;
@@ -60,7 +62,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
 
   constructor(options: EmbeddedRuntimeOptions) {
     super();
-    this.store = new LocalStore(options.dataDir);
+    this.store = options.store ?? new LocalStore(options.dataDir);
     this.fetcher = new Fetcher(options.guard);
     this.chunksInFlight = options.chunksInFlight ?? RUNTIME_DEFAULTS.chunksInFlight;
     this.retryDelayMs = options.retryDelayMs ?? RUNTIME_DEFAULTS.retryDelayMs;

@@ -1,0 +1,190 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrigin, type Origin } from './support/origin.ts';
+import { tempDir } from './support/tmp.ts';
+
+const BIN = fileURLToPath(new URL('../bin/fanout.mjs', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI in a child process, as a user would. */
+function fanout(args: string[], options: { stdin?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd,
+      env: { ...process.env, FANOUT_DATA_DIR: '', ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.stdin ?? '');
+  });
+}
+
+let origin: Origin;
+beforeAll(async () => {
+  origin = await startOrigin();
+});
+afterAll(() => origin.close());
+
+function jobsIn(dataDir: string): string[] {
+  const jobs = join(dataDir, 'jobs');
+  return existsSync(jobs) ? readdirSync(jobs) : [];
+}
+
+describe('fanout fetch: bad input and usage (exit 2, nothing created)', () => {
+  it('names the line of a non-http URL and leaves no job folder', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'urls.txt');
+    writeFileSync(file, `${origin.url}/ok\n# comment\nftp://files.test/x\n`);
+    const run = await fanout(['fetch', file, '--data-dir', join(dir, 'data')]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('fanout: line 3: unsupported scheme "ftp:" in "ftp://files.test/x": only http and https URLs are fetched');
+    expect(jobsIn(join(dir, 'data'))).toEqual([]);
+  });
+
+  it.each([
+    [['--concurrency', '0'], '--concurrency: Too small'],
+    [['--concurrency', 'many'], '--concurrency: expected a whole number, got "many"'],
+    [['--bodies', 'some'], '--bodies: Invalid option'],
+    [['--header', 'no-colon'], '--header: expected "name: value"'],
+    [['--header', 'x: a\r\nInjected: 1'], '--header'],
+    [['--callback-url', 'ftp://x.test/'], '--callback-url'],
+    [['--format', 'yaml'], '--format: expected one of'],
+  ])('refuses %j', async (flags, message) => {
+    const dir = tempDir();
+    const file = join(dir, 'urls.txt');
+    writeFileSync(file, `${origin.url}/ok\n`);
+    const run = await fanout(['fetch', file, '--data-dir', join(dir, 'data'), ...flags]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(message);
+    expect(jobsIn(join(dir, 'data'))).toEqual([]);
+  });
+
+  it('refuses an unknown flag, a missing file and an empty list', async () => {
+    const dir = tempDir();
+    const unknown = await fanout(['fetch', 'x.txt', '--concurency', '3']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown option '--concurency'");
+    const missing = await fanout(['fetch', join(dir, 'nope.txt'), '--data-dir', join(dir, 'data')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('no such file');
+    const empty = join(dir, 'empty.txt');
+    writeFileSync(empty, '# only a comment\n\n');
+    const none = await fanout(['fetch', empty, '--data-dir', join(dir, 'data')]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('the input holds no URL');
+    expect(jobsIn(join(dir, 'data'))).toEqual([]);
+  });
+
+  it('says what a missing job is on resume', async () => {
+    const bad = await fanout(['resume', '../etc']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('malformed job id');
+  });
+});
+
+describe('fanout fetch: the main job', () => {
+  it('fetches 10,000 loopback URLs into 10,000 records in input order, laid out as the contract says', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'urls.txt');
+    const urls = Array.from({ length: 10_000 }, (_, i) => `${origin.url}/ok?size=${i % 50}&i=${i}`);
+    writeFileSync(file, urls.join('\n') + '\n');
+    const out = join(dir, 'out.ndjson');
+    const data = join(dir, 'data');
+    const run = await fanout(['fetch', file, '--out', out, '--data-dir', data, '--chunk-size', '1000']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/completed in/);
+    expect(run.stdout).toContain('10000 URLs: 10000 ok, 0 failed');
+    expect(run.stdout).toMatch(/latency: p50 [\d.]+ ms, p95 [\d.]+ ms, p99 [\d.]+ ms/);
+
+    const lines = readFileSync(out, 'utf8').trimEnd().split('\n');
+    expect(lines).toHaveLength(10_000);
+    lines.forEach((line, i) => {
+      const record = JSON.parse(line);
+      if (record.index !== i || record.url !== urls[i] || record.ok !== true || record.bytes !== i % 50) {
+        throw new Error(`record ${i} is wrong: ${line}`);
+      }
+    });
+
+    const [jobId] = jobsIn(data);
+    const jobDir = join(data, 'jobs', jobId!);
+    expect(readdirSync(jobDir).sort()).toEqual(['chunks', 'input', 'job.json', 'manifest.json', 'results']);
+    expect(readdirSync(join(jobDir, 'results'))).toEqual(
+      Array.from({ length: 10 }, (_, i) => `${String(i).padStart(6, '0')}.ndjson.gz`),
+    );
+    const manifest = JSON.parse(readFileSync(join(jobDir, 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ state: 'completed', total: 10_000, done: 10_000, succeeded: 10_000, chunks: 10 });
+    expect(JSON.parse(readFileSync(join(jobDir, 'job.json'), 'utf8'))).toMatchObject({
+      jobId,
+      total: 10_000,
+      chunks: 10,
+      options: { chunkSize: 1000, concurrency: 64 },
+    });
+  });
+
+  it('reads stdin, passes every flag, and prints the final status as JSON with --json', async () => {
+    const dir = tempDir();
+    const stdin = [`${origin.url}/echo`, `${origin.url}/status?code=503`, `${origin.url}/redirect?n=2`].join('\n');
+    const run = await fanout(
+      [
+        'fetch', '-', '--json', '--data-dir', join(dir, 'data'),
+        '--method', 'PUT', '--header', 'x-token: abc', '--data', 'payload', '--retries', '1',
+        '--retry-base-ms', '5', '--max-redirects', '1', '--timeout-ms', '4000', '--user-agent', 'tester/9',
+        '--bodies', 'inline', '--max-body-bytes', '4096', '--concurrency', '2', '--per-host', '1',
+        '--out', join(dir, 'out.ndjson'),
+      ],
+      { stdin },
+    );
+    expect(run.code).toBe(0);
+    const status = JSON.parse(run.stdout);
+    expect(status).toMatchObject({ state: 'completed', total: 3, done: 3, succeeded: 1, failed: 2, byStatus: { 200: 1, 503: 1, 302: 1 } });
+    expect(status.byError).toEqual({ too_many_redirects: 1 });
+    expect(run.stderr).toContain('3 URLs: 1 ok, 2 failed');
+    const [echo, unavailable, redirect] = readFileSync(join(dir, 'out.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const echoed = JSON.parse(echo.body);
+    expect(echoed).toMatchObject({ method: 'PUT', body: 'payload', headers: { 'x-token': 'abc', 'user-agent': 'tester/9' } });
+    expect(unavailable).toMatchObject({ status: 503, attempts: 2 });
+    expect(redirect).toMatchObject({ status: 302, redirects: 1, error: { code: 'too_many_redirects' } });
+  });
+
+  it('--block-private turns the address guard on; FANOUT_ALLOW_CIDRS opens exceptions', async () => {
+    const dir = tempDir();
+    const blocked = await fanout(['fetch', '-', '--json', '--data-dir', join(dir, 'a'), '--block-private'], { stdin: `${origin.url}/ok\n` });
+    expect(blocked.code).toBe(0);
+    expect(JSON.parse(blocked.stdout).byError).toEqual({ blocked: 1 });
+    const allowed = await fanout(['fetch', '-', '--json', '--data-dir', join(dir, 'b'), '--block-private'], {
+      stdin: `${origin.url}/ok\n`,
+      env: { FANOUT_ALLOW_CIDRS: '127.0.0.1/32' },
+    });
+    expect(JSON.parse(allowed.stdout)).toMatchObject({ succeeded: 1, byError: {} });
+  });
+
+  it('writes records to stdout with --out - and the summary to stderr', async () => {
+    const dir = tempDir();
+    const run = await fanout(['fetch', '-', '--out', '-', '--data-dir', join(dir, 'data')], { stdin: `${origin.url}/ok?size=1\n` });
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ index: 0, ok: true, body: 'x' });
+    expect(run.stderr).toContain('1 URLs: 1 ok');
+  });
+
+  it('uses FANOUT_DATA_DIR, then ./fanout-data', async () => {
+    const dir = tempDir();
+    await fanout(['fetch', '-'], { stdin: `${origin.url}/ok\n`, env: { FANOUT_DATA_DIR: join(dir, 'env-data') } });
+    expect(jobsIn(join(dir, 'env-data'))).toHaveLength(1);
+    await fanout(['fetch', '-'], { stdin: `${origin.url}/ok\n`, cwd: dir, env: { FANOUT_DATA_DIR: '' } });
+    expect(jobsIn(join(dir, 'fanout-data'))).toHaveLength(1);
+  });
+});
