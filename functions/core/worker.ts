@@ -12,7 +12,7 @@ import { createGzip } from 'node:zlib';
 import type { LimitFunction } from 'p-limit';
 import { countRecord, emptyCounts, type Counts } from './counts.ts';
 import type { FetchResult } from './engine/fetch-item.ts';
-import type { Fetcher } from './engine/fetcher.ts';
+import type { ByteBudget, Fetcher } from './engine/fetcher.ts';
 import { encodeBody } from './engine/body-text.ts';
 import type { IndexedItem } from './input.ts';
 import { chunkMessageSchema, loadJob, type ChunkMessage, type JobMeta } from './job.ts';
@@ -26,11 +26,6 @@ import { finalizeIfComplete, type ChunkSummary, type Manifest } from './status.t
 export const WORKER_DEFAULTS = {
   /** How often a running chunk looks for the job's cancel marker in the store. */
   cancelPollMs: 1_000,
-  /**
-   * Records that may wait for a slower predecessor, as a multiple of concurrency. Records are
-   * written in index order; this bounds the reorder buffer, and with it memory, when bodies are kept.
-   */
-  reorderWindow: 2,
 } as const;
 
 export interface WorkerDeps {
@@ -141,26 +136,51 @@ async function checkFinished(deps: WorkerDeps, job: JobMeta, chunk: number): Pro
   if (manifest) await deps.onJobFinished?.(manifest);
 }
 
-/** Yields `run(item)` for every item in index order, running up to `window` ahead under `limit`. */
-async function* inOrder<T>(
+/**
+ * Yields `run(item)` for every item in index order. Items start as soon as the limit allows,
+ * except while finished-but-unwritten results hold more than the budget: then the next items wait
+ * for the head of the line, so a slow URL holds back memory, not the whole chunk.
+ */
+async function* inOrder(
   items: IndexedItem[],
-  run: (item: IndexedItem) => Promise<T>,
+  run: (item: IndexedItem) => Promise<FetchRecord>,
   limit: LimitFunction,
-  window: number,
-): AsyncGenerator<T> {
-  const pending: (Promise<T> | undefined)[] = new Array(items.length);
+  budget: ByteBudget,
+): AsyncGenerator<FetchRecord> {
+  const pending: (Promise<FetchRecord> | undefined)[] = new Array(items.length);
+  const sizes = new Array<number>(items.length).fill(0);
   let started = 0;
-  for (let i = 0; i < items.length; i++) {
-    while (started < items.length && started < i + window) {
-      const item = items[started]!;
-      const promise = limit(() => run(item));
-      promise.catch(() => {}); // awaited in order below; a failure ends the chunk there
-      pending[started++] = promise;
+  let closed = false;
+  try {
+    for (let i = 0; i < items.length; i++) {
+      while (started < items.length && (started === i || budget.available)) {
+        const at = started++;
+        const promise = limit(() => run(items[at]!)).then((record) => {
+          if (!closed) {
+            sizes[at] = recordSize(record);
+            budget.used += sizes[at]!;
+          }
+          return record;
+        });
+        promise.catch(() => {}); // awaited in order below; a failure ends the chunk there
+        pending[at] = promise;
+      }
+      const result = await pending[i]!;
+      budget.used -= sizes[i]!;
+      sizes[i] = 0;
+      pending[i] = undefined;
+      yield result;
     }
-    const result = await pending[i]!;
-    pending[i] = undefined;
-    yield result;
+  } finally {
+    // Results this generator will never yield (the chunk failed) give their budget back.
+    closed = true;
+    for (let i = 0; i < items.length; i++) budget.used -= sizes[i]!;
   }
+}
+
+/** Rough bytes a record holds in memory, for the reorder budget. */
+function recordSize(record: FetchRecord): number {
+  return 512 + (record.body?.length ?? 0);
 }
 
 /** Turns a fetch result into the record to store, attaching the body as the job asks. */
@@ -241,7 +261,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, chunk: number): Promis
   const controller = new AbortController();
   const stopWatching = watchCancel(deps, jobId, controller);
   if (await store.exists(layout.cancel(jobId))) controller.abort(new Error('cancelled'));
-  const { limit, release } = fetcher.acquireLimit(jobId, options.concurrency);
+  const { limit, budget, release } = fetcher.acquire(jobId, options);
   const signal = controller.signal;
 
   const run = async (item: IndexedItem): Promise<FetchRecord> => {
@@ -251,10 +271,9 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, chunk: number): Promis
     deps.onRecord?.(jobId, record);
     return record;
   };
-  const window = options.bodies === 'none' ? items.length : options.concurrency * WORKER_DEFAULTS.reorderWindow;
 
   try {
-    const { counts, created } = await writeChunkResults(store, jobId, chunk, inOrder(items, run, limit, window));
+    const { counts, created } = await writeChunkResults(store, jobId, chunk, inOrder(items, run, limit, budget));
     await markChunkDone(deps, job, chunk, counts);
     return { jobId, chunk, outcome: created ? 'written' : 'lost-race', counts };
   } finally {

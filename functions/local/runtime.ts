@@ -5,6 +5,7 @@
  * re-enqueues every chunk that has no summary yet.
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import type { OpenedInput } from '../core/input.ts';
@@ -20,8 +21,13 @@ import { MemoryQueue } from './memory-queue.ts';
 
 /** Runtime defaults, stated once. */
 export const RUNTIME_DEFAULTS = {
-  /** Chunks a worker fetches at once, so one chunk's tail overlaps the next one's start. */
-  chunksInFlight: 2,
+  /** Chunks fetched at once, at least: one chunk's tail overlaps the next one's start. */
+  minChunksInFlight: 2,
+  /**
+   * At most. Past the minimum, another chunk is taken only while no request waits for a
+   * concurrency slot, so chunks held up by one slow URL do not leave the connections idle.
+   */
+  maxChunksInFlight: 16,
   /** Delay before a failed delivery is retried (SQS would wait for the visibility timeout). */
   retryDelayMs: 1_000,
   /** Long-poll wait of a worker loop. */
@@ -33,7 +39,7 @@ export interface EmbeddedRuntimeOptions {
   /** A store to use instead of the folder (tests wrap one to inject faults). */
   store?: ObjectStore;
   guard: AddressGuard;
-  chunksInFlight?: number;
+  maxChunksInFlight?: number;
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
   retryDelayMs?: number;
@@ -57,14 +63,14 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   private readonly stopController = new AbortController();
   private loops: Promise<void>[] = [];
   private readonly active = new Set<Promise<unknown>>();
-  private readonly chunksInFlight: number;
+  private readonly maxChunksInFlight: number;
   private readonly retryDelayMs: number;
 
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
     this.fetcher = new Fetcher(options.guard);
-    this.chunksInFlight = options.chunksInFlight ?? RUNTIME_DEFAULTS.chunksInFlight;
+    this.maxChunksInFlight = options.maxChunksInFlight ?? RUNTIME_DEFAULTS.maxChunksInFlight;
     this.retryDelayMs = options.retryDelayMs ?? RUNTIME_DEFAULTS.retryDelayMs;
     this.deps = {
       store: this.store,
@@ -113,13 +119,16 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
 
   private async loop(): Promise<void> {
     const signal = this.stopController.signal;
+    const { minChunksInFlight } = RUNTIME_DEFAULTS;
     while (!signal.aborted) {
-      if (this.active.size >= this.chunksInFlight) {
-        await Promise.race(this.active);
+      const active = this.active.size;
+      const idle = active < this.maxChunksInFlight && this.fetcher.waiting === 0;
+      if (active >= minChunksInFlight && !idle) {
+        await Promise.race([...this.active, sleep(50)]);
         continue;
       }
       const messages = await this.queue.receive({
-        max: this.chunksInFlight - this.active.size,
+        max: Math.max(1, minChunksInFlight - active),
         waitMs: RUNTIME_DEFAULTS.receiveWaitMs,
         signal,
       });

@@ -10,9 +10,27 @@ import { createAgent, type Lookup } from './agent.ts';
 import { fetchItem, type FetchResult } from './fetch-item.ts';
 import type { AddressGuard } from './guard.ts';
 
+/**
+ * Bytes of finished records a job may hold in this worker while they wait for a slower
+ * predecessor (records are written in index order). Shared by the job's chunks.
+ */
+export class ByteBudget {
+  used = 0;
+  constructor(readonly limit: number) {}
+  get available(): boolean {
+    return this.used < this.limit;
+  }
+}
+
+interface JobSlot {
+  limit: LimitFunction;
+  budget: ByteBudget;
+  users: number;
+}
+
 export class Fetcher {
   private readonly agents = new Map<number, Agent>();
-  private readonly limits = new Map<string, { limit: LimitFunction; users: number }>();
+  private readonly slots = new Map<string, JobSlot>();
 
   constructor(
     readonly guard: AddressGuard,
@@ -30,23 +48,33 @@ export class Fetcher {
   }
 
   /**
-   * The concurrency limit of a job in this worker; call the returned release when the chunk ends.
-   * Chunks of the same job processed at once share it, so `concurrency` holds per worker.
+   * The concurrency limit and reorder budget of a job in this worker; call `release` when the
+   * chunk ends. Chunks of the same job processed at once share them, so `concurrency` holds per
+   * worker and memory stays near 2 x concurrency x maxBodyBytes however many chunks run.
    */
-  acquireLimit(jobId: string, concurrency: number): { limit: LimitFunction; release: () => void } {
-    let entry = this.limits.get(jobId);
-    if (!entry) {
-      entry = { limit: pLimit(concurrency), users: 0 };
-      this.limits.set(jobId, entry);
+  acquire(jobId: string, options: Pick<JobOptions, 'concurrency' | 'maxBodyBytes'>): Omit<JobSlot, 'users'> & { release: () => void } {
+    let slot = this.slots.get(jobId);
+    if (!slot) {
+      const budget = new ByteBudget(Math.max(options.concurrency * Math.max(options.maxBodyBytes, 64 * 1024), 8 * 1024 * 1024));
+      slot = { limit: pLimit(options.concurrency), budget, users: 0 };
+      this.slots.set(jobId, slot);
     }
-    entry.users++;
-    const held = entry;
+    slot.users++;
+    const held = slot;
     return {
       limit: held.limit,
+      budget: held.budget,
       release: () => {
-        if (--held.users === 0 && this.limits.get(jobId) === held) this.limits.delete(jobId);
+        if (--held.users === 0 && this.slots.get(jobId) === held) this.slots.delete(jobId);
       },
     };
+  }
+
+  /** Requests waiting for a concurrency slot, over all jobs: 0 means this worker could take more work. */
+  get waiting(): number {
+    let n = 0;
+    for (const slot of this.slots.values()) n += slot.limit.pendingCount;
+    return n;
   }
 
   fetch(item: IndexedItem, options: JobOptions, signal?: AbortSignal): Promise<FetchResult> {
