@@ -30,7 +30,7 @@ export function formatSummary(status: JobStatus, elapsedMs: number, dataDir: str
   const seconds = elapsedMs / 1000;
   const noResponse = status.done - Object.values(status.byStatus).reduce((a, b) => a + b, 0);
   const lines = [
-    `fanout: job ${status.jobId} ${status.state} in ${seconds.toFixed(1)} s`,
+    `fanout: job ${status.jobId} ${status.state} in ${seconds < 10 ? seconds.toFixed(2) : seconds.toFixed(1)} s`,
     `  ${status.total} URLs: ${status.succeeded} ok, ${status.failed} failed (${Math.round(status.done / Math.max(seconds, 0.001))} URLs/s)`,
     `  status: ${byClass(status.byStatus) || '-'}${noResponse > 0 ? `, no response ${noResponse}` : ''}`,
   ];
