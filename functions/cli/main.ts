@@ -5,7 +5,9 @@
 import { Command, CommanderError } from 'commander';
 import { FanoutError, OptionsError } from '../core/errors.ts';
 import { VERSION } from '../core/version.ts';
+import { clientCommands } from './client-commands.ts';
 import { fetchCommand } from './fetch-command.ts';
+import { serveCommand } from './serve-command.ts';
 import { flagError } from './job-flags.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -18,8 +20,11 @@ export function exitFor(error: unknown): { code: number; message?: string } {
     return { code: quiet ? EXIT.ok : EXIT.usage };
   }
   if (error instanceof OptionsError) return { code: EXIT.usage, message: `fanout: ${flagError(error).message}` };
-  if (error instanceof FanoutError && error.status < 500) return { code: EXIT.usage, message: `fanout: ${error.message}` };
-  return { code: EXIT.failed, message: `fanout: error: ${(error as Error)?.stack ?? String(error)}` };
+  if (error instanceof FanoutError) {
+    return { code: error.status < 500 ? EXIT.usage : EXIT.failed, message: `fanout: ${error.message}` };
+  }
+  const detail = process.env.FANOUT_DEBUG ? (error as Error)?.stack : (error as Error)?.message;
+  return { code: EXIT.failed, message: `fanout: error: ${detail ?? String(error)}` };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -29,7 +34,10 @@ export async function main(argv: string[]): Promise<number> {
     .version(VERSION)
     .exitOverride()
     .showHelpAfterError('(run fanout help for usage)');
-  fetchCommand(program, (code) => (exitCode = code));
+  const exit = (code: number) => (exitCode = code);
+  fetchCommand(program, exit);
+  serveCommand(program);
+  clientCommands(program, exit);
   try {
     await program.parseAsync(argv);
     return exitCode;

@@ -10,6 +10,8 @@
  * jobs/JOB/bodies/INDEX              bodies when bodies=store
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
  * jobs/JOB/manifest.json             written once when the job ends
+ * uploads/UPLOAD/upload.json         an upload slot made by POST /uploads (extension)
+ * uploads/UPLOAD/list                the list sent to it (extension)
  * ```
  */
 import { MalformedIdError } from './errors.ts';
@@ -25,6 +27,12 @@ export function checkJobId(id: string): string {
 
 export function isJobId(id: string): boolean {
   return JOB_ID.test(id);
+}
+
+/** Upload ids have the same form as job ids, and the same guarantee. */
+export function checkUploadId(id: string): string {
+  if (!JOB_ID.test(id)) throw new MalformedIdError(`malformed upload id ${JSON.stringify(id.slice(0, 80))}`);
+  return id;
 }
 
 /** Chunk numbers are zero-padded to 6 digits so keys sort in chunk order. */
@@ -45,6 +53,8 @@ export const layout = {
   body: (jobId: string, index: number) => `jobs/${checkJobId(jobId)}/bodies/${index}`,
   cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,
   manifest: (jobId: string) => `jobs/${checkJobId(jobId)}/manifest.json`,
+  upload: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/upload.json`,
+  uploadList: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/list`,
 };
 
 /** The chunk number in a `chunks/` or `results/` key. */

@@ -6,6 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cancelJob } from '../core/cancel.ts';
+import { sendCallback } from '../core/callback.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import type { OpenedInput } from '../core/input.ts';
@@ -43,25 +45,33 @@ export interface EmbeddedRuntimeOptions {
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
   retryDelayMs?: number;
+  /** Worker loops, each with its own connection pools and per-job concurrency (default 1). */
+  workers?: number;
+  /** Signs completion callbacks (see core/callback.ts). */
+  callbackSecret?: string;
 }
 
 export interface RuntimeEvents {
   record: [jobId: string, record: FetchRecord];
   finished: [manifest: Manifest];
+  callback: [jobId: string, delivery: FetchRecord];
   error: [error: unknown, context: string];
 }
 
 export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   readonly store: ObjectStore;
   readonly queue: MemoryQueue;
-  readonly fetcher: Fetcher;
-  private readonly deps: WorkerDeps;
+  /** One per worker loop. */
+  readonly fetchers: Fetcher[];
+  private readonly workerDeps: WorkerDeps[];
+  private readonly callbackSecret: string | undefined;
   private readonly cancels = new Map<string, AbortController>();
   /** Chunks known done per job: lets a worker skip the listing completion check until the last one. */
   private readonly doneChunks = new Map<string, Set<number>>();
   private readonly waiters = new Map<string, ((manifest: Manifest) => void)[]>();
   private readonly stopController = new AbortController();
   private loops: Promise<void>[] = [];
+  /** Every chunk and callback in progress, over all workers: stop() waits for them. */
   private readonly active = new Set<Promise<unknown>>();
   private readonly maxChunksInFlight: number;
   private readonly retryDelayMs: number;
@@ -69,22 +79,24 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
-    this.fetcher = new Fetcher(options.guard);
+    this.fetchers = Array.from({ length: Math.max(1, options.workers ?? 1) }, () => new Fetcher(options.guard));
+    this.callbackSecret = options.callbackSecret;
     this.maxChunksInFlight = options.maxChunksInFlight ?? RUNTIME_DEFAULTS.maxChunksInFlight;
     this.retryDelayMs = options.retryDelayMs ?? RUNTIME_DEFAULTS.retryDelayMs;
-    this.deps = {
+    const mayBeComplete = (job: JobMeta, chunk: number) => {
+      const done = this.doneChunks.get(job.jobId) ?? new Set<number>();
+      done.add(chunk);
+      this.doneChunks.set(job.jobId, done);
+      return done.size >= job.chunks;
+    };
+    this.workerDeps = this.fetchers.map((fetcher) => ({
       store: this.store,
-      fetcher: this.fetcher,
+      fetcher,
       onRecord: (jobId, record) => this.emit('record', jobId, record),
       onJobFinished: (manifest) => this.finish(manifest),
       cancelSignal: (jobId) => this.cancelController(jobId).signal,
-      mayBeComplete: (job, chunk) => {
-        const done = this.doneChunks.get(job.jobId) ?? new Set<number>();
-        done.add(chunk);
-        this.doneChunks.set(job.jobId, done);
-        return done.size >= job.chunks;
-      },
-    };
+      mayBeComplete,
+    }));
     this.queue = new MemoryQueue({
       visibilityTimeoutMs: options.visibilityTimeoutMs,
       maxReceiveCount: options.maxReceiveCount,
@@ -112,19 +124,25 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     return job;
   }
 
-  /** Starts the worker loop. */
-  start(): void {
-    if (this.loops.length === 0) this.loops.push(this.loop());
+  /** The first worker's fetcher (tests drive chunks through it directly). */
+  get fetcher(): Fetcher {
+    return this.fetchers[0]!;
   }
 
-  private async loop(): Promise<void> {
+  /** Starts the worker loops. */
+  start(): void {
+    if (this.loops.length === 0) this.loops = this.workerDeps.map((deps) => this.loop(deps));
+  }
+
+  private async loop(deps: WorkerDeps): Promise<void> {
+    const mine = new Set<Promise<unknown>>();
     const signal = this.stopController.signal;
     const { minChunksInFlight } = RUNTIME_DEFAULTS;
     while (!signal.aborted) {
-      const active = this.active.size;
-      const idle = active < this.maxChunksInFlight && this.fetcher.waiting === 0;
+      const active = mine.size;
+      const idle = active < this.maxChunksInFlight && deps.fetcher.waiting === 0;
       if (active >= minChunksInFlight && !idle) {
-        await Promise.race([...this.active, sleep(50)]);
+        await Promise.race([...mine, sleep(50)]);
         continue;
       }
       const messages = await this.queue.receive({
@@ -133,14 +151,18 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
         signal,
       });
       for (const message of messages) {
-        const task = this.handle(message).finally(() => this.active.delete(task));
+        const task = this.handle(message, deps).finally(() => {
+          mine.delete(task);
+          this.active.delete(task);
+        });
+        mine.add(task);
         this.active.add(task);
       }
     }
   }
 
   /** One delivery: process, then acknowledge; on failure, make it visible again soon. */
-  private async handle(message: ReceivedMessage): Promise<void> {
+  private async handle(message: ReceivedMessage, deps: WorkerDeps): Promise<void> {
     // Heartbeat: keep the message hidden while the chunk is being fetched, as a long-running SQS consumer does.
     const heartbeat = setInterval(
       () => void this.queue.changeVisibility(message.receipt, this.queue.visibilityTimeoutMs),
@@ -148,7 +170,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     );
     heartbeat.unref();
     try {
-      await processChunk(this.deps, message.body, { finalReceive: message.receiveCount >= this.queue.maxReceiveCount });
+      await processChunk(deps, message.body, { finalReceive: message.receiveCount >= this.queue.maxReceiveCount });
       await this.queue.delete(message.receipt);
     } catch (error) {
       this.emit('error', error, `chunk message ${message.body} (delivery ${message.receiveCount})`);
@@ -163,7 +185,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     try {
       const { jobId, chunk } = parseChunkMessage(message.body);
       const job = await loadJob(this.store, jobId);
-      await writeFailedChunk(this.deps, job, chunk, `chunk ${chunk} failed on all ${message.receiveCount} deliveries`);
+      await writeFailedChunk(this.workerDeps[0]!, job, chunk, `chunk ${chunk} failed on all ${message.receiveCount} deliveries`);
     } catch (error) {
       this.emit('error', error, `dead-lettered message ${message.body}`);
     }
@@ -173,6 +195,12 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     this.cancels.delete(manifest.jobId);
     this.doneChunks.delete(manifest.jobId);
     this.emit('finished', manifest);
+    const delivery = sendCallback(this.store, this.fetcher, manifest.jobId, this.callbackSecret).then(
+      (record) => record && this.emit('callback', manifest.jobId, record),
+      (error) => this.emit('error', error, `callback of job ${manifest.jobId}`),
+    );
+    this.active.add(delivery);
+    void delivery.finally(() => this.active.delete(delivery));
     for (const resolve of this.waiters.get(manifest.jobId) ?? []) resolve(manifest);
     this.waiters.delete(manifest.jobId);
   }
@@ -195,16 +223,10 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
    * @returns false when the job had already ended.
    */
   async cancel(jobId: string): Promise<boolean> {
-    const job = await loadJob(this.store, jobId);
-    if (await this.store.exists(layout.manifest(jobId))) return false;
-    await this.store.put(layout.cancel(jobId), JSON.stringify({ cancelledAt: new Date().toISOString() }), {
-      ifAbsent: true,
-    });
-    this.cancelController(jobId).abort(new Error('cancelled'));
-    // A job whose chunks were all done before the marker landed finishes now.
-    const manifest = await finalizeIfComplete(this.store, job);
+    const { cancelled, manifest } = await cancelJob(this.store, jobId);
+    if (cancelled) this.cancelController(jobId).abort(new Error('cancelled'));
     if (manifest) this.finish(manifest);
-    return true;
+    return cancelled;
   }
 
   /**
@@ -246,6 +268,6 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     await Promise.all(this.loops);
     await Promise.allSettled(this.active);
     this.loops = [];
-    await this.fetcher.close();
+    await Promise.all(this.fetchers.map((f) => f.close()));
   }
 }

@@ -1,0 +1,39 @@
+/**
+ * What the HTTP app needs from the runtime it is mounted in. The embedded runtime and the AWS
+ * handler each provide these; the app itself knows neither.
+ */
+import type { JobMeta } from '../core/job.ts';
+import type { ObjectStore, Queue } from '../core/ports.ts';
+import type { TokenSource } from './auth.ts';
+
+export interface UploadTarget {
+  /** Where and how the client sends the list for an upload id. */
+  target(uploadId: string, requestUrl: URL): Promise<{ url: string; method: 'PUT'; headers: Record<string, string>; expiresAt: string | null }>;
+  /** True when the app itself receives the PUT (the embedded runtime); false for presigned S3 URLs. */
+  readonly receivesPut: boolean;
+}
+
+export interface ApiDeps {
+  store: ObjectStore;
+  queue: Queue;
+  token: TokenSource;
+  uploads: UploadTarget;
+  /** Cancels a job in this runtime (the embedded runtime also aborts its in-flight requests). */
+  cancel(jobId: string): Promise<boolean>;
+  /** Called after a job was planned and enqueued. */
+  onSubmitted?(job: JobMeta): void;
+  limits?: Partial<ApiLimits>;
+}
+
+/** Request size limits, stated once. */
+export interface ApiLimits {
+  /** Largest POST /jobs body; bigger lists go through POST /uploads. */
+  maxRequestBytes: number;
+  /** Largest upload received by the app itself. */
+  maxUploadBytes: number;
+}
+
+export const API_LIMITS: ApiLimits = {
+  maxRequestBytes: 10 * 1024 * 1024,
+  maxUploadBytes: 2 * 1024 * 1024 * 1024,
+};

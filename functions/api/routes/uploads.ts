@@ -1,0 +1,70 @@
+/**
+ * /uploads: for lists too large for one request. POST makes an upload slot and says where to PUT
+ * the list (a presigned S3 URL on AWS, this app locally); POST /jobs {"upload": ID} then plans it.
+ */
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { v7 as uuidv7 } from 'uuid';
+import { layout } from '../../core/layout.ts';
+import type { ApiDeps } from '../deps.ts';
+import { API_LIMITS } from '../deps.ts';
+import { problem } from '../problem.ts';
+import { Problem, Upload, problemResponses } from '../schemas.ts';
+import { validationHook } from '../validation.ts';
+
+const createUploadRoute = createRoute({
+  method: 'post',
+  path: '/uploads',
+  summary: 'Make an upload slot for a large list',
+  responses: { 201: { description: 'Where to PUT the list', content: { 'application/json': { schema: Upload } } }, ...problemResponses },
+});
+
+export function uploadsRoutes(deps: ApiDeps): OpenAPIHono {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
+  const maxUploadBytes = deps.limits?.maxUploadBytes ?? API_LIMITS.maxUploadBytes;
+
+  app.openapi(createUploadRoute, async (c) => {
+    const uploadId = uuidv7();
+    await deps.store.put(layout.upload(uploadId), JSON.stringify({ uploadId, createdAt: new Date().toISOString() }), {
+      ifAbsent: true,
+      contentType: 'application/json',
+    });
+    const target = await deps.uploads.target(uploadId, new URL(c.req.url));
+    return c.json({ uploadId, ...target }, 201);
+  });
+
+  if (deps.uploads.receivesPut) {
+    app.openAPIRegistry.registerPath({
+      method: 'put',
+      path: '/uploads/{id}',
+      summary: 'Send the list for an upload slot (embedded runtime; on AWS the list goes to S3 directly)',
+      request: { params: z.object({ id: z.string() }), body: { content: { 'text/plain': { schema: z.string() } } } },
+      responses: {
+        204: { description: 'Received' },
+        409: { description: 'Already received', content: { 'application/problem+json': { schema: Problem } } },
+        ...problemResponses,
+      },
+    });
+    app.put(
+      '/uploads/:id',
+      bodyLimit({
+        maxSize: maxUploadBytes,
+        onError: () => {
+          throw problem(413, 'Payload too large', `an upload may hold at most ${maxUploadBytes} bytes`);
+        },
+      }),
+      async (c) => {
+        const id = c.req.param('id');
+        if (!(await deps.store.exists(layout.upload(id)))) throw problem(404, 'Not found', `no upload ${id}: make one with POST /uploads`);
+        const body = c.req.raw.body;
+        const stream = body ? Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
+        const created = await deps.store.put(layout.uploadList(id), stream, { ifAbsent: true, contentType: 'text/plain' });
+        if (!created) throw problem(409, 'Conflict', `upload ${id} was already received`);
+        return c.body(null, 204);
+      },
+    );
+  }
+  return app;
+}

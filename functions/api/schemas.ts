@@ -1,0 +1,125 @@
+/**
+ * The API's schemas, registered as OpenAPI components. Job options reuse the core schema itself,
+ * so the document cannot drift from what the code validates.
+ */
+import { z } from '@hono/zod-openapi';
+import { ERROR_CODES } from '../core/record.ts';
+import { jobOptionsSchema } from '../core/options.ts';
+
+// The core schema itself, wrapped so the OpenAPI extension can name it (core code does not load that extension).
+export const JobOptions = z.object(jobOptionsSchema.shape).strict().openapi('JobOptions');
+
+export const Problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().openapi({ example: 'line 3: unsupported scheme "ftp:" in "ftp://x": only http and https URLs are fetched' }),
+    line: z.number().int().optional(),
+    field: z.string().optional(),
+    instance: z.string().optional(),
+  })
+  .openapi('Problem');
+
+const Item = z
+  .object({
+    url: z.string().openapi({ example: 'https://example.com/' }),
+    id: z.union([z.string(), z.number(), z.null()]).optional(),
+    method: z.string().optional(),
+    headers: z.record(z.string(), z.string()).optional(),
+    body: z.string().nullable().optional(),
+  })
+  .openapi('Item');
+
+export const JsonSubmission = z
+  .union([
+    z.object({ urls: z.array(z.union([z.string(), Item])), options: JobOptions.partial().optional() }),
+    z.object({
+      upload: z.string().openapi({ description: 'an id from POST /uploads whose list was sent' }),
+      options: JobOptions.partial().optional(),
+      format: z.enum(['auto', 'text', 'ndjson', 'json']).optional(),
+    }),
+  ])
+  .openapi('JsonSubmission');
+
+export const Accepted = z
+  .object({
+    jobId: z.string(),
+    status: z.string().openapi({ example: '/jobs/01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e0f' }),
+    total: z.number().int(),
+    chunks: z.number().int(),
+  })
+  .openapi('Accepted');
+
+const Counts = z.record(z.string(), z.number().int());
+
+export const JobStatus = z
+  .object({
+    jobId: z.string(),
+    state: z.enum(['queued', 'running', 'completed', 'cancelled']),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    finishedAt: z.string().nullable(),
+    total: z.number().int(),
+    done: z.number().int(),
+    succeeded: z.number().int(),
+    failed: z.number().int(),
+    chunks: z.object({ total: z.number().int(), done: z.number().int() }),
+    byStatus: Counts.openapi({ example: { '200': 950, '404': 50 } }),
+    byError: Counts.openapi({ example: { timeout: 3 } }),
+    latencyMs: z.object({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }),
+    bytes: z.number().int(),
+    cancelRequested: z.boolean(),
+    source: z.string().nullable(),
+    results: z.object({ manifest: z.string().nullable(), files: z.array(z.string()) }),
+  })
+  .openapi('JobStatus');
+
+export const JobList = z
+  .object({
+    jobs: z.array(JobStatus),
+    next: z.string().nullable().openapi({ description: 'cursor for the next (older) page, or null' }),
+  })
+  .openapi('JobList');
+
+export const Upload = z
+  .object({
+    uploadId: z.string(),
+    url: z.string(),
+    method: z.literal('PUT'),
+    headers: z.record(z.string(), z.string()),
+    expiresAt: z.string().nullable(),
+  })
+  .openapi('Upload');
+
+export const RecordSchema = z
+  .object({
+    index: z.number().int(),
+    url: z.string(),
+    id: z.union([z.string(), z.number(), z.null()]),
+    ok: z.boolean(),
+    status: z.number().int().nullable(),
+    finalUrl: z.string().nullable(),
+    redirects: z.number().int(),
+    headers: z.record(z.string(), z.string()),
+    bytes: z.number().int(),
+    truncated: z.boolean(),
+    body: z.string().optional(),
+    bodyEncoding: z.enum(['utf8', 'base64']).optional(),
+    bodyKey: z.string().optional(),
+    attempts: z.number().int(),
+    startedAt: z.string(),
+    durationMs: z.number(),
+    error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }).nullable(),
+  })
+  .openapi('Record');
+
+export const JobIdParam = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e0f' }),
+});
+
+export const problemResponses = {
+  400: { description: 'Bad request', content: { 'application/problem+json': { schema: Problem } } },
+  401: { description: 'Missing or wrong bearer token', content: { 'application/problem+json': { schema: Problem } } },
+  404: { description: 'No such job', content: { 'application/problem+json': { schema: Problem } } },
+} as const;

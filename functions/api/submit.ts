@@ -1,0 +1,108 @@
+/**
+ * Turning a POST /jobs request into a planned job: the body's content type picks the input format,
+ * options come from a JSON body and from query parameters, and a large list may come from an
+ * upload. Text and NDJSON bodies are parsed as they stream in.
+ */
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Context } from 'hono';
+import { z } from 'zod';
+import { OptionsError } from '../core/errors.ts';
+import { INPUT_FORMATS, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
+import { layout } from '../core/layout.ts';
+import { DEFAULT_OPTIONS, OPTION_NAMES, type JobOptions } from '../core/options.ts';
+import { planJob } from '../core/plan.ts';
+import type { JobMeta } from '../core/job.ts';
+import type { ApiDeps } from './deps.ts';
+import { problem } from './problem.ts';
+
+const FORMAT_OF: Record<string, InputFormat> = {
+  'text/plain': 'text',
+  'application/x-ndjson': 'ndjson',
+  'application/ndjson': 'ndjson',
+  'application/jsonl': 'ndjson',
+  'application/json': 'json',
+};
+
+/** Query parameters that are not job options. */
+const QUERY_EXTRAS = new Set(['format']);
+
+const uploadSubmission = z
+  .object({
+    upload: z.string(),
+    options: z.record(z.string(), z.unknown()).optional(),
+    format: z.enum(INPUT_FORMATS).optional(),
+  })
+  .strict();
+
+/**
+ * Job options given as query parameters: `?concurrency=10&bodies=none&header=x-k:%20v`.
+ * Numbers are converted, repeated `header` parameters collected; unknown names are refused.
+ */
+export function optionsFromQuery(query: URLSearchParams): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const [name, value] of query) {
+    if (QUERY_EXTRAS.has(name)) continue;
+    if (name === 'header') {
+      const colon = value.indexOf(':');
+      if (colon <= 0) throw new OptionsError(`query parameter "header": expected "name: value", got ${JSON.stringify(value)}`, 'headers');
+      const headers = (options.headers ??= {}) as Record<string, string>;
+      headers[value.slice(0, colon).trim()] = value.slice(colon + 1).trim();
+      continue;
+    }
+    if (!OPTION_NAMES.includes(name as keyof JobOptions)) throw new OptionsError(`unknown option "${name}"`, name);
+    const numeric = typeof DEFAULT_OPTIONS[name as keyof JobOptions] === 'number';
+    options[name] = numeric && /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
+  }
+  return options;
+}
+
+function bodyStream(c: Context): Readable {
+  const body = c.req.raw.body;
+  if (!body) return Readable.from([]);
+  return Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>);
+}
+
+async function inputOf(c: Context, deps: ApiDeps): Promise<{ input: OpenedInput; bodyOptions?: Record<string, unknown>; source: string }> {
+  const contentType = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  const format = FORMAT_OF[contentType];
+  if (!format) {
+    throw problem(
+      415,
+      'Unsupported media type',
+      `send the list as text/plain, application/x-ndjson or application/json, not ${JSON.stringify(contentType || 'no content type')} (with curl: -H 'content-type: text/plain' --data-binary @urls.txt)`,
+      { field: 'content-type' },
+    );
+  }
+  if (format !== 'json') return { input: await openInput(bodyStream(c), format), source: 'api' };
+
+  const text = await c.req.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { input: await openInput(Readable.from([text]), 'json'), source: 'api' }; // names the line
+  }
+  if (parsed !== null && typeof parsed === 'object' && 'upload' in parsed) {
+    const submission = uploadSubmission.safeParse(parsed);
+    if (!submission.success) throw OptionsError.fromZod(submission.error, 'field');
+    const { upload, options, format: listFormat } = submission.data;
+    const stream = await deps.store.getStream(layout.uploadList(upload));
+    if (!stream) throw problem(409, 'Upload not received', `nothing was uploaded for ${upload} yet: PUT the list to the upload URL first`, { field: 'upload' });
+    return { input: await openInput(stream, listFormat ?? 'auto'), bodyOptions: options, source: `upload:${upload}` };
+  }
+  return { input: await openInput(Readable.from([text]), 'json'), source: 'api' };
+}
+
+/**
+ * Plans the job a request describes.
+ *
+ * @throws InputError, OptionsError or a problem HTTPException; nothing is created then.
+ */
+export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<JobMeta> {
+  const queryOptions = optionsFromQuery(new URL(c.req.url).searchParams);
+  const { input, bodyOptions, source } = await inputOf(c, deps);
+  const job = await planJob(deps.store, deps.queue, { input, options: { ...bodyOptions, ...queryOptions }, source });
+  deps.onSubmitted?.(job);
+  return job;
+}

@@ -1,0 +1,107 @@
+/**
+ * A small client of the fanout HTTP API (local `fanout serve` or the deployed one), used by
+ * `fanout submit|status|results|cancel|jobs`. API problems become errors carrying their status,
+ * so the CLI exits 2 on a 4xx with the API's own detail.
+ */
+import type { Readable } from 'node:stream';
+import { request } from 'undici';
+import { FanoutError } from '../core/errors.ts';
+import type { JobStatus } from '../core/status.ts';
+
+/** An answer of the API that is not a success. */
+export class ApiError extends FanoutError {
+  override name = 'ApiError';
+  override readonly status: number;
+  override readonly title: string;
+  constructor(status: number, title: string, detail: string) {
+    super(detail);
+    this.status = status;
+    this.title = title;
+  }
+}
+
+export interface ClientConfig {
+  api: string;
+  token?: string;
+}
+
+/** --api, else FANOUT_API, else the local default; --token, else FANOUT_TOKEN. */
+export function clientConfig(flags: { api?: string; token?: string }): ClientConfig {
+  return {
+    api: (flags.api || process.env.FANOUT_API || 'http://127.0.0.1:8787').replace(/\/+$/, ''),
+    token: flags.token || process.env.FANOUT_TOKEN || undefined,
+  };
+}
+
+export class FanoutClient {
+  constructor(private readonly config: ClientConfig) {}
+
+  private async call(method: string, path: string, body?: string | Readable, headers: Record<string, string> = {}) {
+    const url = path.startsWith('http') ? path : `${this.config.api}${path}`;
+    const auth: Record<string, string> = this.config.token ? { authorization: `Bearer ${this.config.token}` } : {};
+    let res;
+    try {
+      res = await request(url, { method: method as 'GET', body, headers: { ...auth, ...headers } });
+    } catch (error) {
+      throw new Error(`cannot reach ${this.config.api}: ${(error as Error).message}`);
+    }
+    if (res.statusCode >= 400) {
+      const text = await res.body.text();
+      let title = `HTTP ${res.statusCode}`;
+      let detail = text.slice(0, 500);
+      try {
+        const problem = JSON.parse(text) as { title?: string; detail?: string };
+        title = problem.title ?? title;
+        detail = problem.detail ?? detail;
+      } catch {
+        // not problem+json: keep the text
+      }
+      throw new ApiError(res.statusCode, title, detail);
+    }
+    return res;
+  }
+
+  private async json<T>(method: string, path: string, body?: string | Readable, headers?: Record<string, string>): Promise<T> {
+    const res = await this.call(method, path, body, headers);
+    return (await res.body.json()) as T;
+  }
+
+  submit(body: string | Readable, contentType: string, query: URLSearchParams) {
+    const q = query.toString();
+    return this.json<{ jobId: string; status: string; total: number; chunks: number }>('POST', `/jobs${q ? `?${q}` : ''}`, body, {
+      'content-type': contentType,
+    });
+  }
+
+  /** Large lists: an upload slot, the list PUT there, then a job from it. */
+  async submitUpload(body: Readable, format: string, options: Record<string, unknown>) {
+    const upload = await this.json<{ uploadId: string; url: string; headers: Record<string, string> }>('POST', '/uploads');
+    const put = await this.call('PUT', upload.url, body, upload.headers);
+    await put.body.dump();
+    return this.json<{ jobId: string; status: string; total: number; chunks: number }>(
+      'POST',
+      '/jobs',
+      JSON.stringify({ upload: upload.uploadId, format, options }),
+      { 'content-type': 'application/json' },
+    );
+  }
+
+  status(jobId: string) {
+    return this.json<JobStatus>('GET', `/jobs/${encodeURIComponent(jobId)}`);
+  }
+
+  cancel(jobId: string) {
+    return this.json<JobStatus>('DELETE', `/jobs/${encodeURIComponent(jobId)}`);
+  }
+
+  jobs(limit: number, cursor?: string) {
+    const q = new URLSearchParams({ limit: String(limit), ...(cursor ? { cursor } : {}) });
+    return this.json<{ jobs: JobStatus[]; next: string | null }>('GET', `/jobs?${q}`);
+  }
+
+  async results(jobId: string, filters: URLSearchParams): Promise<Readable> {
+    const q = filters.toString();
+    const res = await this.call('GET', `/jobs/${encodeURIComponent(jobId)}/results${q ? `?${q}` : ''}`);
+    return res.body;
+  }
+}

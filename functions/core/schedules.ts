@@ -1,0 +1,114 @@
+/**
+ * Schedules: one file format (schedules.json) read by `fanout serve` and by the CDK stack, which
+ * turns each entry into an EventBridge Scheduler schedule. Expressions use EventBridge's syntax,
+ * `cron(m h dom mon dow year)` or `rate(n unit)`, so the same file means the same thing in both.
+ *
+ * ```json
+ * { "schedules": [
+ *   { "name": "nightly", "expression": "cron(0 3 * * ? *)", "timezone": "UTC",
+ *     "list": "lists/nightly.txt", "options": { "concurrency": 32 } } ] }
+ * ```
+ * `list` is a key in the store: under the data folder locally, in the bucket on AWS.
+ */
+import { z } from 'zod';
+import { OptionsError } from './errors.ts';
+import { openInput, INPUT_FORMATS } from './input.ts';
+import type { JobMeta } from './job.ts';
+import { parseJobOptions } from './options.ts';
+import { planJob } from './plan.ts';
+import type { ObjectStore, Queue } from './ports.ts';
+import { NotFoundError } from './errors.ts';
+
+const KEY = /^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(\/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$/;
+
+export const scheduleSchema = z
+  .object({
+    /** EventBridge Scheduler names: letters, digits, - _ . (1-64). */
+    name: z.string().regex(/^[A-Za-z0-9_.\-]{1,64}$/, 'letters, digits, "-", "_" and "." only, at most 64'),
+    expression: z.string().refine((e) => parseExpression(e) !== undefined, 'expected cron(m h dom mon dow year) or rate(n minutes|hours|days)'),
+    timezone: z.string().default('UTC'),
+    list: z.string().regex(KEY, 'a store key such as "lists/urls.txt"'),
+    format: z.enum(INPUT_FORMATS).default('auto'),
+    options: z.record(z.string(), z.unknown()).default({}),
+    enabled: z.boolean().default(true),
+  })
+  .strict();
+
+export const schedulesFileSchema = z.object({ schedules: z.array(scheduleSchema) }).strict();
+
+export type Schedule = z.output<typeof scheduleSchema>;
+
+export type ParsedExpression = { kind: 'rate'; ms: number } | { kind: 'cron'; pattern: string };
+
+const RATE_UNITS: Record<string, number> = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
+
+/** AWS numbers weekdays 1 (SUN) to 7 (SAT); cron (and croner) 0 to 6. */
+function convertWeekdays(field: string): string {
+  return field
+    .split(',')
+    .map((part) => part.replace(/^(\d)(?:-(\d))?/, (_m, a: string, b?: string) => `${Number(a) - 1}${b ? `-${Number(b) - 1}` : ''}`))
+    .join(',');
+}
+
+/**
+ * Parses an EventBridge expression into a rate or a 5-field cron pattern for croner.
+ *
+ * @returns undefined when the expression is not one fanout can run locally.
+ * @example
+ * parseExpression('cron(0 3 ? * 2-6 *)') // { kind: 'cron', pattern: '0 3 ? * 1-5' }
+ */
+export function parseExpression(expression: string): ParsedExpression | undefined {
+  const rate = /^rate\(\s*(\d+)\s+(minute|hour|day)s?\s*\)$/.exec(expression.trim());
+  if (rate) {
+    const n = Number(rate[1]);
+    return n > 0 ? { kind: 'rate', ms: n * RATE_UNITS[rate[2]!]! } : undefined;
+  }
+  const cron = /^cron\((.*)\)$/.exec(expression.trim());
+  if (!cron) return undefined;
+  const fields = cron[1]!.trim().split(/\s+/);
+  if (fields.length !== 6) return undefined;
+  const [minute, hour, dom, month, dow, year] = fields as [string, string, string, string, string, string];
+  if (year !== '*') return undefined; // a year restriction cannot be run by a 5-field cron
+  if (dom !== '?' && dow !== '?') return undefined; // EventBridge requires one of them to be "?"
+  if (!/^[\d*?,/#LW\-A-Za-z]+$/.test(fields.join(''))) return undefined;
+  return { kind: 'cron', pattern: [minute, hour, dom, month, dow === '?' ? '?' : convertWeekdays(dow)].join(' ') };
+}
+
+/**
+ * Reads and validates a schedules file's text, options included.
+ *
+ * @throws {OptionsError} naming the schedule and field.
+ */
+export function parseSchedules(text: string): Schedule[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new OptionsError(`schedules file is not valid JSON: ${(error as Error).message}`);
+  }
+  const parsed = schedulesFileSchema.safeParse(json);
+  if (!parsed.success) throw OptionsError.fromZod(parsed.error, 'schedules field');
+  const names = new Set<string>();
+  for (const schedule of parsed.data.schedules) {
+    if (names.has(schedule.name)) throw new OptionsError(`schedule "${schedule.name}" is defined twice`, 'name');
+    names.add(schedule.name);
+    try {
+      parseJobOptions(schedule.options);
+    } catch (error) {
+      throw new OptionsError(`schedule "${schedule.name}": ${(error as Error).message}`, 'options');
+    }
+  }
+  return parsed.data.schedules;
+}
+
+/**
+ * Submits one run of a schedule: the list is read from the store and planned like any job.
+ *
+ * @throws {NotFoundError} when the list is not in the store.
+ */
+export async function submitScheduledJob(store: ObjectStore, queue: Queue, schedule: Schedule): Promise<JobMeta> {
+  const stream = await store.getStream(schedule.list);
+  if (!stream) throw new NotFoundError(`schedule "${schedule.name}": no list at ${schedule.list}`);
+  const input = await openInput(stream, schedule.format);
+  return planJob(store, queue, { input, options: schedule.options, source: `schedule:${schedule.name}` });
+}

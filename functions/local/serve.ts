@@ -1,0 +1,91 @@
+/**
+ * `fanout serve`: the HTTP API, dashboard and workers on this machine. The same Hono app as on
+ * Lambda, over the embedded runtime; jobs left unfinished by a previous run are resumed at start.
+ */
+import { serve, type ServerType } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { createApp } from '../api/app.ts';
+import type { UploadTarget } from '../api/deps.ts';
+import type { AddressGuard } from '../core/engine/guard.ts';
+import { UsageError } from '../core/errors.ts';
+import { EmbeddedRuntime } from './runtime.ts';
+import { startSchedules, type ScheduleRunner } from './schedules.ts';
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  workers: number;
+  guard: AddressGuard;
+  token?: string;
+  schedulesFile?: string;
+  callbackSecret?: string;
+}
+
+export interface RunningServer {
+  url: string;
+  runtime: EmbeddedRuntime;
+  schedules: ScheduleRunner | undefined;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** Uploads come back to this server: PUT /uploads/ID. */
+const localUploads: UploadTarget = {
+  receivesPut: true,
+  async target(uploadId, requestUrl) {
+    return {
+      url: `${requestUrl.origin}/uploads/${uploadId}`,
+      method: 'PUT',
+      headers: { 'content-type': 'text/plain' },
+      expiresAt: null,
+    };
+  },
+};
+
+/**
+ * Starts the server; resolves once it listens.
+ *
+ * @throws {UsageError} when asked to listen beyond loopback without a token.
+ */
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  if (!LOOPBACK.test(options.host) && !options.token) {
+    throw new UsageError(`refusing to listen on ${options.host} without a token: set FANOUT_TOKEN (or use --host 127.0.0.1)`);
+  }
+  const runtime = new EmbeddedRuntime({
+    dataDir: options.dataDir,
+    guard: options.guard,
+    workers: options.workers,
+    callbackSecret: options.callbackSecret ?? options.token,
+  });
+  runtime.on('error', (error, context) =>
+    console.error(JSON.stringify({ level: 'warn', message: context, error: (error as Error).message })),
+  );
+  const app = createApp({
+    store: runtime.store,
+    queue: runtime.queue,
+    token: () => options.token,
+    uploads: localUploads,
+    cancel: (jobId) => runtime.cancel(jobId),
+  });
+  await runtime.recover();
+  runtime.start();
+  const schedules = options.schedulesFile ? await startSchedules(options.schedulesFile, runtime) : undefined;
+
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: options.host, port: options.port }, () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${host}:${port}`,
+    runtime,
+    schedules,
+    async close() {
+      schedules?.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await runtime.stop();
+    },
+  };
+}
