@@ -6,6 +6,7 @@
  */
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { InputError, EmptyInputError, OptionsError } from './errors.ts';
 import { headersSchema, methodSchema } from './options.ts';
@@ -182,8 +183,9 @@ function parseNdjsonLine(text: string, line: number): InputItem {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(`not valid JSON (${(e as Error).message})`, line);
+  } catch {
+    const { column, what } = jsonSyntaxError(text, line);
+    throw new InputError(`not valid JSON: ${what} at column ${column}`, line);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new InputError('expected a JSON object like {"url": "https://..."}', line);
@@ -191,22 +193,37 @@ function parseNdjsonLine(text: string, line: number): InputItem {
   return checkItem(value, line, undefined);
 }
 
-/** Turns a JSON.parse position into a 1-based line number, so malformed JSON names its line too. */
-function lineOfPosition(text: string, message: string, firstLine: number): number | undefined {
-  const position = /position (\d+)/.exec(message)?.[1];
-  if (position === undefined) return undefined;
+/**
+ * Where and what the first syntax error of a JSON text is. JSON.parse's messages give no position
+ * for many errors on Node 20, so a tolerant parser (jsonc-parser, strict settings) locates it.
+ */
+function jsonSyntaxError(text: string, firstLine: number): { line: number; column: number; what: string } {
+  const errors: ParseError[] = [];
+  parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const offset = errors[0]?.offset ?? 0;
+  const what = errors[0]
+    ? printParseErrorCode(errors[0].error)
+        .replace(/([a-z])([A-Z])/g, '$1 $2')
+        .toLowerCase()
+    : 'syntax error';
   let line = firstLine;
-  for (let i = 0; i < Number(position) && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
-  return line;
+  let lineStart = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: offset - lineStart + 1, what };
 }
 
 function parseJsonDocument(text: string, firstLine: number): OpenedInput {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (e) {
-    const message = (e as Error).message;
-    throw new InputError(`not valid JSON (${message})`, lineOfPosition(text, message, firstLine));
+  } catch {
+    const { line, column, what } = jsonSyntaxError(text, firstLine);
+    throw new InputError(`not valid JSON: ${what} at column ${column}`, line);
   }
   if (Array.isArray(value)) value = { urls: value };
   const doc = documentSchema.safeParse(value);

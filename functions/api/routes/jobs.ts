@@ -142,7 +142,7 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
     const source = filter
       ? (async function* () {
           for await (const line of readResultLines(deps.store, id)) {
-            if (filter(JSON.parse(line) as FetchRecord)) yield line + '\n';
+            if (filter(JSON.parse(line) as FetchRecord)) yield Buffer.from(line + '\n');
           }
         })()
       : readResults(deps.store, id);
