@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { openInput } from '../functions/core/input.ts';
@@ -10,6 +9,7 @@ import { layout } from '../functions/core/layout.ts';
 import { jobStatus } from '../functions/core/status.ts';
 import { LocalStore } from '../functions/local/local-store.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
+import { BIN } from './support/cli.ts';
 import { FaultyStore } from './support/faulty-store.ts';
 import { expectOnePerIndex, readRecords } from './support/jobs.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
@@ -109,8 +109,6 @@ describe('EmbeddedRuntime', () => {
 });
 
 describe('a real process killed mid-job', () => {
-  const BIN = fileURLToPath(new URL('../bin/fanout.mjs', import.meta.url));
-
   it('kill -9 during fanout fetch, then fanout resume: exactly one record per URL, in order', async () => {
     const dir = tempDir();
     const data = join(dir, 'data');

@@ -81,8 +81,9 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
       .description('submit a list to a running API; prints the job id')
       .argument('<file>', 'URL list (text, NDJSON or JSON); - for stdin')
       .option('--format <format>', `${INPUT_FORMATS.join(', ')} (default: by file extension, else text)`)
-      .option('--wait', 'watch the job until it ends, then print its status')
-      .option('--json', 'print the API answer as JSON'),
+      .option('--upload', 'send the list through POST /uploads (automatic above 8 MiB)')
+      .option('--wait', 'watch the job until it ends, then print its final status as JSON')
+      .option('--json', 'print the API answer as JSON instead of the job id'),
   );
   addJobFlags(submit);
   submit.action(async (file: string, flags: ApiFlags & Record<string, unknown>) => {
@@ -100,13 +101,14 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     }
     const source = file === '-' ? process.stdin : createReadStream(file);
     const accepted =
-      size > UPLOAD_ABOVE_BYTES
+      size > UPLOAD_ABOVE_BYTES || flags.upload
         ? await client.submitUpload(source, format, options)
         : await client.submit(source, CONTENT_TYPES[format]!, optionsQuery(options));
-    if (flags.json) process.stdout.write(JSON.stringify(accepted, null, 2) + '\n');
-    else process.stdout.write(`${accepted.jobId}\n`);
     process.stderr.write(`fanout: job ${accepted.jobId}: ${accepted.total} URLs in ${accepted.chunks} chunks\n`);
+    // stdout carries one thing: the final status with --wait, else the answer (--json) or the id.
     if (flags.wait) printStatus(await watchJob(client, accepted.jobId, process.stderr.isTTY === true));
+    else if (flags.json) process.stdout.write(JSON.stringify(accepted, null, 2) + '\n');
+    else process.stdout.write(`${accepted.jobId}\n`);
     exit(0);
   });
 

@@ -224,6 +224,8 @@ async function attempt(
         }
         if (next.origin !== target.origin) for (const h of CREDENTIAL_HEADERS) delete headers[h];
         url = next.href;
+        // If the next hop fails, the record says where fanout was going and how far it got.
+        partial = { ...partial, finalUrl: url, redirects };
         continue;
       }
 
