@@ -224,6 +224,49 @@ describe('processing chunks', () => {
     expect(finished[0]).toMatchObject({ state: 'cancelled', done: 21, byError: { cancelled: 20 } });
   });
 
+  it('a delivery running out of time keeps what it fetched and hands the rest on; nothing is fetched twice', async () => {
+    const { store, queue, deps, finished } = setup();
+    const urls = Array.from({ length: 20 }, (_, i) => `${origin.url}/delay?ms=150&budget=${i}`);
+    const job = await planUrls(store, queue, urls, { concurrency: 2, timeoutMs: 400, retries: 0 });
+    const body = chunkMessage(job.jobId, 0);
+    const first = await processChunk(deps, body, { deadline: Date.now() + 1_400, marginMs: 200 });
+    expect(first.outcome).toBe('continued');
+    expect(JSON.parse(first.continuation!)).toEqual({ type: 'chunk', jobId: job.jobId, chunk: 0, continuation: 1 });
+    expect(await store.exists(layout.results(job.jobId, 0))).toBe(false);
+    const marker = JSON.parse((await store.get(layout.partDone(job.jobId, 0, 0)))!.toString());
+    expect(marker.from).toBe(0);
+    expect(marker.to).toBeGreaterThan(0);
+    expect(marker.to).toBeLessThan(20);
+
+    const second = await processChunk(deps, first.continuation!);
+    expect(second.outcome).toBe('written');
+    const records = await readRecords(store, job.jobId);
+    expectOnePerIndex(records, 20);
+    expect(records.every((r) => r.ok)).toBe(true);
+    // items kept by the first delivery were not fetched again (a handed-on item may have been started once)
+    for (let i = 0; i < marker.to; i++) expect(origin.hits.get(`/delay?ms=150&budget=${i}`)).toBe(1);
+    expect(finished[0]).toMatchObject({ done: 20, succeeded: 20 });
+    expect(await store.listPrefixes(`jobs/${job.jobId}/parts/`)).toEqual([]);
+  });
+
+  it('chunk_failed after a hand-over keeps the records that were already fetched', async () => {
+    const faulty = new FaultyStore(new LocalStore(tempDir()));
+    const { store, queue, deps } = setup(faulty);
+    const urls = Array.from({ length: 10 }, (_, i) => `${origin.url}/delay?ms=150&fail=${i}`);
+    const job = await planUrls(store, queue, urls, { concurrency: 1, timeoutMs: 400, retries: 0, bodies: 'store' });
+    const body = chunkMessage(job.jobId, 0);
+    const first = await processChunk(deps, body, { deadline: Date.now() + 1_100, marginMs: 200 });
+    expect(first.outcome).toBe('continued');
+    const kept = JSON.parse((await store.get(layout.partDone(job.jobId, 0, 0)))!.toString()).to as number;
+    faulty.fail('put', /\/bodies\//, Infinity);
+    const last = await processChunk(deps, first.continuation!, { finalReceive: true });
+    expect(last.outcome).toBe('chunk-failed');
+    const records = await readRecords(store, job.jobId);
+    expectOnePerIndex(records, 10);
+    expect(records.slice(0, kept).every((r) => r.ok)).toBe(true);
+    expect(records.slice(kept).every((r) => r.error?.code === 'chunk_failed')).toBe(true);
+  });
+
   it('refuses a malformed message', async () => {
     const { deps } = setup();
     await expect(processChunk(deps, '{"type":"chunk","jobId":"../x","chunk":0}')).rejects.toThrow(/malformed job id/);

@@ -22,11 +22,13 @@ export const chunkMessageSchema = z.object({
   type: z.literal('chunk'),
   jobId: z.string(),
   chunk: z.number().int().min(0),
+  /** How many times a delivery ran out of time and handed the rest of the chunk on. */
+  continuation: z.number().int().min(0).default(0),
 });
 export type ChunkMessage = z.infer<typeof chunkMessageSchema>;
 
-export function chunkMessage(jobId: string, chunk: number): string {
-  return JSON.stringify({ type: 'chunk', jobId, chunk } satisfies ChunkMessage);
+export function chunkMessage(jobId: string, chunk: number, continuation = 0): string {
+  return JSON.stringify(continuation > 0 ? { type: 'chunk', jobId, chunk, continuation } : { type: 'chunk', jobId, chunk });
 }
 
 /** Job metadata never changes once written, so a process may cache it. */

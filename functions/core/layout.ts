@@ -7,6 +7,8 @@
  * jobs/JOB/input/CHUNK.ndjson.gz     the chunk's items, written at planning (extension)
  * jobs/JOB/results/CHUNK.ndjson.gz   records of one chunk, by index
  * jobs/JOB/chunks/CHUNK.json         the chunk's counts, written once its results exist (extension)
+ * jobs/JOB/parts/CHUNK/FROM.ndjson.gz records of a delivery that ran out of time, from item FROM (extension)
+ * jobs/JOB/parts/CHUNK/FROM.json       {from, to} of that part, written once its records are stored (extension)
  * jobs/JOB/bodies/INDEX              bodies when bodies=store
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
  * jobs/JOB/manifest.json             written once when the job ends
@@ -50,6 +52,9 @@ export const layout = {
   results: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/results/${padChunk(chunk)}.ndjson.gz`,
   chunksPrefix: (jobId: string) => `jobs/${checkJobId(jobId)}/chunks/`,
   chunkDone: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/chunks/${padChunk(chunk)}.json`,
+  partsPrefix: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/`,
+  part: (jobId: string, chunk: number, from: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/${padChunk(from)}.ndjson.gz`,
+  partDone: (jobId: string, chunk: number, from: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/${padChunk(from)}.json`,
   body: (jobId: string, index: number) => `jobs/${checkJobId(jobId)}/bodies/${index}`,
   cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,
   manifest: (jobId: string) => `jobs/${checkJobId(jobId)}/manifest.json`,

@@ -7,19 +7,19 @@
  * - the chunk's summary is computed from the file that won, and also created only if absent;
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
-import { once } from 'node:events';
-import { createGzip } from 'node:zlib';
 import type { LimitFunction } from 'p-limit';
-import { countRecord, emptyCounts, type Counts } from './counts.ts';
+import { countResults, writeChunkFile } from './chunk-writer.ts';
+import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain } from './continuation.ts';
+import { emptyCounts, type Counts } from './counts.ts';
 import type { FetchResult } from './engine/fetch-item.ts';
 import type { ByteBudget, Fetcher } from './engine/fetcher.ts';
 import { encodeBody } from './engine/body-text.ts';
 import type { IndexedItem } from './input.ts';
-import { chunkMessageSchema, loadJob, type ChunkMessage, type JobMeta } from './job.ts';
+import { chunkMessage, chunkMessageSchema, loadJob, type ChunkMessage, type JobMeta } from './job.ts';
 import { layout } from './layout.ts';
-import { gzipOptions, readNdjsonGz } from './ndjson.ts';
+import { readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
-import { failedRecord, serializeRecord, type FetchRecord } from './record.ts';
+import { failedRecord, type FetchRecord } from './record.ts';
 import { finalizeIfComplete, type ChunkSummary, type Manifest } from './status.ts';
 
 /** Worker defaults, stated once. */
@@ -45,13 +45,27 @@ export interface WorkerDeps {
   cancelPollMs?: number;
 }
 
-export type ChunkOutcome = 'written' | 'already-done' | 'lost-race' | 'chunk-failed';
+export type ChunkOutcome = 'written' | 'already-done' | 'lost-race' | 'chunk-failed' | 'continued';
 
 export interface ChunkResult {
   jobId: string;
   chunk: number;
   outcome: ChunkOutcome;
   counts: Counts;
+  /** With `continued`: the message to enqueue so another delivery finishes the chunk. */
+  continuation?: string;
+}
+
+export interface ProcessOptions {
+  /** The queue's last delivery: a failure then writes `chunk_failed` records instead of throwing. */
+  finalReceive?: boolean;
+  /**
+   * Epoch ms by which this delivery must be done (a Lambda's deadline). With it, the delivery
+   * keeps what it fetched as a part file and hands the rest on when time runs short.
+   */
+  deadline?: number;
+  /** Time kept back before the deadline (default CONTINUATION_DEFAULTS.marginMs). */
+  marginMs?: number;
 }
 
 /** Parses a queue message body. */
@@ -65,58 +79,6 @@ async function readChunkItems(store: ObjectStore, jobId: string, chunk: number):
   const items: IndexedItem[] = [];
   for await (const item of readNdjsonGz<IndexedItem>(stream)) items.push(item);
   return items;
-}
-
-/** Counts of an existing result file: what a chunk's summary must say when another delivery won. */
-export async function countResults(store: ObjectStore, key: string): Promise<Counts> {
-  const counts = emptyCounts();
-  const stream = await store.getStream(key);
-  if (!stream) throw new Error(`result file ${key} vanished`);
-  for await (const record of readNdjsonGz<FetchRecord>(stream)) countRecord(counts, record);
-  return counts;
-}
-
-/**
- * Streams records (in index order) into the chunk's gzipped result file, created only if absent.
- *
- * @returns the counts of the file that now holds the chunk, and whether this call wrote it.
- */
-export async function writeChunkResults(
-  store: ObjectStore,
-  jobId: string,
-  chunk: number,
-  records: AsyncIterable<FetchRecord>,
-): Promise<{ counts: Counts; created: boolean }> {
-  const key = layout.results(jobId, chunk);
-  const counts = emptyCounts();
-  const gzip = createGzip(gzipOptions);
-  gzip.on('error', () => {}); // surfaced through `put` or the write loop below
-  const put = store.put(key, gzip, { ifAbsent: true, contentType: 'application/x-ndjson' });
-  // If the store gives up (even before reading a byte), stop producing at once instead of
-  // waiting for a 'drain' that will never come.
-  let putError: unknown;
-  const putFailed = new Promise<never>((_, reject) =>
-    put.catch((error) => {
-      putError = error;
-      gzip.destroy();
-      reject(error);
-    }),
-  );
-  putFailed.catch(() => {});
-  try {
-    for await (const record of records) {
-      if (putError) throw putError;
-      countRecord(counts, record);
-      if (!gzip.write(serializeRecord(record))) await Promise.race([once(gzip, 'drain'), putFailed]);
-    }
-    gzip.end();
-  } catch (error) {
-    gzip.destroy(error as Error);
-    await put.catch(() => {});
-    throw error;
-  }
-  const created = await put;
-  return { counts: created ? counts : await countResults(store, key), created };
 }
 
 /** Writes the chunk's summary (if absent) and, if it may be the last one, the job's manifest. */
@@ -136,18 +98,22 @@ async function checkFinished(deps: WorkerDeps, job: JobMeta, chunk: number): Pro
   if (manifest) await deps.onJobFinished?.(manifest);
 }
 
+/** What `run` returns for an item this delivery will not finish (its time budget ran out). */
+export const HANDED_ON = Symbol('handed-on');
+
 /**
  * Yields `run(item)` for every item in index order. Items start as soon as the limit allows,
  * except while finished-but-unwritten results hold more than the budget: then the next items wait
- * for the head of the line, so a slow URL holds back memory, not the whole chunk.
+ * for the head of the line, so a slow URL holds back memory, not the whole chunk. Stops at the
+ * first item handed on.
  */
 async function* inOrder(
   items: IndexedItem[],
-  run: (item: IndexedItem) => Promise<FetchRecord>,
+  run: (item: IndexedItem) => Promise<FetchRecord | typeof HANDED_ON>,
   limit: LimitFunction,
   budget: ByteBudget,
 ): AsyncGenerator<FetchRecord> {
-  const pending: (Promise<FetchRecord> | undefined)[] = new Array(items.length);
+  const pending: (Promise<FetchRecord | typeof HANDED_ON> | undefined)[] = new Array(items.length);
   const sizes = new Array<number>(items.length).fill(0);
   let started = 0;
   let closed = false;
@@ -156,7 +122,7 @@ async function* inOrder(
       while (started < items.length && (started === i || budget.available)) {
         const at = started++;
         const promise = limit(() => run(items[at]!)).then((record) => {
-          if (!closed) {
+          if (!closed && record !== HANDED_ON) {
             sizes[at] = recordSize(record);
             budget.used += sizes[at]!;
           }
@@ -169,10 +135,11 @@ async function* inOrder(
       budget.used -= sizes[i]!;
       sizes[i] = 0;
       pending[i] = undefined;
+      if (result === HANDED_ON) return;
       yield result;
     }
   } finally {
-    // Results this generator will never yield (the chunk failed) give their budget back.
+    // Results this generator will never yield give their budget back.
     closed = true;
     for (let i = 0; i < items.length; i++) budget.used -= sizes[i]!;
   }
@@ -218,37 +185,33 @@ function watchCancel(deps: WorkerDeps, jobId: string, controller: AbortControlle
 /**
  * Processes one delivery of a chunk message.
  *
- * @param finalReceive true on the queue's last delivery: a failure then writes `chunk_failed`
- *   records instead of throwing, so the chunk's URLs never vanish into the dead-letter queue.
+ * @returns `continued` with a `continuation` message when the time budget ran out first.
  * @throws when the chunk could not be written and another delivery should try again.
  * @example
  * await processChunk(deps, message.body, { finalReceive: message.receiveCount >= queue.maxReceiveCount });
  */
-export async function processChunk(
-  deps: WorkerDeps,
-  body: string,
-  { finalReceive = false }: { finalReceive?: boolean } = {},
-): Promise<ChunkResult> {
-  const { jobId, chunk } = parseChunkMessage(body);
-  const { store } = deps;
-  const job = await loadJob(store, jobId);
+export async function processChunk(deps: WorkerDeps, body: string, options: ProcessOptions = {}): Promise<ChunkResult> {
+  const message = parseChunkMessage(body);
+  const { jobId, chunk } = message;
+  const job = await loadJob(deps.store, jobId);
 
-  if (await store.exists(layout.chunkDone(jobId, chunk))) {
+  if (await deps.store.exists(layout.chunkDone(jobId, chunk))) {
     // A redelivery after the chunk was finished (its manifest check may not have run: do it).
     await checkFinished(deps, job, chunk);
     return { jobId, chunk, outcome: 'already-done', counts: emptyCounts() };
   }
   try {
-    return await fetchChunk(deps, job, chunk);
+    return await fetchChunk(deps, job, message, options);
   } catch (error) {
-    if (!finalReceive) throw error;
+    if (!options.finalReceive) throw error;
     return failChunk(deps, job, chunk, error);
   }
 }
 
-async function fetchChunk(deps: WorkerDeps, job: JobMeta, chunk: number): Promise<ChunkResult> {
+async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage, { deadline, marginMs }: ProcessOptions): Promise<ChunkResult> {
   const { store, fetcher } = deps;
   const { jobId, options } = job;
+  const { chunk } = message;
   const resultsKey = layout.results(jobId, chunk);
   if (await store.exists(resultsKey)) {
     // A delivery wrote the file but died before its summary: finish its work.
@@ -257,27 +220,50 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, chunk: number): Promis
     return { jobId, chunk, outcome: 'lost-race', counts };
   }
 
-  const items = await readChunkItems(store, jobId, chunk);
+  const budgeted = deadline !== undefined && message.continuation < CONTINUATION_DEFAULTS.maxContinuations;
+  // Earlier deliveries may have handed this chunk on: start after what they kept.
+  const { parts, next } = await partsChain(store, jobId, chunk);
+  const items = (await readChunkItems(store, jobId, chunk)).slice(next);
+  const time = budgeted ? new TimeBudget(deadline, options.timeoutMs, marginMs) : undefined;
   const controller = new AbortController();
   const stopWatching = watchCancel(deps, jobId, controller);
   if (await store.exists(layout.cancel(jobId))) controller.abort(new Error('cancelled'));
   const { limit, budget, release } = fetcher.acquire(jobId, options);
-  const signal = controller.signal;
+  const cancel = controller.signal;
+  const signal = time ? AbortSignal.any([cancel, time.hard.signal]) : cancel;
+  let handedOn = false;
 
-  const run = async (item: IndexedItem): Promise<FetchRecord> => {
-    const record = signal.aborted
-      ? failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched')
-      : await withBody(store, job, await fetcher.fetch(item, options, signal));
+  const run = async (item: IndexedItem): Promise<FetchRecord | typeof HANDED_ON> => {
+    if (time && !cancel.aborted && !time.canStart()) return (handedOn = true), HANDED_ON;
+    if (cancel.aborted) {
+      const record = failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched');
+      deps.onRecord?.(jobId, record);
+      return record;
+    }
+    const result = await fetcher.fetch(item, options, signal);
+    if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
+    const record = await withBody(store, job, result);
     deps.onRecord?.(jobId, record);
     return record;
   };
 
   try {
-    const { counts, created } = await writeChunkResults(store, jobId, chunk, inOrder(items, run, limit, budget));
-    await markChunkDone(deps, job, chunk, counts);
-    return { jobId, chunk, outcome: created ? 'written' : 'lost-race', counts };
+    const outcome = await writeChunkFile(
+      store,
+      { resultsKey, prefixParts: parts, partKey: time ? layout.part(jobId, chunk, next) : undefined },
+      inOrder(items, run, limit, budget),
+      () => !handedOn,
+    );
+    if (handedOn) {
+      if (outcome.partWritten && outcome.written > 0) await markPart(store, jobId, chunk, next, next + outcome.written);
+      return { jobId, chunk, outcome: 'continued', counts: emptyCounts(), continuation: chunkMessage(jobId, chunk, message.continuation + 1) };
+    }
+    await markChunkDone(deps, job, chunk, outcome.counts!);
+    if (time || parts.length > 0) await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+    return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
   } finally {
     controller.abort(new Error('chunk finished'));
+    time?.dispose();
     stopWatching();
     release();
   }
@@ -295,10 +281,12 @@ async function failChunk(deps: WorkerDeps, job: JobMeta, chunk: number, cause: u
  */
 export async function writeFailedChunk(deps: WorkerDeps, job: JobMeta, chunk: number, message: string): Promise<ChunkResult> {
   const items = await readChunkItems(deps.store, job.jobId, chunk);
+  // Records a delivery kept before running out of time stay; only the rest are failed.
+  const { parts, next } = await partsChain(deps.store, job.jobId, chunk);
   async function* records() {
-    for (const item of items) yield failedRecord(item, 'chunk_failed', message);
+    for (const item of items.slice(next)) yield failedRecord(item, 'chunk_failed', message);
   }
-  const { counts, created } = await writeChunkResults(deps.store, job.jobId, chunk, records());
-  await markChunkDone(deps, job, chunk, counts);
-  return { jobId: job.jobId, chunk, outcome: created ? 'chunk-failed' : 'lost-race', counts };
+  const { counts, created } = await writeChunkFile(deps.store, { resultsKey: layout.results(job.jobId, chunk), prefixParts: parts }, records());
+  await markChunkDone(deps, job, chunk, counts!);
+  return { jobId: job.jobId, chunk, outcome: created ? 'chunk-failed' : 'lost-race', counts: counts! };
 }

@@ -1,0 +1,129 @@
+/**
+ * Writing a chunk's result file: records streamed through gzip into the store, created only if
+ * absent. A delivery that may run out of time (a Lambda) also tees its records into a part file,
+ * so that if it stops early what it fetched is kept; the delivery that finishes the chunk then
+ * writes the result file as the earlier parts' bytes followed by its own (gzip members concatenate).
+ */
+import { once } from 'node:events';
+import { PassThrough, type Readable } from 'node:stream';
+import { createGzip } from 'node:zlib';
+import { countRecord, emptyCounts, type Counts } from './counts.ts';
+import { gzipOptions, readNdjsonGz } from './ndjson.ts';
+import type { ObjectStore } from './ports.ts';
+import { serializeRecord, type FetchRecord } from './record.ts';
+
+/** Thrown into the result file's stream when a delivery stops early: that file must not be created. */
+export class StoppedEarly extends Error {
+  override name = 'StoppedEarly';
+}
+
+export interface ChunkFileTargets {
+  resultsKey: string;
+  /** Part files holding the records before this delivery's, in order. */
+  prefixParts?: string[];
+  /** Keep this delivery's records here too. */
+  partKey?: string;
+}
+
+export interface ChunkFileOutcome {
+  /** Counts of the result file, when it exists now. */
+  counts: Counts | null;
+  /** This call created the result file. */
+  created: boolean;
+  /** Records this call produced (whether or not they reached the result file). */
+  written: number;
+  /** The part file was written (only with `partKey`). */
+  partWritten: boolean;
+}
+
+/** Counts of an existing result file: what a chunk's summary must say when another delivery won. */
+export async function countResults(store: ObjectStore, key: string): Promise<Counts> {
+  const counts = emptyCounts();
+  const stream = await store.getStream(key);
+  if (!stream) throw new Error(`result file ${key} vanished`);
+  for await (const record of readNdjsonGz<FetchRecord>(stream)) countRecord(counts, record);
+  return counts;
+}
+
+async function* concatenated(store: ObjectStore, parts: string[], tail: Readable): AsyncGenerator<Uint8Array> {
+  for (const key of parts) {
+    const stream = await store.getStream(key);
+    if (!stream) throw new Error(`part file ${key} vanished`);
+    yield* stream as AsyncIterable<Uint8Array>;
+  }
+  yield* tail as AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Streams `records` (in index order) into the chunk's result file.
+ *
+ * @param complete called after the last record: false means the records stopped early, so the
+ *   result file is abandoned and only the part file (if any) keeps them.
+ */
+export async function writeChunkFile(
+  store: ObjectStore,
+  targets: ChunkFileTargets,
+  records: AsyncIterable<FetchRecord>,
+  complete: () => boolean = () => true,
+): Promise<ChunkFileOutcome> {
+  const prefixParts = targets.prefixParts ?? [];
+  const counts = emptyCounts();
+  const gzip = createGzip(gzipOptions);
+  gzip.on('error', () => {}); // surfaced through the puts or the write loop below
+  const toResults = new PassThrough();
+  const toPart = targets.partKey ? new PassThrough() : undefined;
+  // Errors on these surface through the puts that read them.
+  toResults.on('error', () => {});
+  toPart?.on('error', () => {});
+  gzip.pipe(toResults);
+  if (toPart) gzip.pipe(toPart);
+
+  const body = prefixParts.length > 0 ? concatenated(store, prefixParts, toResults) : toResults;
+  const resultsPut = store.put(targets.resultsKey, body, { ifAbsent: true, contentType: 'application/x-ndjson' });
+  const partPut = toPart && targets.partKey ? store.put(targets.partKey, toPart, { ifAbsent: true, contentType: 'application/x-ndjson' }) : undefined;
+
+  // If a store gives up (even before reading a byte), stop producing at once instead of waiting
+  // for a 'drain' that will never come.
+  let failure: unknown;
+  const failed = new Promise<never>((_, reject) => {
+    const fail = (error: unknown) => {
+      if (error instanceof StoppedEarly) return;
+      failure = error;
+      gzip.destroy();
+      reject(error);
+    };
+    resultsPut.catch(fail);
+    partPut?.catch(fail);
+  });
+  failed.catch(() => {});
+
+  let written = 0;
+  try {
+    for await (const record of records) {
+      if (failure) throw failure;
+      countRecord(counts, record);
+      written++;
+      if (!gzip.write(serializeRecord(record))) await Promise.race([once(gzip, 'drain'), failed]);
+    }
+    if (failure) throw failure;
+    const finished = complete();
+    if (!finished) toResults.destroy(new StoppedEarly('the delivery stopped before the end of the chunk'));
+    gzip.end();
+    const partWritten = partPut ? await partPut : false;
+    if (!finished) {
+      await resultsPut.catch((error) => {
+        if (!(error instanceof StoppedEarly) && !(error instanceof Error && error.message.includes('StoppedEarly'))) throw error;
+      });
+      return { counts: null, created: false, written, partWritten };
+    }
+    const created = await resultsPut;
+    const fileCounts = created && prefixParts.length === 0 ? counts : await countResults(store, targets.resultsKey);
+    return { counts: fileCounts, created, written, partWritten };
+  } catch (error) {
+    gzip.destroy(error as Error);
+    toResults.destroy(error as Error);
+    toPart?.destroy(error as Error);
+    await Promise.allSettled([resultsPut, partPut]);
+    throw error;
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Time budgets and continuations. A worker that may be stopped (a Lambda near its timeout) stops
+ * starting items when an item could no longer finish in time, aborts what is still running just
+ * before the deadline, keeps what it fetched as a part file, and hands the rest of the chunk on.
+ * The next delivery finds the parts in the store and starts after them, so a chunk is never
+ * half-lost and never refetched whole.
+ */
+import { layout } from './layout.ts';
+import type { ObjectStore } from './ports.ts';
+
+/** Continuation defaults, stated once. */
+export const CONTINUATION_DEFAULTS = {
+  /** Time kept back at the end for writing the part file and re-enqueueing. */
+  marginMs: 10_000,
+  /** After this many hand-overs a chunk runs without a budget (the queue's retries then apply). */
+  maxContinuations: 50,
+} as const;
+
+/** When to stop starting items and when to abort the rest, for one delivery. */
+export class TimeBudget {
+  /** Aborted just before the deadline: in-flight items stop and are handed on. */
+  readonly hard = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private readonly stopStartingAt: number;
+
+  constructor(deadline: number, itemTimeoutMs: number, marginMs: number = CONTINUATION_DEFAULTS.marginMs) {
+    const hardAt = deadline - marginMs;
+    this.stopStartingAt = hardAt - itemTimeoutMs;
+    this.timer = setTimeout(() => this.hard.abort(new Error('time budget')), Math.max(0, hardAt - Date.now()));
+    this.timer.unref();
+  }
+
+  /** An item started now could finish one attempt before the hard stop. */
+  canStart(): boolean {
+    return !this.hard.signal.aborted && Date.now() < this.stopStartingAt;
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+export interface PartsChain {
+  /** Part files covering items [0, next) of the chunk, in order. */
+  parts: string[];
+  /** Position in the chunk where fetching resumes. */
+  next: number;
+}
+
+/** The parts earlier deliveries of a chunk left, as a contiguous chain from the chunk's start. */
+export async function partsChain(store: ObjectStore, jobId: string, chunk: number): Promise<PartsChain> {
+  const ranges = new Map<number, number>();
+  for await (const key of store.list(layout.partsPrefix(jobId, chunk))) {
+    if (!key.endsWith('.json')) continue;
+    const data = await store.get(key);
+    if (!data) continue;
+    const { from, to } = JSON.parse(data.toString('utf8')) as { from: number; to: number };
+    if (to > (ranges.get(from) ?? from)) ranges.set(from, to);
+  }
+  const parts: string[] = [];
+  let next = 0;
+  while (ranges.has(next)) {
+    parts.push(layout.part(jobId, chunk, next));
+    next = ranges.get(next)!;
+  }
+  return { parts, next };
+}
+
+/** Records that a part file holds items [from, to) of the chunk. */
+export async function markPart(store: ObjectStore, jobId: string, chunk: number, from: number, to: number): Promise<void> {
+  await store.put(layout.partDone(jobId, chunk, from), JSON.stringify({ from, to }), { ifAbsent: true, contentType: 'application/json' });
+}
