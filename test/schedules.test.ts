@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { parseExpression, parseSchedules } from '../functions/core/schedules.ts';
+import { jobStatus } from '../functions/core/status.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { startSchedules } from '../functions/local/schedules.ts';
 import { expectOnePerIndex, readRecords } from './support/jobs.ts';
@@ -84,8 +85,9 @@ describe('running schedules locally', () => {
       expect(new Date(next['weekdays']!).getUTCHours()).toBe(3);
       expect(next['off']).toBeNull();
       const job = await runner.fire('every-minute');
-      expect(job).toMatchObject({ total: 7, chunks: 3, source: 'schedule:every-minute' });
+      expect(job).toMatchObject({ total: 7, chunks: 3, state: 'queued' });
       await runtime.waitForJob(job.jobId);
+      expect((await jobStatus(runtime.store, job.jobId)).source).toBe('schedule:every-minute');
       expectOnePerIndex(await readRecords(runtime.store, job.jobId), 7);
     } finally {
       runner.stop();

@@ -2,7 +2,6 @@
  * What the HTTP app needs from the runtime it is mounted in. The embedded runtime and the AWS
  * handler each provide these; the app itself knows neither.
  */
-import type { JobMeta } from '../core/job.ts';
 import type { ObjectStore, Queue } from '../core/ports.ts';
 import type { TokenSource } from './auth.ts';
 
@@ -20,9 +19,12 @@ export interface ApiDeps {
   uploads: UploadTarget;
   /** Cancels a job in this runtime (the embedded runtime also aborts its in-flight requests). */
   cancel(jobId: string): Promise<boolean>;
-  /** Called after a job was planned and enqueued. */
-  onSubmitted?(job: JobMeta): void;
   limits?: Partial<ApiLimits>;
+  /**
+   * Uploads larger than this are planned in slices by the workers (a `plan` message) instead of
+   * in the request; unset, every upload is planned in the request (the embedded runtime).
+   */
+  planInSlicesAboveBytes?: number;
 }
 
 /** Request size limits, stated once. */

@@ -46,8 +46,9 @@ export const Accepted = z
   .object({
     jobId: z.string(),
     status: z.string().openapi({ example: '/jobs/01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e0f' }),
-    total: z.number().int(),
-    chunks: z.number().int(),
+    total: z.number().int().nullable().openapi({ description: 'null while a large upload is planned in slices' }),
+    chunks: z.number().int().nullable(),
+    state: z.enum(['planning', 'queued']).optional(),
   })
   .openapi('Accepted');
 
@@ -56,7 +57,7 @@ const Counts = z.record(z.string(), z.number().int());
 export const JobStatus = z
   .object({
     jobId: z.string(),
-    state: z.enum(['queued', 'running', 'completed', 'cancelled']),
+    state: z.enum(['planning', 'rejected', 'queued', 'running', 'completed', 'cancelled']),
     createdAt: z.string(),
     updatedAt: z.string(),
     finishedAt: z.string().nullable(),
@@ -72,6 +73,10 @@ export const JobStatus = z
     cancelRequested: z.boolean(),
     source: z.string().nullable(),
     results: z.object({ manifest: z.string().nullable(), files: z.array(z.string()) }),
+    error: z
+      .object({ message: z.string(), line: z.number().int().optional(), field: z.string().optional() })
+      .optional()
+      .openapi({ description: 'why a list planned in slices was rejected' }),
   })
   .openapi('JobStatus');
 

@@ -11,8 +11,8 @@ import { OptionsError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
 import { layout } from '../core/layout.ts';
 import { DEFAULT_OPTIONS, OPTION_NAMES, type JobOptions } from '../core/options.ts';
+import { submitStoredList, type Submitted } from '../core/plan-slices.ts';
 import { planJob } from '../core/plan.ts';
-import type { JobMeta } from '../core/job.ts';
 import type { ApiDeps } from './deps.ts';
 import { problem } from './problem.ts';
 
@@ -63,7 +63,11 @@ function bodyStream(c: Context): Readable {
   return Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>);
 }
 
-async function inputOf(c: Context, deps: ApiDeps): Promise<{ input: OpenedInput; bodyOptions?: Record<string, unknown>; source: string }> {
+type RequestInput =
+  | { input: OpenedInput; bodyOptions?: Record<string, unknown>; source: string }
+  | { upload: string; format: InputFormat; bodyOptions?: Record<string, unknown>; source: string };
+
+async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
   const contentType = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   const format = FORMAT_OF[contentType];
   if (!format) {
@@ -86,23 +90,34 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<{ input: OpenedInput;
   if (parsed !== null && typeof parsed === 'object' && 'upload' in parsed) {
     const submission = uploadSubmission.safeParse(parsed);
     if (!submission.success) throw OptionsError.fromZod(submission.error, 'field');
-    const { upload, options, format: listFormat } = submission.data;
-    const stream = await deps.store.getStream(layout.uploadList(upload));
-    if (!stream) throw problem(409, 'Upload not received', `nothing was uploaded for ${upload} yet: PUT the list to the upload URL first`, { field: 'upload' });
-    return { input: await openInput(stream, listFormat ?? 'auto'), bodyOptions: options, source: `upload:${upload}` };
+    const { upload, options, format } = submission.data;
+    if (!(await deps.store.exists(layout.uploadList(upload)))) {
+      throw problem(409, 'Upload not received', `nothing was uploaded for ${upload} yet: PUT the list to the upload URL first`, { field: 'upload' });
+    }
+    return { upload, format: format ?? 'auto', bodyOptions: options, source: `upload:${upload}` };
   }
   return { input: await openInput(Readable.from([text]), 'json'), source: 'api' };
 }
 
 /**
- * Plans the job a request describes.
+ * Plans the job a request describes (a large upload, where the runtime plans in slices, is handed
+ * to the workers).
  *
  * @throws InputError, OptionsError or a problem HTTPException; nothing is created then.
  */
-export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<JobMeta> {
+export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Submitted> {
   const queryOptions = optionsFromQuery(new URL(c.req.url).searchParams);
-  const { input, bodyOptions, source } = await inputOf(c, deps);
-  const job = await planJob(deps.store, deps.queue, { input, options: { ...bodyOptions, ...queryOptions }, source });
-  deps.onSubmitted?.(job);
-  return job;
+  const request = await inputOf(c, deps);
+  const options = { ...request.bodyOptions, ...queryOptions };
+  if ('upload' in request) {
+    return submitStoredList(deps.store, deps.queue, {
+      list: layout.uploadList(request.upload),
+      format: request.format,
+      options,
+      source: request.source,
+      planInSlicesAboveBytes: deps.planInSlicesAboveBytes,
+    });
+  }
+  const job = await planJob(deps.store, deps.queue, { input: request.input, options, source: request.source });
+  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
 }

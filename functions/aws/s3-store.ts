@@ -82,9 +82,10 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async getStream(key: string): Promise<Readable | null> {
+  async getStream(key: string, options: { start?: number } = {}): Promise<Readable | null> {
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const range = options.start ? `bytes=${options.start}-` : undefined;
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }));
       return res.Body as Readable;
     } catch (error) {
       if (isMissing(error)) return null;
@@ -93,11 +94,15 @@ export class S3Store implements ObjectStore {
   }
 
   async exists(key: string): Promise<boolean> {
+    return (await this.size(key)) !== null;
+  }
+
+  async size(key: string): Promise<number | null> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return true;
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return res.ContentLength ?? 0;
     } catch (error) {
-      if (isMissing(error)) return false;
+      if (isMissing(error)) return null;
       throw error;
     }
   }

@@ -157,7 +157,7 @@ export async function openInput(
     let current: string | undefined = first;
     for (;;) {
       if (current !== undefined && current !== '' && !current.startsWith('#')) {
-        const item = chosen === 'text' ? { url: checkUrl(current, line) } : parseNdjsonLine(current, line);
+        const item = parseItemLine(current, chosen as 'text' | 'ndjson', line);
         yield { ...item, index: index++ } as IndexedItem;
       }
       const next = await lines.next();
@@ -177,6 +177,15 @@ function looksLikeNdjsonItem(line: string): boolean {
   } catch {
     return false; // the start of a multi-line JSON document (its errors name their line too)
   }
+}
+
+/**
+ * One significant line of a text or NDJSON list (not blank, not a comment), checked.
+ *
+ * @throws {InputError} naming the line.
+ */
+export function parseItemLine(text: string, format: 'text' | 'ndjson', line: number): InputItem {
+  return format === 'text' ? { url: checkUrl(text, line) } : parseNdjsonLine(text, line);
 }
 
 function parseNdjsonLine(text: string, line: number): InputItem {

@@ -4,6 +4,8 @@
  *
  * ```
  * jobs/JOB/job.json                  the request: options, total, chunk count, createdAt
+ * jobs/JOB/planning.json             a job still being planned from a large upload (extension)
+ * jobs/JOB/rejected.json             why such a job was refused: the bad line (extension)
  * jobs/JOB/input/CHUNK.ndjson.gz     the chunk's items, written at planning (extension)
  * jobs/JOB/results/CHUNK.ndjson.gz   records of one chunk, by index
  * jobs/JOB/chunks/CHUNK.json         the chunk's counts, written once its results exist (extension)
@@ -47,6 +49,8 @@ export const JOBS_PREFIX = 'jobs/';
 export const layout = {
   jobPrefix: (jobId: string) => `jobs/${checkJobId(jobId)}/`,
   job: (jobId: string) => `jobs/${checkJobId(jobId)}/job.json`,
+  planning: (jobId: string) => `jobs/${checkJobId(jobId)}/planning.json`,
+  rejected: (jobId: string) => `jobs/${checkJobId(jobId)}/rejected.json`,
   input: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/input/${padChunk(chunk)}.ndjson.gz`,
   resultsPrefix: (jobId: string) => `jobs/${checkJobId(jobId)}/results/`,
   results: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/results/${padChunk(chunk)}.ndjson.gz`,

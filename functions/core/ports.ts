@@ -18,9 +18,11 @@ export interface ObjectStore {
   put(key: string, body: Body, options?: { ifAbsent?: boolean; contentType?: string }): Promise<boolean>;
   /** The whole object, or null when there is none. */
   get(key: string): Promise<Buffer | null>;
-  /** The object as a stream, or null when there is none. */
-  getStream(key: string): Promise<Readable | null>;
+  /** The object as a stream (from byte `start` on), or null when there is none. */
+  getStream(key: string, options?: { start?: number }): Promise<Readable | null>;
   exists(key: string): Promise<boolean>;
+  /** The object's size in bytes, or null when there is none. */
+  size(key: string): Promise<number | null>;
   /** Keys under `prefix`, in lexicographic order, starting after `startAfter` when given. */
   list(prefix: string, options?: { startAfter?: string }): AsyncIterable<string>;
   /** The next level of "folders" under `prefix` (S3's CommonPrefixes with delimiter `/`), sorted. */

@@ -12,10 +12,9 @@
  */
 import { z } from 'zod';
 import { OptionsError } from './errors.ts';
-import { openInput, INPUT_FORMATS } from './input.ts';
-import type { JobMeta } from './job.ts';
+import { INPUT_FORMATS } from './input.ts';
 import { parseJobOptions } from './options.ts';
-import { planJob } from './plan.ts';
+import { submitStoredList, type Submitted } from './plan-slices.ts';
 import type { ObjectStore, Queue } from './ports.ts';
 import { NotFoundError } from './errors.ts';
 
@@ -102,13 +101,22 @@ export function parseSchedules(text: string): Schedule[] {
 }
 
 /**
- * Submits one run of a schedule: the list is read from the store and planned like any job.
+ * Submits one run of a schedule: the list is read from the store and planned like any job (in
+ * slices by the workers when it is larger than `planInSlicesAboveBytes`).
  *
  * @throws {NotFoundError} when the list is not in the store.
  */
-export async function submitScheduledJob(store: ObjectStore, queue: Queue, schedule: Schedule): Promise<JobMeta> {
-  const stream = await store.getStream(schedule.list);
-  if (!stream) throw new NotFoundError(`schedule "${schedule.name}": no list at ${schedule.list}`);
-  const input = await openInput(stream, schedule.format);
-  return planJob(store, queue, { input, options: schedule.options, source: `schedule:${schedule.name}` });
+export async function submitScheduledJob(store: ObjectStore, queue: Queue, schedule: Schedule, planInSlicesAboveBytes?: number): Promise<Submitted> {
+  try {
+    return await submitStoredList(store, queue, {
+      list: schedule.list,
+      format: schedule.format,
+      options: schedule.options,
+      source: `schedule:${schedule.name}`,
+      planInSlicesAboveBytes,
+    });
+  } catch (error) {
+    if (error instanceof NotFoundError) throw new NotFoundError(`schedule "${schedule.name}": no list at ${schedule.list}`);
+    throw error;
+  }
 }

@@ -4,12 +4,15 @@
  * records. The manifest is written once, by whoever first sees every chunk done.
  */
 import { addCounts, emptyCounts, type Counts } from './counts.ts';
+import { NotFoundError } from './errors.ts';
 import { loadJob, type JobMeta } from './job.ts';
+import type { PlanningMeta } from './plan-slices.ts';
 import { layout } from './layout.ts';
 import { latencySummary, type LatencySummary } from './latency.ts';
 import type { ObjectStore } from './ports.ts';
 
-export type JobState = 'queued' | 'running' | 'completed' | 'cancelled';
+/** `planning` and `rejected` belong to lists planned in slices (large uploads on AWS). */
+export type JobState = 'planning' | 'rejected' | 'queued' | 'running' | 'completed' | 'cancelled';
 
 /** What a finished chunk leaves behind: its counts and when it was written. */
 export interface ChunkSummary extends Counts {
@@ -35,6 +38,8 @@ export interface JobStatus {
   cancelRequested: boolean;
   source: string | null;
   results: { manifest: string | null; files: string[] };
+  /** Why a job was rejected while being planned (the bad line). */
+  error?: { message: string; line?: number; field?: string };
 }
 
 export interface Manifest {
@@ -149,7 +154,13 @@ export async function readManifest(store: ObjectStore, jobId: string): Promise<M
  * const status = await jobStatus(store, jobId); // status.done === status.succeeded + status.failed
  */
 export async function jobStatus(store: ObjectStore, jobId: string): Promise<JobStatus> {
-  const job = await loadJob(store, jobId);
+  let job: JobMeta;
+  try {
+    job = await loadJob(store, jobId);
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+    return planningStatus(store, jobId, error);
+  }
   const manifest = await readManifest(store, jobId);
   if (manifest) return statusFromManifest(job, manifest);
   const [{ counts, chunksDone, lastWrittenAt }, cancelRequested] = await Promise.all([
@@ -174,6 +185,34 @@ export async function jobStatus(store: ObjectStore, jobId: string): Promise<JobS
     cancelRequested,
     source: job.source ?? null,
     results: { manifest: null, files: resultFiles(jobId, chunksDone) },
+  };
+}
+
+/** Status of a job with no job.json yet: being planned in slices, or rejected. */
+async function planningStatus(store: ObjectStore, jobId: string, notFound: NotFoundError): Promise<JobStatus> {
+  const data = await store.get(layout.planning(jobId));
+  if (!data) throw notFound;
+  const meta = JSON.parse(data.toString('utf8')) as PlanningMeta;
+  const rejected = await store.get(layout.rejected(jobId));
+  return {
+    jobId,
+    state: rejected ? 'rejected' : 'planning',
+    createdAt: meta.createdAt,
+    updatedAt: meta.createdAt,
+    finishedAt: null,
+    total: 0,
+    done: 0,
+    succeeded: 0,
+    failed: 0,
+    chunks: { total: 0, done: 0 },
+    byStatus: {},
+    byError: {},
+    latencyMs: { p50: null, p95: null, p99: null },
+    bytes: 0,
+    cancelRequested: false,
+    source: meta.source,
+    results: { manifest: null, files: [] },
+    ...(rejected ? { error: JSON.parse(rejected.toString('utf8')) as JobStatus['error'] } : {}),
   };
 }
 

@@ -81,10 +81,10 @@ export class LocalStore implements ObjectStore {
     }
   }
 
-  async getStream(key: string): Promise<Readable | null> {
+  async getStream(key: string, options: { start?: number } = {}): Promise<Readable | null> {
     try {
       const handle = await open(this.pathOf(key), 'r');
-      return handle.createReadStream({ autoClose: true });
+      return handle.createReadStream({ autoClose: true, start: options.start });
     } catch (error) {
       if (isMissing(error)) return null;
       throw error;
@@ -92,10 +92,15 @@ export class LocalStore implements ObjectStore {
   }
 
   async exists(key: string): Promise<boolean> {
+    return (await this.size(key)) !== null;
+  }
+
+  async size(key: string): Promise<number | null> {
     try {
-      return (await stat(this.pathOf(key))).isFile();
+      const info = await stat(this.pathOf(key));
+      return info.isFile() ? info.size : null;
     } catch (error) {
-      if (isMissing(error)) return false;
+      if (isMissing(error)) return null;
       throw error;
     }
   }

@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Cron } from 'croner';
-import type { JobMeta } from '../core/job.ts';
+import type { Submitted } from '../core/plan-slices.ts';
 import { parseExpression, parseSchedules, submitScheduledJob, type Schedule } from '../core/schedules.ts';
 import type { EmbeddedRuntime } from './runtime.ts';
 
@@ -13,7 +13,7 @@ export interface ScheduleRunner {
   /** When each schedule fires next (null for a disabled one). */
   nextRuns(): Record<string, string | null>;
   /** Fires a schedule now, as its timer would. */
-  fire(name: string): Promise<JobMeta>;
+  fire(name: string): Promise<Submitted>;
   stop(): void;
 }
 

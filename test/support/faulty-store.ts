@@ -4,7 +4,7 @@
  */
 import type { Body, ObjectStore } from '../../functions/core/ports.ts';
 
-type Op = 'put' | 'get' | 'getStream' | 'exists' | 'list' | 'delete';
+type Op = 'put' | 'get' | 'getStream' | 'exists' | 'size' | 'list' | 'delete';
 
 interface Rule {
   op: Op;
@@ -44,9 +44,13 @@ export class FaultyStore implements ObjectStore {
     this.check('get', key);
     return this.inner.get(key);
   }
-  async getStream(key: string) {
+  async getStream(key: string, options?: { start?: number }) {
     this.check('getStream', key);
-    return this.inner.getStream(key);
+    return this.inner.getStream(key, options);
+  }
+  async size(key: string) {
+    this.check('size', key);
+    return this.inner.size(key);
   }
   async exists(key: string) {
     this.check('exists', key);

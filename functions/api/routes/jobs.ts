@@ -104,10 +104,11 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
   });
 
   app.post('/jobs', async (c) => {
-    const job = await submitFromRequest(c, deps);
-    const status = `/jobs/${job.jobId}`;
+    const submitted = await submitFromRequest(c, deps);
+    const status = `/jobs/${submitted.jobId}`;
     c.header('Location', status);
-    return c.json({ jobId: job.jobId, status, total: job.total, chunks: job.chunks }, 202);
+    const { jobId, total, chunks, state } = submitted;
+    return c.json({ jobId, status, total, chunks, ...(state === 'planning' ? { state } : {}) }, 202);
   });
 
   app.openapi(listRoute, async (c) => {

@@ -1,0 +1,27 @@
+/**
+ * The API's bearer token on AWS: FANOUT_TOKEN when set, else the Secrets Manager secret named by
+ * FANOUT_TOKEN_SECRET_ARN, cached for a few minutes so a rotation is picked up without a cold start.
+ */
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { TokenSource } from '../api/auth.ts';
+import type { AwsEnv } from './environment.ts';
+
+export const TOKEN_CACHE_MS = 5 * 60 * 1000;
+
+/**
+ * A token source for the API. With neither variable set it throws: the deployed API never runs open.
+ */
+export function awsTokenSource(env: AwsEnv, client: SecretsManagerClient = new SecretsManagerClient({})): TokenSource {
+  if (env.FANOUT_TOKEN) return () => env.FANOUT_TOKEN;
+  const arn = env.FANOUT_TOKEN_SECRET_ARN;
+  if (!arn) throw new Error('set FANOUT_TOKEN_SECRET_ARN (or FANOUT_TOKEN): the API must not run without a token');
+  let cached: { value: string; until: number } | undefined;
+  return async () => {
+    if (cached && cached.until > Date.now()) return cached.value;
+    const res = await client.send(new GetSecretValueCommand({ SecretId: arn }));
+    const value = res.SecretString?.trim();
+    if (!value) throw new Error('the token secret is empty');
+    cached = { value, until: Date.now() + TOKEN_CACHE_MS };
+    return value;
+  };
+}

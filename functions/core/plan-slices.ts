@@ -1,0 +1,185 @@
+/**
+ * Planning a list too large for one request or one invocation (a ten-million-line upload on AWS),
+ * in slices: a `plan` message says where in the uploaded list to resume (byte offset, line, index,
+ * chunk); each slice validates lines and writes chunk inputs until its time runs short, then hands
+ * on. Chunk messages are sent only once the whole list is valid, so invalid input still creates no
+ * job: a bad line removes the chunk inputs written so far and leaves a `rejected.json` naming it.
+ */
+import { z } from 'zod';
+import { CONTINUATION_DEFAULTS } from './continuation.ts';
+import { FanoutError, InputError, NotFoundError } from './errors.ts';
+import { openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
+import type { JobMeta } from './job.ts';
+import { layout } from './layout.ts';
+import { gzipNdjson } from './ndjson.ts';
+import { parseJobOptions, type JobOptions } from './options.ts';
+import { enqueueChunks, planJob } from './plan.ts';
+import { v7 as uuidv7 } from 'uuid';
+import type { ObjectStore, Queue } from './ports.ts';
+
+export const planMessageSchema = z.object({
+  type: z.literal('plan'),
+  jobId: z.string(),
+  /** Byte offset in the uploaded list where the next line starts. */
+  offset: z.number().int().min(0).default(0),
+  /** Lines before `offset` (so errors name the right line). */
+  line: z.number().int().min(0).default(0),
+  /** Items before `offset`. */
+  index: z.number().int().min(0).default(0),
+  /** Chunk inputs written so far. */
+  chunk: z.number().int().min(0).default(0),
+  /** Format decided on the first slice. */
+  format: z.enum(['auto', 'text', 'ndjson']).default('auto'),
+});
+export type PlanMessage = z.infer<typeof planMessageSchema>;
+
+/** What a job being planned keeps while it has no job.json yet. */
+export interface PlanningMeta {
+  jobId: string;
+  createdAt: string;
+  options: JobOptions;
+  source: string;
+  /** Store key of the list (an upload, or a schedule's list). */
+  list: string;
+}
+
+export interface Rejection {
+  line?: number;
+  field?: string;
+  message: string;
+}
+
+/** Starts planning a job from a stored list: writes planning.json and sends the first plan message. */
+export async function startPlanning(store: ObjectStore, queue: Queue, meta: PlanningMeta, format: 'auto' | 'text' | 'ndjson'): Promise<void> {
+  await store.put(layout.planning(meta.jobId), JSON.stringify(meta), { ifAbsent: true, contentType: 'application/json' });
+  await queue.send([JSON.stringify({ type: 'plan', jobId: meta.jobId, format } satisfies Partial<PlanMessage>)]);
+}
+
+export interface ListSubmission {
+  /** Store key of the list. */
+  list: string;
+  format: InputFormat;
+  options: Record<string, unknown>;
+  source: string;
+  /** Lists larger than this are planned in slices by the workers; unset: always at once. */
+  planInSlicesAboveBytes?: number;
+}
+
+export interface Submitted {
+  jobId: string;
+  /** null while the list is planned in slices. */
+  total: number | null;
+  chunks: number | null;
+  state: 'queued' | 'planning';
+}
+
+/**
+ * Submits a list already in the store (an upload, a schedule's list): planned at once when small,
+ * in slices by the workers when large.
+ *
+ * @throws {NotFoundError} when the list is missing; InputError or OptionsError when planned at once.
+ */
+export async function submitStoredList(store: ObjectStore, queue: Queue, submission: ListSubmission): Promise<Submitted> {
+  const size = await store.size(submission.list);
+  if (size === null) throw new NotFoundError(`no list at ${submission.list}`);
+  if (submission.planInSlicesAboveBytes !== undefined && size > submission.planInSlicesAboveBytes) {
+    if (submission.format === 'json') throw new InputError('a list this large must be text or NDJSON, not a JSON document', undefined, 'format');
+    const options = parseJobOptions(submission.options);
+    const jobId = uuidv7();
+    const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list };
+    await startPlanning(store, queue, meta, submission.format);
+    return { jobId, total: null, chunks: null, state: 'planning' };
+  }
+  const input = await openInput((await store.getStream(submission.list))!, submission.format);
+  const job = await planJob(store, queue, { input, options: submission.options, source: submission.source });
+  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
+}
+
+/** Lines of a byte stream with the byte offset just past each line's newline. */
+async function* linesWithOffsets(stream: AsyncIterable<Buffer>, start: number): AsyncGenerator<{ text: string; end: number }> {
+  let carry: Buffer = Buffer.alloc(0);
+  let base = start; // offset of carry[0]
+  for await (const chunk of stream) {
+    let data: Buffer = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+    let from = 0;
+    for (let nl = data.indexOf(10, from); nl !== -1; nl = data.indexOf(10, from)) {
+      yield { text: data.toString('utf8', from, nl), end: base + nl + 1 };
+      from = nl + 1;
+    }
+    carry = data.subarray(from);
+    base += from;
+    data = carry;
+  }
+  if (carry.length > 0) yield { text: carry.toString('utf8'), end: base + carry.length };
+}
+
+export type SliceOutcome = { kind: 'continued'; message: string } | { kind: 'planned'; job: JobMeta } | { kind: 'rejected'; rejection: Rejection };
+
+/**
+ * Plans one slice. Idempotent: a redelivered slice rewrites the same chunk inputs.
+ *
+ * @param deadline epoch ms by which the slice must hand on (none: plan to the end).
+ */
+export async function planSlice(
+  store: ObjectStore,
+  queue: Queue,
+  body: string,
+  { deadline, marginMs = CONTINUATION_DEFAULTS.marginMs }: { deadline?: number; marginMs?: number } = {},
+): Promise<SliceOutcome> {
+  const message = planMessageSchema.parse(JSON.parse(body));
+  const { jobId } = message;
+  const metaData = await store.get(layout.planning(jobId));
+  if (!metaData) throw new Error(`no planning record for job ${jobId}`);
+  const meta = JSON.parse(metaData.toString('utf8')) as PlanningMeta;
+  const existing = await store.get(layout.job(jobId));
+  if (existing) {
+    // Planned already; the chunk messages may not all have been sent: send them (duplicates are harmless).
+    const job = JSON.parse(existing.toString('utf8')) as JobMeta;
+    await enqueueChunks(queue, job);
+    return { kind: 'planned', job };
+  }
+  const stream = await store.getStream(meta.list, { start: message.offset });
+  if (!stream) throw new Error(`list ${meta.list} vanished`);
+
+  const { chunkSize } = meta.options;
+  let { line, index, chunk, format } = message;
+  let batch: IndexedItem[] = [];
+  const stopAt = deadline === undefined ? Infinity : deadline - marginMs;
+
+  try {
+    for await (const { text, end } of linesWithOffsets(stream as AsyncIterable<Buffer>, message.offset)) {
+      line++;
+      const trimmed = text.replace(/^\uFEFF/, '').trim();
+      if (trimmed === '' || trimmed.startsWith('#')) continue;
+      if (format === 'auto') {
+        if (trimmed.startsWith('[') || (trimmed.startsWith('{') && !trimmed.includes('"url"'))) {
+          throw new InputError('a list planned in slices must be text or NDJSON, not a JSON document', line);
+        }
+        format = trimmed.startsWith('{') ? 'ndjson' : 'text';
+      }
+      batch.push({ ...parseItemLine(trimmed, format, line), index: index++ });
+      if (batch.length === chunkSize) {
+        await store.put(layout.input(jobId, chunk++), gzipNdjson(batch));
+        batch = [];
+        if (Date.now() >= stopAt) {
+          stream.destroy();
+          const next: PlanMessage = { type: 'plan', jobId, offset: end, line, index, chunk, format };
+          return { kind: 'continued', message: JSON.stringify(next) };
+        }
+      }
+    }
+    if (batch.length > 0) await store.put(layout.input(jobId, chunk++), gzipNdjson(batch));
+    if (index === 0) throw new InputError('the input holds no URL');
+  } catch (error) {
+    if (!(error instanceof FanoutError) || error.status >= 500) throw error;
+    const rejection: Rejection = { message: error.message, ...(error instanceof InputError && error.line !== undefined ? { line: error.line } : {}) };
+    await store.deletePrefix(`${layout.jobPrefix(jobId)}input/`);
+    await store.put(layout.rejected(jobId), JSON.stringify(rejection), { ifAbsent: true, contentType: 'application/json' });
+    return { kind: 'rejected', rejection };
+  }
+
+  const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks: chunk, source: meta.source };
+  await store.put(layout.job(jobId), JSON.stringify(job, null, 2), { ifAbsent: true, contentType: 'application/json' });
+  await enqueueChunks(queue, job);
+  return { kind: 'planned', job };
+}
