@@ -25,6 +25,19 @@ export interface ApiDeps {
    * in the request; unset, every upload is planned in the request (the embedded runtime).
    */
   planInSlicesAboveBytes?: number;
+  /**
+   * Results too large for the runtime's responses (a Lambda's 6 MB) are answered with links to the
+   * result files instead: return the links document, or null to stream as usual.
+   */
+  resultLinks?(jobId: string, force: boolean): Promise<ResultLinks | null>;
+}
+
+export interface ResultLinks {
+  jobId: string;
+  /** Gzipped NDJSON files, in input order; concatenated they are every record. */
+  format: 'ndjson.gz';
+  files: { key: string; url: string }[];
+  expiresAt: string;
 }
 
 /** Request size limits, stated once. */

@@ -119,6 +119,15 @@ export const RecordSchema = z
   })
   .openapi('Record');
 
+export const ResultLinks = z
+  .object({
+    jobId: z.string(),
+    format: z.literal('ndjson.gz'),
+    files: z.array(z.object({ key: z.string(), url: z.string() })),
+    expiresAt: z.string(),
+  })
+  .openapi('ResultLinks');
+
 export const JobIdParam = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: '01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e0f' }),
 });

@@ -6,8 +6,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
-import { Fetcher } from '../core/engine/fetcher.ts';
-import { AddressGuard } from '../core/engine/guard.ts';
 import { s3ClientConfig, S3Store } from './s3-store.ts';
 import { SqsQueue } from './sqs-queue.ts';
 
@@ -41,7 +39,6 @@ export interface AwsRuntime {
   env: AwsEnv;
   store: S3Store;
   queue: SqsQueue;
-  fetcher: Fetcher;
 }
 
 let cached: AwsRuntime | undefined;
@@ -60,8 +57,6 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): AwsRuntime {
       maxReceiveCount: config.FANOUT_MAX_RECEIVE_COUNT,
       visibilityTimeoutMs: config.FANOUT_VISIBILITY_TIMEOUT * 1000,
     }),
-    // Server mode: private addresses blocked unless FANOUT_ALLOW_PRIVATE / FANOUT_ALLOW_CIDRS say otherwise.
-    fetcher: new Fetcher(AddressGuard.fromEnv(env, true)),
   };
   return cached;
 }

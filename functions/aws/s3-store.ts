@@ -36,9 +36,17 @@ function isMissing(error: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || statusOf(error) === 404;
 }
 
-/** S3 client options from the environment: the SDK's own resolution, plus path style on request. */
+/**
+ * S3 client options from the environment: the SDK's own resolution, plus path style on request.
+ * Checksums only where S3 requires them: otherwise presigned PUT URLs embed a checksum of an empty
+ * body, and S3-compatible stores store streamed bodies with their aws-chunked framing.
+ */
 export function s3ClientConfig(env: NodeJS.ProcessEnv = process.env): S3ClientConfig {
-  return { forcePathStyle: env.FANOUT_S3_FORCE_PATH_STYLE === '1' || env.FANOUT_S3_FORCE_PATH_STYLE === 'true' };
+  return {
+    forcePathStyle: env.FANOUT_S3_FORCE_PATH_STYLE === '1' || env.FANOUT_S3_FORCE_PATH_STYLE === 'true',
+    requestChecksumCalculation: env.AWS_REQUEST_CHECKSUM_CALCULATION === 'WHEN_SUPPORTED' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
+    responseChecksumValidation: env.AWS_RESPONSE_CHECKSUM_VALIDATION === 'WHEN_SUPPORTED' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
+  };
 }
 
 export class S3Store implements ObjectStore {

@@ -3,7 +3,9 @@
  * `fanout submit|status|results|cancel|jobs`. API problems become errors carrying their status,
  * so the CLI exits 2 on a 4xx with the API's own detail.
  */
-import type { Readable } from 'node:stream';
+import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { request } from 'undici';
 import { FanoutError } from '../core/errors.ts';
 import type { JobStatus } from '../core/status.ts';
@@ -99,9 +101,32 @@ export class FanoutClient {
     return this.json<{ jobs: JobStatus[]; next: string | null }>('GET', `/jobs?${q}`);
   }
 
+  /**
+   * Every record as NDJSON. When the API answers with links to the gzipped result files (AWS,
+   * large jobs), they are downloaded and decompressed in order, filters applied here.
+   */
   async results(jobId: string, filters: URLSearchParams): Promise<Readable> {
     const q = filters.toString();
     const res = await this.call('GET', `/jobs/${encodeURIComponent(jobId)}/results${q ? `?${q}` : ''}`);
-    return res.body;
+    if (!String(res.headers['content-type'] ?? '').startsWith('application/json')) return res.body;
+    const links = (await res.body.json()) as { files: { url: string }[] };
+    const keep = (line: string) => {
+      const r = JSON.parse(line) as { ok: boolean; status: number | null; error: { code: string } | null };
+      return (
+        (!filters.has('ok') || String(r.ok) === filters.get('ok')) &&
+        (!filters.has('status') || String(r.status) === filters.get('status')) &&
+        (!filters.has('error') || r.error?.code === filters.get('error'))
+      );
+    };
+    return Readable.from(
+      (async function* () {
+        for (const file of links.files) {
+          const part = await request(file.url);
+          if (part.statusCode !== 200) throw new Error(`result file download failed: HTTP ${part.statusCode}`);
+          const lines = createInterface({ input: part.body.pipe(createGunzip()), crlfDelay: Infinity });
+          for await (const line of lines) if (line !== '' && keep(line)) yield line + '\n';
+        }
+      })(),
+    );
   }
 }

@@ -10,7 +10,7 @@ import { readResultLines, readResults } from '../../core/results.ts';
 import { jobStatus } from '../../core/status.ts';
 import type { ApiDeps } from '../deps.ts';
 import { problem } from '../problem.ts';
-import { Accepted, JobIdParam, JobList, JobStatus, JsonSubmission, Problem, RecordSchema, problemResponses } from '../schemas.ts';
+import { Accepted, JobIdParam, JobList, JobStatus, JsonSubmission, Problem, RecordSchema, ResultLinks, problemResponses } from '../schemas.ts';
 import { submitFromRequest } from '../submit.ts';
 import { validationHook } from '../validation.ts';
 
@@ -45,10 +45,14 @@ const resultsRoute = createRoute({
       ok: z.enum(['true', 'false']).optional().openapi({ description: 'only records with this `ok`' }),
       status: z.string().regex(/^\d{3}$/).optional().openapi({ description: 'only records with this HTTP status' }),
       error: z.string().optional().openapi({ description: 'only records with this error code' }),
+      links: z.enum(['true', 'false']).optional().openapi({ description: 'ask for links to the result files (AWS) instead of a stream' }),
     }),
   },
   responses: {
-    200: { description: 'NDJSON, one record per line', content: { 'application/x-ndjson': { schema: RecordSchema } } },
+    200: {
+      description: 'NDJSON, one record per line; or, on AWS when the results are too large for a response, links to the gzipped result files',
+      content: { 'application/x-ndjson': { schema: RecordSchema }, 'application/json': { schema: ResultLinks } },
+    },
     ...problemResponses,
   },
 });
@@ -139,7 +143,10 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
   app.openapi(resultsRoute, async (c) => {
     const id = checkJobId(c.req.valid('param').id);
     await loadJob(deps.store, id); // 404 before the stream starts
-    const filter = recordFilter(c.req.valid('query'));
+    const query = c.req.valid('query');
+    const links = deps.resultLinks ? await deps.resultLinks(id, query.links === 'true') : null;
+    if (links) return c.json(links, 200) as never;
+    const filter = recordFilter(query);
     const source = filter
       ? (async function* () {
           for await (const line of readResultLines(deps.store, id)) {
