@@ -13,7 +13,7 @@ import { cancelJob } from '../../core/cancel.ts';
 import { layout } from '../../core/layout.ts';
 import { awsRuntime, type AwsRuntime } from '../environment.ts';
 import { awsTokenSource } from '../token.ts';
-import { INLINE_RESULTS_MAX_GZIP_BYTES, PLAN_IN_SLICES_ABOVE_BYTES, PRESIGN_SECONDS } from './limits.ts';
+import { PRESIGN_SECONDS, inlineResultsMaxGzipBytes, planInSlicesAboveBytes } from './limits.ts';
 
 function s3Uploads(rt: AwsRuntime): UploadTarget {
   return {
@@ -33,7 +33,7 @@ function s3Uploads(rt: AwsRuntime): UploadTarget {
 async function resultLinks(rt: AwsRuntime, jobId: string, force: boolean): Promise<ResultLinks | null> {
   const sizes = await rt.store.sizes(layout.resultsPrefix(jobId));
   const total = [...sizes.values()].reduce((a, b) => a + b, 0);
-  if (!force && total <= INLINE_RESULTS_MAX_GZIP_BYTES) return null;
+  if (!force && total <= inlineResultsMaxGzipBytes()) return null;
   const keys = [...sizes.keys()].sort();
   const files = await Promise.all(
     keys.map(async (key) => ({
@@ -52,7 +52,7 @@ export function createAwsApp(rt: AwsRuntime = awsRuntime()) {
     token: awsTokenSource(rt.env),
     uploads: s3Uploads(rt),
     cancel: async (jobId) => (await cancelJob(rt.store, jobId)).cancelled,
-    planInSlicesAboveBytes: PLAN_IN_SLICES_ABOVE_BYTES,
+    planInSlicesAboveBytes: planInSlicesAboveBytes(),
     resultLinks: (jobId, force) => resultLinks(rt, jobId, force),
   });
 }

@@ -6,7 +6,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
 import { scheduleSchema, submitScheduledJob } from '../../core/schedules.ts';
 import { awsRuntime } from '../environment.ts';
-import { PLAN_IN_SLICES_ABOVE_BYTES } from './limits.ts';
+import { planInSlicesAboveBytes } from './limits.ts';
 
 const logger = new Logger({ serviceName: 'fanout-schedule' });
 const eventSchema = z.object({ schedule: scheduleSchema });
@@ -22,7 +22,7 @@ export const handler = async (event: unknown): Promise<{ jobId: string; state: s
   if (!parsed.success) throw new Error(`not a fanout schedule event: ${parsed.error.issues[0]!.path.join('.')}: ${parsed.error.issues[0]!.message}`);
   const { schedule } = parsed.data;
   const rt = awsRuntime();
-  const submitted = await submitScheduledJob(rt.store, rt.queue, schedule, PLAN_IN_SLICES_ABOVE_BYTES);
+  const submitted = await submitScheduledJob(rt.store, rt.queue, schedule, planInSlicesAboveBytes());
   logger.info('scheduled job submitted', { schedule: schedule.name, jobId: submitted.jobId, state: submitted.state, total: submitted.total });
   return { jobId: submitted.jobId, state: submitted.state };
 };

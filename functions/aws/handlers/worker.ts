@@ -86,4 +86,8 @@ export async function handleRecord(record: SQSRecord, context: Pick<Context, 'ge
  * export { handler } from './functions/aws/handlers/worker.ts';
  */
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
-  processPartialResponse(event, (record: SQSRecord) => handleRecord(record, context), processor, { context });
+  processPartialResponse(event, (record: SQSRecord) => handleRecord(record, context), processor, {
+    context,
+    // A batch whose every record failed is reported like any other, not thrown as an invocation error.
+    throwOnFullBatchFailure: false,
+  });
