@@ -114,6 +114,11 @@ function resultFiles(jobId: string, chunks: number[]): string[] {
 export async function finalizeIfComplete(store: ObjectStore, job: JobMeta): Promise<Manifest | null> {
   const manifestKey = layout.manifest(job.jobId);
   if (await store.exists(manifestKey)) return null;
+  // Count the summaries by listing first (one LIST per 1,000 chunks): reading them all on every
+  // chunk's completion would cost chunks x chunks GETs on a large job.
+  let finished = 0;
+  for await (const key of store.list(layout.chunksPrefix(job.jobId))) if (key.endsWith('.json')) finished++;
+  if (finished < job.chunks) return null;
   const { counts, chunksDone } = await aggregateChunks(store, job.jobId);
   if (chunksDone.length < job.chunks) return null;
   const cancelled = await store.exists(layout.cancel(job.jobId));
