@@ -1,6 +1,9 @@
 import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { SendMessageBatchCommand, SQSClient, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
+import { readAwsEnv } from '../functions/aws/environment.ts';
+import { awsTokenSource } from '../functions/aws/token.ts';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store, s3ClientConfig } from '../functions/aws/s3-store.ts';
@@ -144,5 +147,32 @@ describe('SqsQueue', () => {
     } finally {
       mock.restore();
     }
+  });
+});
+
+describe('the API token on AWS', () => {
+  const env = { FANOUT_BUCKET: 'b', FANOUT_QUEUE_URL: 'https://sqs/q', FANOUT_MAX_RECEIVE_COUNT: 5, FANOUT_VISIBILITY_TIMEOUT: 60 };
+
+  it('reads the secret once and caches it', async () => {
+    const mock = mockClient(SecretsManagerClient);
+    try {
+      mock.on(GetSecretValueCommand).resolves({ SecretString: 'from-secrets-manager\n' });
+      const source = awsTokenSource({ ...env, FANOUT_TOKEN_SECRET_ARN: 'arn:aws:secretsmanager:us-east-1:1:secret:t' }, new SecretsManagerClient({ region: 'us-east-1' }));
+      expect(await source()).toBe('from-secrets-manager');
+      expect(await source()).toBe('from-secrets-manager');
+      expect(mock.commandCalls(GetSecretValueCommand)).toHaveLength(1);
+      expect(mock.commandCalls(GetSecretValueCommand)[0]!.args[0].input.SecretId).toBe('arn:aws:secretsmanager:us-east-1:1:secret:t');
+    } finally {
+      mock.restore();
+    }
+  });
+
+  it('prefers FANOUT_TOKEN, and refuses to run open', async () => {
+    expect(await awsTokenSource({ ...env, FANOUT_TOKEN: 'direct' })()).toBe('direct');
+    expect(() => awsTokenSource(env)).toThrow(/must not run without a token/);
+  });
+
+  it('names a missing environment variable', () => {
+    expect(() => readAwsEnv({ FANOUT_QUEUE_URL: 'https://sqs/q' })).toThrow(/FANOUT_BUCKET/);
   });
 });
