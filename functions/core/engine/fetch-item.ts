@@ -8,7 +8,7 @@ import type { Dispatcher } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
 import type { ErrorCode, FetchRecord, RecordError } from '../record.ts';
-import { readBody } from './body.ts';
+import { exchange, type Exchange } from './exchange.ts';
 import { classifyError } from './classify.ts';
 import { backoffMs, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
 
@@ -49,15 +49,6 @@ type AttemptOutcome =
 
 class DeadlineError extends Error {
   override name = 'DeadlineError';
-}
-
-function flattenHeaders(raw: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const key in raw) {
-    const value = raw[key];
-    if (value !== undefined) out[key] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  return out;
 }
 
 function requestHeaders(item: IndexedItem, options: JobOptions): Record<string, string> {
@@ -158,13 +149,17 @@ async function attempt(
   last: boolean,
   keep: boolean,
 ): Promise<AttemptOutcome> {
-  if (ctx.signal?.aborted) return cancelledOutcome();
-  const deadline = new AbortController();
-  const timer = setTimeout(
-    () => deadline.abort(new DeadlineError(`no complete response within ${options.timeoutMs} ms`)),
-    options.timeoutMs,
-  );
-  const signal = ctx.signal ? AbortSignal.any([deadline.signal, ctx.signal]) : deadline.signal;
+  const cancel = ctx.signal;
+  if (cancel?.aborted) return cancelledOutcome();
+  // One timer and one listener per attempt: the exchange in flight is aborted by either.
+  let current: Exchange | undefined;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    current?.abort(new DeadlineError(`no complete response within ${options.timeoutMs} ms`));
+  }, options.timeoutMs);
+  const onCancel = () => current?.abort(new Error('cancelled'));
+  cancel?.addEventListener('abort', onCancel, { once: true });
 
   let url = item.url;
   let method = item.method ?? options.method;
@@ -172,6 +167,9 @@ async function attempt(
   const headers = requestHeaders(item, options);
   let redirects = 0;
   let partial: Partial<Response> = {};
+  const followsRedirect = (status: number, h: Record<string, string>) =>
+    REDIRECT_STATUSES.has(status) && h.location !== undefined && options.maxRedirects > 0;
+  const retriesStatus = (status: number) => !last && isRetryableStatus(status);
 
   try {
     for (;;) {
@@ -189,34 +187,31 @@ async function attempt(
         headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
       }
 
-      const res = await ctx.dispatcher.request({
-        origin: target.origin,
-        path: target.pathname + target.search,
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body ?? undefined,
-        signal,
-      });
-      const resHeaders = flattenHeaders(res.headers);
-      partial = { status: res.statusCode, headers: resHeaders, finalUrl: target.href, redirects };
+      current = exchange(
+        ctx.dispatcher,
+        { origin: target.origin, path: target.pathname + target.search, method, headers, body },
+        { limit: options.maxBodyBytes, keep, discard: (status, h) => followsRedirect(status, h) || retriesStatus(status) },
+      );
+      if (timedOut) current.abort(new DeadlineError(`no complete response within ${options.timeoutMs} ms`));
+      if (cancel?.aborted) current.abort(new Error('cancelled'));
+      const res = await current.result;
+      partial = { status: res.status, headers: res.headers, finalUrl: target.href, redirects };
 
-      const location = resHeaders.location;
-      if (REDIRECT_STATUSES.has(res.statusCode) && location !== undefined && options.maxRedirects > 0) {
-        await res.body.dump().catch(() => {});
+      if (followsRedirect(res.status, res.headers)) {
         if (redirects >= options.maxRedirects) {
           return errorOutcome('too_many_redirects', `more than ${options.maxRedirects} redirects`, partial);
         }
         let next: URL;
         try {
-          next = new URL(location, target);
+          next = new URL(res.headers.location!, target);
         } catch {
-          return errorOutcome('invalid_url', `redirect to an invalid URL: ${location.slice(0, 200)}`, partial);
+          return errorOutcome('invalid_url', `redirect to an invalid URL: ${res.headers.location!.slice(0, 200)}`, partial);
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') {
           return errorOutcome('invalid_url', `redirect to unsupported scheme ${next.protocol}`, partial);
         }
         redirects++;
-        if (res.statusCode === 303 ? method !== 'HEAD' : (res.statusCode === 301 || res.statusCode === 302) && method === 'POST') {
+        if (res.status === 303 ? method !== 'HEAD' : (res.status === 301 || res.status === 302) && method === 'POST') {
           method = 'GET';
           body = null;
           delete headers['content-type'];
@@ -229,49 +224,23 @@ async function attempt(
         continue;
       }
 
-      if (!last && isRetryableStatus(res.statusCode)) {
-        await res.body.dump().catch(() => {});
-        const response: Response = {
-          status: res.statusCode,
-          headers: resHeaders,
-          finalUrl: target.href,
-          redirects,
-          bytes: 0,
-          truncated: false,
-          data: null,
-          decoded: true,
-          retryAfter: retryAfterMs(resHeaders['retry-after']),
-        };
-        return { kind: 'response', response, retry: true };
+      const response: Response = { ...res, finalUrl: target.href, redirects };
+      if (retriesStatus(res.status)) {
+        return { kind: 'response', response: { ...response, retryAfter: retryAfterMs(res.headers['retry-after']) }, retry: true };
       }
-
-      const read = await readBody(res.body, {
-        contentEncoding: resHeaders['content-encoding'],
-        limit: options.maxBodyBytes,
-        keep,
-      });
-      const response: Response = {
-        status: res.statusCode,
-        headers: resHeaders,
-        finalUrl: target.href,
-        redirects,
-        ...read,
-      };
       return { kind: 'response', response, retry: false };
     }
   } catch (error) {
-    if (ctx.signal?.aborted) return { ...cancelledOutcome(), partial } as AttemptOutcome;
-    if (deadline.signal.aborted) {
-      return {
-        kind: 'error',
-        error: { code: 'timeout', message: (deadline.signal.reason as Error).message },
-        retryable: true,
-        partial,
-      };
+    const midBody = error as { responseStatus?: number; responseHeaders?: Record<string, string> };
+    if (midBody.responseStatus !== undefined) partial = { ...partial, status: midBody.responseStatus, headers: midBody.responseHeaders };
+    if (cancel?.aborted) return { ...cancelledOutcome(), partial } as AttemptOutcome;
+    if (timedOut) {
+      return { kind: 'error', error: { code: 'timeout', message: `no complete response within ${options.timeoutMs} ms` }, retryable: true, partial };
     }
-    const { code, retryable, message } = classifyError(error, partial.status !== undefined);
+    const { code, retryable, message } = classifyError(error, midBody.responseStatus !== undefined);
     return { kind: 'error', error: { code, message }, retryable, partial };
   } finally {
     clearTimeout(timer);
+    cancel?.removeEventListener('abort', onCancel);
   }
 }

@@ -1,0 +1,15 @@
+import { createReadStream } from 'node:fs';
+import { AddressGuard } from '../functions/core/engine/guard.ts';
+import { openInput } from '../functions/core/input.ts';
+import { EmbeddedRuntime } from '../functions/local/runtime.ts';
+const rt = new EmbeddedRuntime({ dataDir: '/tmp/fdmem', guard: new AddressGuard({ blockPrivate: false }) });
+const m = () => { const u = process.memoryUsage(); return `rss ${(u.rss/1e6)|0} heap ${(u.heapUsed/1e6)|0} ext ${(u.external/1e6)|0} ab ${(u.arrayBuffers/1e6)|0}`; };
+console.log('start', m());
+const job = await rt.submit(await openInput(createReadStream('/tmp/u100k.txt')), { bodies: 'none', concurrency: 100, perHost: 100, chunkSize: 1000 });
+console.log('planned', m());
+const t = setInterval(() => console.log(m(), 'queue', rt.queue.size), 1000);
+rt.start();
+await rt.waitForJob(job.jobId);
+clearInterval(t);
+console.log('done', m());
+await rt.stop();
