@@ -143,7 +143,8 @@ function urlList(file: string, base: string, count: number): void {
 /** The full `fanout fetch`: records written, manifest, everything; job time from its own status. */
 async function fanoutFetch(name: string, file: string, flags: string[]): Promise<Measured> {
   const dataDir = mkdtempSync(join(work, 'data-'));
-  const args = [join(root, 'bin/fanout.mjs'), 'fetch', file, '--json', '--no-progress', '--data-dir', dataDir, '--retries', '0', ...flags];
+  // The flag bin/fanout.mjs's shebang gives when run as a command.
+  const args = ['--max-semi-space-size=64', join(root, 'bin/fanout.mjs'), 'fetch', file, '--json', '--no-progress', '--data-dir', dataDir, '--retries', '0', ...flags];
   const timed = existsSync('/usr/bin/time') ? ['/usr/bin/time', ['-f', 'TIME %e %M', process.execPath, ...args]] : [process.execPath, args];
   const out = await run(...pinned(clientCore, timed[0] as string, timed[1] as string[]));
   if (out.code !== 0) throw new Error(`fanout fetch failed: ${out.stderr}`);

@@ -12,6 +12,9 @@ import { gzipOptions, readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
 import { serializeRecord, type FetchRecord } from './record.ts';
 
+/** Characters of serialized records handed to gzip at once. */
+const WRITE_BATCH_CHARS = 64 * 1024;
+
 /** Thrown into the result file's stream when a delivery stops early: that file must not be created. */
 export class StoppedEarly extends Error {
   override name = 'StoppedEarly';
@@ -98,13 +101,22 @@ export async function writeChunkFile(
   failed.catch(() => {});
 
   let written = 0;
+  // Records go to gzip in batches: one zlib call per ~64 KiB instead of one per record.
+  let pending = '';
+  const flush = async () => {
+    const ok = gzip.write(pending);
+    pending = '';
+    if (!ok) await Promise.race([once(gzip, 'drain'), failed]);
+  };
   try {
     for await (const record of records) {
       if (failure) throw failure;
       countRecord(counts, record);
       written++;
-      if (!gzip.write(serializeRecord(record))) await Promise.race([once(gzip, 'drain'), failed]);
+      pending += serializeRecord(record);
+      if (pending.length >= WRITE_BATCH_CHARS) await flush();
     }
+    if (pending.length > 0) await flush();
     if (failure) throw failure;
     const finished = complete();
     if (!finished) toResults.destroy(new StoppedEarly('the delivery stopped before the end of the chunk'));

@@ -44,6 +44,50 @@ export interface FetchRecord {
   error: RecordError | null;
 }
 
+type BodyFields = Pick<FetchRecord, 'body' | 'bodyEncoding'> | Pick<FetchRecord, 'bodyKey'>;
+
+/**
+ * Builds a record with its fields in the contract's order, so serialising it is one JSON.stringify.
+ * Every record is made here.
+ */
+export function makeRecord(r: Omit<FetchRecord, 'body' | 'bodyEncoding' | 'bodyKey'>, body?: BodyFields): FetchRecord {
+  if (body === undefined) {
+    return {
+      index: r.index,
+      url: r.url,
+      id: r.id,
+      ok: r.ok,
+      status: r.status,
+      finalUrl: r.finalUrl,
+      redirects: r.redirects,
+      headers: r.headers,
+      bytes: r.bytes,
+      truncated: r.truncated,
+      attempts: r.attempts,
+      startedAt: r.startedAt,
+      durationMs: r.durationMs,
+      error: r.error,
+    };
+  }
+  return {
+    index: r.index,
+    url: r.url,
+    id: r.id,
+    ok: r.ok,
+    status: r.status,
+    finalUrl: r.finalUrl,
+    redirects: r.redirects,
+    headers: r.headers,
+    bytes: r.bytes,
+    truncated: r.truncated,
+    ...body,
+    attempts: r.attempts,
+    startedAt: r.startedAt,
+    durationMs: r.durationMs,
+    error: r.error,
+  };
+}
+
 /**
  * A record for an item that was never fetched (cancelled, or its chunk failed for good).
  *
@@ -57,7 +101,7 @@ export function failedRecord(
   attempts = 0,
   startedAt = new Date(),
 ): FetchRecord {
-  return {
+  return makeRecord({
     index: item.index,
     url: item.url,
     id: item.id ?? null,
@@ -72,28 +116,10 @@ export function failedRecord(
     startedAt: startedAt.toISOString(),
     durationMs: 0,
     error: { code, message },
-  };
+  });
 }
 
-/** One NDJSON line, fields in the contract's order whatever order they were set in. */
-export function serializeRecord(r: FetchRecord): string {
-  const ordered: FetchRecord = {
-    index: r.index,
-    url: r.url,
-    id: r.id,
-    ok: r.ok,
-    status: r.status,
-    finalUrl: r.finalUrl,
-    redirects: r.redirects,
-    headers: r.headers,
-    bytes: r.bytes,
-    truncated: r.truncated,
-    ...(r.body !== undefined ? { body: r.body, bodyEncoding: r.bodyEncoding } : {}),
-    ...(r.bodyKey !== undefined ? { bodyKey: r.bodyKey } : {}),
-    attempts: r.attempts,
-    startedAt: r.startedAt,
-    durationMs: r.durationMs,
-    error: r.error,
-  };
-  return JSON.stringify(ordered) + '\n';
+/** One NDJSON line (records come from {@link makeRecord}, already in the contract's order). */
+export function serializeRecord(record: FetchRecord): string {
+  return JSON.stringify(record) + '\n';
 }

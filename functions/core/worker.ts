@@ -7,6 +7,7 @@
  * - the chunk's summary is computed from the file that won, and also created only if absent;
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
+import { setMaxListeners } from 'node:events';
 import type { LimitFunction } from 'p-limit';
 import { countResults, writeChunkFile } from './chunk-writer.ts';
 import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain } from './continuation.ts';
@@ -19,7 +20,7 @@ import { chunkMessage, chunkMessageSchema, loadJob, type ChunkMessage, type JobM
 import { layout } from './layout.ts';
 import { readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
-import { failedRecord, type FetchRecord } from './record.ts';
+import { failedRecord, makeRecord, type FetchRecord } from './record.ts';
 import { finalizeIfComplete, type ChunkSummary, type Manifest } from './status.ts';
 
 /** Worker defaults, stated once. */
@@ -154,16 +155,10 @@ function recordSize(record: FetchRecord): number {
 async function withBody(store: ObjectStore, job: JobMeta, result: FetchResult): Promise<FetchRecord> {
   const { record, body } = result;
   if (body === null || job.options.bodies === 'none') return record;
-  if (job.options.bodies === 'inline') {
-    const encoded = encodeBody(body, result.contentType, record.truncated);
-    record.body = encoded.body;
-    record.bodyEncoding = encoded.bodyEncoding;
-    return record;
-  }
+  if (job.options.bodies === 'inline') return makeRecord(record, encodeBody(body, result.contentType, record.truncated));
   const key = layout.body(job.jobId, record.index);
   await store.put(key, body, { contentType: result.contentType ?? 'application/octet-stream' });
-  record.bodyKey = key;
-  return record;
+  return makeRecord(record, { bodyKey: key });
 }
 
 /** Watches the store's cancel marker while a chunk runs; aborts `controller` when it appears. */
@@ -231,6 +226,8 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
   const { limit, budget, release } = fetcher.acquire(jobId, options);
   const cancel = controller.signal;
   const signal = time ? AbortSignal.any([cancel, time.hard.signal]) : cancel;
+  // Every request in flight listens to it: that is by design, not a leak.
+  setMaxListeners(0, cancel, signal);
   let handedOn = false;
 
   const run = async (item: IndexedItem): Promise<FetchRecord | typeof HANDED_ON> => {

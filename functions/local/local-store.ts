@@ -6,7 +6,7 @@
 import { createWriteStream } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { join, resolve, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidKeyError } from '../core/errors.ts';
@@ -25,6 +25,8 @@ function isMissing(error: unknown): boolean {
 
 export class LocalStore implements ObjectStore {
   readonly root: string;
+  /** Folders known to exist: one mkdir per folder, not one per write. */
+  private readonly folders = new Set<string>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -48,14 +50,14 @@ export class LocalStore implements ObjectStore {
     const path = this.pathOf(key);
     const tmpDir = join(this.root, TMP_DIR);
     const tmp = join(tmpDir, randomUUID());
-    await mkdir(tmpDir, { recursive: true });
+    await this.folder(tmpDir);
     try {
       if (typeof body === 'string' || body instanceof Uint8Array) {
         await writeFile(tmp, body);
       } else {
         await pipeline(body instanceof Readable ? body : Readable.from(body), createWriteStream(tmp));
       }
-      await mkdir(join(path, '..'), { recursive: true });
+      await this.folder(dirname(path));
       if (!options.ifAbsent) {
         await rename(tmp, path);
         return true;
@@ -70,6 +72,13 @@ export class LocalStore implements ObjectStore {
     } finally {
       await unlink(tmp).catch(() => {});
     }
+  }
+
+  private async folder(path: string): Promise<void> {
+    if (this.folders.has(path)) return;
+    await mkdir(path, { recursive: true });
+    if (this.folders.size > 10_000) this.folders.clear();
+    this.folders.add(path);
   }
 
   async get(key: string): Promise<Buffer | null> {
@@ -158,6 +167,7 @@ export class LocalStore implements ObjectStore {
   }
 
   async deletePrefix(prefix: string): Promise<void> {
+    this.folders.clear(); // folders may go with the keys
     if (prefix.endsWith('/')) {
       await rm(this.prefixPath(prefix), { recursive: true, force: true });
       return;

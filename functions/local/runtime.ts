@@ -4,7 +4,7 @@
  * `fanout serve` are built on it. The store is the truth: after a crash, {@link EmbeddedRuntime.recover}
  * re-enqueues every chunk that has no summary yet.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cancelJob } from '../core/cancel.ts';
 import { sendCallback } from '../core/callback.ts';
@@ -108,6 +108,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     let controller = this.cancels.get(jobId);
     if (!controller) {
       controller = new AbortController();
+      setMaxListeners(0, controller.signal); // one listener per chunk in flight
       this.cancels.set(jobId, controller);
     }
     return controller;

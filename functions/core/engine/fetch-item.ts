@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
-import type { ErrorCode, FetchRecord, RecordError } from '../record.ts';
+import { makeRecord, type ErrorCode, type FetchRecord, type RecordError } from '../record.ts';
 import { exchange, type Exchange } from './exchange.ts';
 import { classifyError } from './classify.ts';
 import { backoffMs, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
@@ -51,14 +51,19 @@ class DeadlineError extends Error {
   override name = 'DeadlineError';
 }
 
+/** The job's request headers, lower-cased, built once per job options object. */
+const jobHeaders = new WeakMap<JobOptions, Record<string, string>>();
+
 function requestHeaders(item: IndexedItem, options: JobOptions): Record<string, string> {
-  const headers: Record<string, string> = {
-    'user-agent': options.userAgent,
-    'accept-encoding': 'gzip, deflate, br',
-  };
-  for (const source of [options.headers, item.headers]) {
-    if (source) for (const [k, v] of Object.entries(source)) headers[k.toLowerCase()] = v;
+  let base = jobHeaders.get(options);
+  if (!base) {
+    base = { 'user-agent': options.userAgent, 'accept-encoding': 'gzip, deflate, br' };
+    for (const [k, v] of Object.entries(options.headers)) base[k.toLowerCase()] = v;
+    jobHeaders.set(options, base);
   }
+  // A copy per attempt: redirects may drop credentials from it.
+  const headers = { ...base };
+  if (item.headers) for (const [k, v] of Object.entries(item.headers)) headers[k.toLowerCase()] = v;
   return headers;
 }
 
@@ -97,12 +102,15 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
   }
 
   const durationMs = Math.round((performance.now() - t0) * 10) / 10;
-  const base = { index: item.index, url: item.url, id: item.id ?? null, attempts, startedAt: startedAt.toISOString(), durationMs };
+  const id = item.id ?? null;
+  const startedIso = startedAt.toISOString();
   if (outcome.kind === 'response') {
     const r = outcome.response;
     return {
-      record: {
-        ...base,
+      record: makeRecord({
+        index: item.index,
+        url: item.url,
+        id,
         ok: r.status >= 200 && r.status < 300,
         status: r.status,
         finalUrl: r.finalUrl,
@@ -110,16 +118,21 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
         headers: r.headers,
         bytes: r.bytes,
         truncated: r.truncated,
+        attempts,
+        startedAt: startedIso,
+        durationMs,
         error: null,
-      },
+      }),
       body: r.data,
       contentType: r.decoded ? r.headers['content-type'] : 'application/octet-stream',
     };
   }
   const p = outcome.partial ?? {};
   return {
-    record: {
-      ...base,
+    record: makeRecord({
+      index: item.index,
+      url: item.url,
+      id,
       ok: false,
       status: p.status ?? null,
       finalUrl: p.finalUrl ?? null,
@@ -127,8 +140,11 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
       headers: p.headers ?? {},
       bytes: p.bytes ?? 0,
       truncated: false,
+      attempts,
+      startedAt: startedIso,
+      durationMs,
       error: outcome.error,
-    },
+    }),
     body: null,
     contentType: undefined,
   };
