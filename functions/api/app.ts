@@ -7,7 +7,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { requireToken } from './auth.ts';
 import { API_LIMITS, type ApiDeps } from './deps.ts';
 import { onError, problem, problemResponse } from './problem.ts';
-import { dashboardRoutes } from './routes/dashboard.ts';
+import { dashboardRoutes } from './routes/dashboard.tsx';
 import { jobsRoutes } from './routes/jobs.ts';
 import { docsRoutes, healthRoutes } from './routes/meta.ts';
 import { uploadsRoutes } from './routes/uploads.ts';

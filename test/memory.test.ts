@@ -1,0 +1,41 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrigin, type Origin } from './support/origin.ts';
+
+const script = fileURLToPath(new URL('./fixtures/scripts/memory-job.ts', import.meta.url));
+let origin: Origin;
+beforeAll(async () => {
+  origin = await startOrigin();
+});
+afterAll(() => origin.close());
+
+/** Runs the memory script in its own process, so its peak RSS is its own. */
+function measure(kind: string, count: number): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, origin.url, kind, String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(err))));
+  });
+}
+
+describe('memory is bounded by concurrency x maxBodyBytes, not by response or input size (invariant 4)', () => {
+  it('40 concurrent 64 MiB bodies and 40 decompression bombs, cut at 1 MiB: peak RSS under 400 MiB', async () => {
+    const result = await measure('bodies', 40);
+    console.log(`80 hostile bodies at once: peak RSS ${result.peakMiB} MiB`);
+    expect(result).toMatchObject({ done: 80, succeeded: 80 });
+    expect(result.peakMiB).toBeLessThan(400);
+  }, 120_000);
+
+  it('planning 1,000,000 lines takes no more memory than planning 100,000', async () => {
+    const small = await measure('plan', 100_000);
+    const large = await measure('plan', 1_000_000);
+    console.log(`planning: 100k lines ${small.peakMiB} MiB, 1M lines ${large.peakMiB} MiB`);
+    expect(large).toMatchObject({ total: 1_000_000, chunks: 2_000, messages: 2_000 });
+    // Linear growth would be hundreds of MiB for ten times the lines; what remains is the garbage collector.
+    expect(large.peakMiB! - small.peakMiB!).toBeLessThan(64);
+  }, 120_000);
+});
