@@ -16,6 +16,7 @@ const Layout: FC<PropsWithChildren<{ title: string; page: string; jobId?: string
       <meta name="viewport" content="width=device-width, initial-scale=1" />
       <title>{title}</title>
       <link rel="stylesheet" href="/ui/app.css" />
+      <link rel="icon" href="data:," />
     </head>
     <body data-page={page} data-job-id={jobId ?? ''}>
       <header>
