@@ -141,6 +141,7 @@ describe('bad requests: problem+json naming the line or field, and nothing creat
     ['a bad option in the body', () => call('POST', '/jobs', JSON.stringify({ urls: ['http://a.test/'], options: { bodies: 'all' } }), { 'content-type': 'application/json' }), 400, /option "bodies"/, { field: 'bodies' }],
     ['an unknown field', () => call('POST', '/jobs', JSON.stringify({ urls: ['http://a.test/'], extra: 1 }), { 'content-type': 'application/json' }), 400, /unknown field "extra"/],
     ['header injection', () => call('POST', '/jobs', `{"url":"http://a.test/","headers":{"x":"1\\r\\nHost: evil"}}`, { 'content-type': 'application/x-ndjson' }), 400, /CR, LF/],
+    ['header injection in a query option', () => call('POST', '/jobs?header=x-a:%20b%0D%0AHost:%20evil', 'http://a.test/', { 'content-type': 'text/plain' }), 400, /CR, LF/, { field: 'headers.x-a' }],
     ['an empty list', () => call('POST', '/jobs', '# nothing\n', { 'content-type': 'text/plain' }), 400, /no URL/],
     ['a too-large body', () => call('POST', '/jobs', 'http://a.test/\n'.repeat(5000), { 'content-type': 'text/plain' }), 413, /POST \/uploads/],
     ['an unsupported content type', () => call('POST', '/jobs', 'http://a.test/', { 'content-type': 'application/x-www-form-urlencoded' }), 415, /text\/plain/],

@@ -63,6 +63,12 @@ describe('responses', () => {
     expect(echoedItem.headers).toMatchObject({ 'x-item': 'i', 'user-agent': 'custom/1' });
   });
 
+  it('fetches a very long URL as given', async () => {
+    const long = url(`/ok?size=1&pad=${'p'.repeat(8_000)}`);
+    const { record } = await engine.fetch(long);
+    expect(record).toMatchObject({ ok: true, status: 200, url: long, finalUrl: long });
+  });
+
   it('keeps no body with bodies=none but still counts the bytes', async () => {
     const result = await engine.fetch(url('/ok?size=300'), { bodies: 'none' });
     expect(result.body).toBeNull();
