@@ -51,24 +51,6 @@ type BodyFields = Pick<FetchRecord, 'body' | 'bodyEncoding'> | Pick<FetchRecord,
  * Every record is made here.
  */
 export function makeRecord(r: Omit<FetchRecord, 'body' | 'bodyEncoding' | 'bodyKey'>, body?: BodyFields): FetchRecord {
-  if (body === undefined) {
-    return {
-      index: r.index,
-      url: r.url,
-      id: r.id,
-      ok: r.ok,
-      status: r.status,
-      finalUrl: r.finalUrl,
-      redirects: r.redirects,
-      headers: r.headers,
-      bytes: r.bytes,
-      truncated: r.truncated,
-      attempts: r.attempts,
-      startedAt: r.startedAt,
-      durationMs: r.durationMs,
-      error: r.error,
-    };
-  }
   return {
     index: r.index,
     url: r.url,

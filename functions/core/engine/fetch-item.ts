@@ -102,52 +102,26 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
   }
 
   const durationMs = Math.round((performance.now() - t0) * 10) / 10;
-  const id = item.id ?? null;
-  const startedIso = startedAt.toISOString();
-  if (outcome.kind === 'response') {
-    const r = outcome.response;
-    return {
-      record: makeRecord({
-        index: item.index,
-        url: item.url,
-        id,
-        ok: r.status >= 200 && r.status < 300,
-        status: r.status,
-        finalUrl: r.finalUrl,
-        redirects: r.redirects,
-        headers: r.headers,
-        bytes: r.bytes,
-        truncated: r.truncated,
-        attempts,
-        startedAt: startedIso,
-        durationMs,
-        error: null,
-      }),
-      body: r.data,
-      contentType: r.decoded ? r.headers['content-type'] : 'application/octet-stream',
-    };
-  }
-  const p = outcome.partial ?? {};
-  return {
-    record: makeRecord({
-      index: item.index,
-      url: item.url,
-      id,
-      ok: false,
-      status: p.status ?? null,
-      finalUrl: p.finalUrl ?? null,
-      redirects: p.redirects ?? 0,
-      headers: p.headers ?? {},
-      bytes: p.bytes ?? 0,
-      truncated: false,
-      attempts,
-      startedAt: startedIso,
-      durationMs,
-      error: outcome.error,
-    }),
-    body: null,
-    contentType: undefined,
-  };
+  const response = outcome.kind === 'response' ? outcome.response : undefined;
+  const got: Partial<Response> = response ?? (outcome.kind === 'error' ? (outcome.partial ?? {}) : {});
+  const record = makeRecord({
+    index: item.index,
+    url: item.url,
+    id: item.id ?? null,
+    ok: response !== undefined && response.status >= 200 && response.status < 300,
+    status: got.status ?? null,
+    finalUrl: got.finalUrl ?? null,
+    redirects: got.redirects ?? 0,
+    headers: got.headers ?? {},
+    bytes: got.bytes ?? 0,
+    truncated: response?.truncated ?? false,
+    attempts,
+    startedAt: startedAt.toISOString(),
+    durationMs,
+    error: outcome.kind === 'error' ? outcome.error : null,
+  });
+  if (!response) return { record, body: null, contentType: undefined };
+  return { record, body: response.data, contentType: response.decoded ? response.headers['content-type'] : 'application/octet-stream' };
 }
 
 function cancelledOutcome(): AttemptOutcome {
