@@ -108,6 +108,27 @@ describe('EmbeddedRuntime', () => {
   });
 });
 
+describe('worker threads', () => {
+  it('a job runs across worker threads; a thread killed mid-chunk loses nothing', async () => {
+    const runtime = new EmbeddedRuntime({ dataDir: tempDir(), guard, threads: 2 });
+    const progress = { done: 0 };
+    runtime.on('progress', (_job, done) => (progress.done += done));
+    runtime.start();
+    try {
+      const urls = Array.from({ length: 300 }, (_, i) => `${origin.url}/delay?ms=50&thread=${i}`);
+      const job = await runtime.submit(await urlsInput(urls), { chunkSize: 20, concurrency: 10 });
+      for (let i = 0; i < 100 && progress.done < 40; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(progress.done).toBeGreaterThan(0);
+      await runtime.workerThreads[0]!.worker.terminate(); // really killed, chunks in hand
+      const manifest = await runtime.waitForJob(job.jobId);
+      expect(manifest).toMatchObject({ state: 'completed', total: 300, done: 300, succeeded: 300 });
+      expectOnePerIndex(await readRecords(runtime.store, job.jobId), 300);
+    } finally {
+      await runtime.stop();
+    }
+  });
+});
+
 describe('a real process killed mid-job', () => {
   it('kill -9 during fanout fetch, then fanout resume: exactly one record per URL, in order', async () => {
     const dir = tempDir();

@@ -3,6 +3,7 @@
  * a summary, and optionally every record written out in input order.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -19,6 +20,7 @@ import { createProgress } from './progress.ts';
 import { formatSummary } from './summary.ts';
 
 export interface FetchFlags extends Record<string, unknown> {
+  workers?: string;
   out?: string;
   json?: boolean;
   dataDir?: string;
@@ -48,8 +50,13 @@ function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: st
   const dataDir = dataDirOf(flags.dataDir);
   // The user is the operator here: private addresses are reachable unless --block-private.
   const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
-  const runtime = new EmbeddedRuntime({ dataDir, guard });
+  const workers = flags.workers === undefined ? availableParallelism() : Number(flags.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers: expected a whole number from 1 to 256, got ${JSON.stringify(flags.workers)}`);
+  // One worker: a loop in this thread; more: a worker thread each, so a job uses every core.
+  const runtime = new EmbeddedRuntime({ dataDir, guard, threads: workers > 1 ? workers : 0 });
   runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
+  // Workers (threads) start while the input is read and planned.
+  runtime.start();
   return { runtime, dataDir };
 }
 
@@ -83,10 +90,10 @@ async function runToEnd(runtime: EmbeddedRuntime, jobId: string, flags: FetchFla
   const progress = createProgress(before.total, showProgress);
   let done = before.done;
   let failed = before.failed;
-  runtime.on('record', (recordJobId, record) => {
-    if (recordJobId !== jobId) return;
-    done++;
-    if (!record.ok) failed++;
+  runtime.on('progress', (progressJobId, records, failures) => {
+    if (progressJobId !== jobId) return;
+    done += records;
+    failed += failures;
     progress.update(done, failed);
   });
 
@@ -101,7 +108,6 @@ async function runToEnd(runtime: EmbeddedRuntime, jobId: string, flags: FetchFla
   process.on('SIGTERM', onSignal);
 
   try {
-    runtime.start();
     await runtime.waitForJob(jobId);
   } finally {
     progress.stop();
@@ -134,6 +140,7 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--format <format>', `input format: ${INPUT_FORMATS.join(', ')} (default auto)`)
     .option('--block-private', 'refuse private, loopback and link-local addresses (FANOUT_ALLOW_CIDRS opens some)')
+    .option('--workers <n>', 'worker threads, each with its own connections and concurrency (default: the core count)')
     .option('--no-progress', 'no progress bar');
   addJobFlags(command);
   command.action(async (file: string, flags: FetchFlags) => exit(await runFetch(file, flags)));
@@ -146,6 +153,7 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--block-private', 'refuse private, loopback and link-local addresses')
+    .option('--workers <n>', 'worker threads (default: the core count)')
     .option('--no-progress', 'no progress bar')
     .action(async (jobId: string, flags: FetchFlags) => exit(await runResume(jobId, flags)));
 }

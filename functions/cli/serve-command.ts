@@ -31,7 +31,7 @@ export function serveCommand(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port (0 picks a free one)', '8787')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
-    .option('--workers <n>', 'worker loops, each with its own connection pools (default: the core count)')
+    .option('--workers <n>', 'worker threads, each with its own connection pools and concurrency (default: the core count)')
     .option('--schedules <file>', 'schedules file to run (default $FANOUT_SCHEDULES)')
     .option('--allow-private', 'let jobs reach private, loopback and link-local addresses (or FANOUT_ALLOW_PRIVATE=1)')
     .action(async (flags: ServeFlags) => {

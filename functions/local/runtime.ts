@@ -1,11 +1,10 @@
 /**
  * The embedded runtime: the whole pipeline on one machine with nothing else installed. A folder
- * store, an in-process queue and worker loops around the shared core; `fanout fetch` and
- * `fanout serve` are built on it. The store is the truth: after a crash, {@link EmbeddedRuntime.recover}
- * re-enqueues every chunk that has no summary yet.
+ * store, an in-process queue and worker loops around the shared core, in this thread or in worker
+ * threads (one per core); `fanout fetch` and `fanout serve` are built on it. The store is the truth:
+ * after a crash, {@link EmbeddedRuntime.recover} re-enqueues every chunk that has no summary yet.
  */
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { cancelJob } from '../core/cancel.ts';
 import { sendCallback } from '../core/callback.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
@@ -17,24 +16,11 @@ import { enqueueChunks, planJob } from '../core/plan.ts';
 import type { ObjectStore, ReceivedMessage } from '../core/ports.ts';
 import type { FetchRecord } from '../core/record.ts';
 import { finalizeIfComplete, readManifest, type Manifest } from '../core/status.ts';
-import { parseChunkMessage, processChunk, writeFailedChunk, type WorkerDeps } from '../core/worker.ts';
+import { parseChunkMessage, writeFailedChunk, type WorkerDeps } from '../core/worker.ts';
 import { LocalStore } from './local-store.ts';
 import { MemoryQueue } from './memory-queue.ts';
-
-/** Runtime defaults, stated once. */
-export const RUNTIME_DEFAULTS = {
-  /** Chunks fetched at once, at least: one chunk's tail overlaps the next one's start. */
-  minChunksInFlight: 2,
-  /**
-   * At most. Past the minimum, another chunk is taken only while no request waits for a
-   * concurrency slot, so chunks held up by one slow URL do not leave the connections idle.
-   */
-  maxChunksInFlight: 16,
-  /** Delay before a failed delivery is retried (SQS would wait for the visibility timeout). */
-  retryDelayMs: 1_000,
-  /** Long-poll wait of a worker loop. */
-  receiveWaitMs: 1_000,
-} as const;
+import { WorkerThread, type ThreadConfig } from './threads.ts';
+import { WorkerLoop } from './worker-loop.ts';
 
 export interface EmbeddedRuntimeOptions {
   dataDir: string;
@@ -45,14 +31,17 @@ export interface EmbeddedRuntimeOptions {
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
   retryDelayMs?: number;
-  /** Worker loops, each with its own connection pools and per-job concurrency (default 1). */
+  /** Worker loops in this thread, each with its own connection pools and per-job concurrency (default 1). */
   workers?: number;
+  /** Worker threads instead of loops in this thread (uses every core; needs the folder store). */
+  threads?: number;
   /** Signs completion callbacks (see core/callback.ts). */
   callbackSecret?: string;
 }
 
 export interface RuntimeEvents {
-  record: [jobId: string, record: FetchRecord];
+  /** Records made since the last event, and how many of them failed. */
+  progress: [jobId: string, done: number, failed: number];
   finished: [manifest: Manifest];
   callback: [jobId: string, delivery: FetchRecord];
   error: [error: unknown, context: string];
@@ -70,38 +59,48 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   private readonly doneChunks = new Map<string, Set<number>>();
   private readonly waiters = new Map<string, ((manifest: Manifest) => void)[]>();
   private readonly stopController = new AbortController();
-  private loops: Promise<void>[] = [];
-  /** Every chunk and callback in progress, over all workers: stop() waits for them. */
+  private loops: WorkerLoop[] = [];
+  private running: Promise<void>[] = [];
+  private threads: WorkerThread[] = [];
+  /** Callbacks in flight: stop() waits for them. */
   private readonly active = new Set<Promise<unknown>>();
-  private readonly maxChunksInFlight: number;
-  private readonly retryDelayMs: number;
+  private readonly options: EmbeddedRuntimeOptions;
 
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
     this.fetchers = Array.from({ length: Math.max(1, options.workers ?? 1) }, () => new Fetcher(options.guard));
     this.callbackSecret = options.callbackSecret;
-    this.maxChunksInFlight = options.maxChunksInFlight ?? RUNTIME_DEFAULTS.maxChunksInFlight;
-    this.retryDelayMs = options.retryDelayMs ?? RUNTIME_DEFAULTS.retryDelayMs;
-    const mayBeComplete = (job: JobMeta, chunk: number) => {
-      const done = this.doneChunks.get(job.jobId) ?? new Set<number>();
-      done.add(chunk);
-      this.doneChunks.set(job.jobId, done);
-      return done.size >= job.chunks;
-    };
+    this.options = options;
     this.workerDeps = this.fetchers.map((fetcher) => ({
       store: this.store,
       fetcher,
-      onRecord: (jobId, record) => this.emit('record', jobId, record),
+      onRecord: (jobId, record) => this.emit('progress', jobId, 1, record.ok ? 0 : 1),
       onJobFinished: (manifest) => this.finish(manifest),
       cancelSignal: (jobId) => this.cancelController(jobId).signal,
-      mayBeComplete,
+      mayBeComplete: (job, chunk) => this.countDone(job, chunk),
     }));
     this.queue = new MemoryQueue({
       visibilityTimeoutMs: options.visibilityTimeoutMs,
       maxReceiveCount: options.maxReceiveCount,
       onDeadLetter: (message) => this.deadLetter(message),
     });
+  }
+
+  /** Counts a finished chunk; true once every chunk of the job is known done. */
+  private countDone(job: JobMeta, chunk: number): boolean {
+    const done = this.doneChunks.get(job.jobId) ?? new Set<number>();
+    done.add(chunk);
+    this.doneChunks.set(job.jobId, done);
+    return done.size >= job.chunks;
+  }
+
+  /** A worker thread finished a chunk: this thread counts, and writes the manifest after the last. */
+  private async threadChunkDone(jobId: string, chunk: number): Promise<void> {
+    const job = await loadJob(this.store, jobId);
+    if (!this.countDone(job, chunk)) return;
+    const manifest = await finalizeIfComplete(this.store, job);
+    if (manifest) this.finish(manifest);
   }
 
   private cancelController(jobId: string): AbortController {
@@ -130,55 +129,46 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     return this.fetchers[0]!;
   }
 
-  /** Starts the worker loops. */
+  /** Starts the worker loops (or threads). */
   start(): void {
-    if (this.loops.length === 0) this.loops = this.workerDeps.map((deps) => this.loop(deps));
-  }
-
-  private async loop(deps: WorkerDeps): Promise<void> {
-    const mine = new Set<Promise<unknown>>();
-    const signal = this.stopController.signal;
-    const { minChunksInFlight } = RUNTIME_DEFAULTS;
-    while (!signal.aborted) {
-      const active = mine.size;
-      const idle = active < this.maxChunksInFlight && deps.fetcher.waiting === 0;
-      if (active >= minChunksInFlight && !idle) {
-        await Promise.race([...mine, sleep(50)]);
-        continue;
-      }
-      const messages = await this.queue.receive({
-        max: Math.max(1, minChunksInFlight - active),
-        waitMs: RUNTIME_DEFAULTS.receiveWaitMs,
-        signal,
-      });
-      for (const message of messages) {
-        const task = this.handle(message, deps).finally(() => {
-          mine.delete(task);
-          this.active.delete(task);
-        });
-        mine.add(task);
-        this.active.add(task);
-      }
+    if (this.running.length > 0 || this.threads.length > 0) return;
+    const threads = this.options.threads ?? 0;
+    if (threads > 0) {
+      if (!(this.store instanceof LocalStore)) throw new Error('worker threads need the folder store');
+      const config: ThreadConfig = {
+        dataDir: this.store.root,
+        guard: this.fetcher.guard.config,
+        maxReceiveCount: this.queue.maxReceiveCount,
+        visibilityTimeoutMs: this.queue.visibilityTimeoutMs,
+        maxChunksInFlight: this.options.maxChunksInFlight,
+        retryDelayMs: this.options.retryDelayMs,
+      };
+      const handlers = {
+        onProgress: (jobId: string, done: number, failed: number) => this.emit('progress', jobId, done, failed),
+        onChunkDone: (jobId: string, chunk: number) =>
+          void this.threadChunkDone(jobId, chunk).catch((error) => this.emit('error', error, `job ${jobId}`)),
+        onError: (error: Error, context: string) => this.emit('error', error, context),
+      };
+      this.threads = Array.from({ length: threads }, () => new WorkerThread(config, this.queue, handlers));
+      return;
     }
-  }
-
-  /** One delivery: process, then acknowledge; on failure, make it visible again soon. */
-  private async handle(message: ReceivedMessage, deps: WorkerDeps): Promise<void> {
-    // Heartbeat: keep the message hidden while the chunk is being fetched, as a long-running SQS consumer does.
-    const heartbeat = setInterval(
-      () => void this.queue.changeVisibility(message.receipt, this.queue.visibilityTimeoutMs),
-      Math.max(1_000, this.queue.visibilityTimeoutMs / 3),
+    this.loops = this.workerDeps.map(
+      (deps) =>
+        new WorkerLoop({
+          queue: this.queue,
+          deps,
+          signal: this.stopController.signal,
+          maxChunksInFlight: this.options.maxChunksInFlight,
+          retryDelayMs: this.options.retryDelayMs,
+          onError: (error, context) => this.emit('error', error, context),
+        }),
     );
-    heartbeat.unref();
-    try {
-      await processChunk(deps, message.body, { finalReceive: message.receiveCount >= this.queue.maxReceiveCount });
-      await this.queue.delete(message.receipt);
-    } catch (error) {
-      this.emit('error', error, `chunk message ${message.body} (delivery ${message.receiveCount})`);
-      await this.queue.changeVisibility(message.receipt, this.retryDelayMs);
-    } finally {
-      clearInterval(heartbeat);
-    }
+    this.running = this.loops.map((loop) => loop.run());
+  }
+
+  /** The worker threads, when the runtime runs them (tests kill one). */
+  get workerThreads(): readonly WorkerThread[] {
+    return this.threads;
   }
 
   /** A message that exhausted its deliveries: its items still get records (`chunk_failed`). */
@@ -225,7 +215,10 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
    */
   async cancel(jobId: string): Promise<boolean> {
     const { cancelled, manifest } = await cancelJob(this.store, jobId);
-    if (cancelled) this.cancelController(jobId).abort(new Error('cancelled'));
+    if (cancelled) {
+      this.cancelController(jobId).abort(new Error('cancelled'));
+      for (const thread of this.threads) thread.cancel(jobId);
+    }
     if (manifest) this.finish(manifest);
     return cancelled;
   }
@@ -266,9 +259,12 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   /** Stops the loops after the chunks in hand are done, and closes the connection pools. */
   async stop(): Promise<void> {
     this.stopController.abort();
-    await Promise.all(this.loops);
+    await Promise.all(this.running);
+    await Promise.all([...this.loops.map((loop) => loop.drain()), ...this.threads.map((thread) => thread.stop())]);
     await Promise.allSettled(this.active);
+    this.running = [];
     this.loops = [];
+    this.threads = [];
     await Promise.all(this.fetchers.map((f) => f.close()));
   }
 }

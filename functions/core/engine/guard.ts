@@ -93,10 +93,13 @@ export interface GuardConfig {
 /** Decides whether an address may be connected to. */
 export class AddressGuard {
   readonly blockPrivate: boolean;
+  /** As given, so a worker thread can build the same guard. */
+  readonly config: GuardConfig;
   private readonly allowed = new BlockList();
   private readonly allowCount: number;
 
   constructor(config: GuardConfig) {
+    this.config = config;
     this.blockPrivate = config.blockPrivate;
     const cidrs = config.allowCidrs ?? [];
     for (const cidr of cidrs) {

@@ -1,0 +1,160 @@
+/**
+ * Worker threads for the embedded runtime, so a job uses every core: each thread fetches and writes
+ * its own chunks (its own connection pools, its own per-job concurrency), exactly as separate Lambdas
+ * would, against the main thread's in-process queue through a small message protocol. The store is
+ * the same folder: its writes are atomic across threads. A thread that dies leaves its deliveries to
+ * be made visible again and redelivered, as SQS does for a crashed consumer.
+ */
+import { Worker, type MessagePort } from 'node:worker_threads';
+import type { GuardConfig } from '../core/engine/guard.ts';
+import type { Queue, ReceivedMessage } from '../core/ports.ts';
+
+/** What the main thread tells a worker thread when it starts. */
+export interface ThreadConfig {
+  dataDir: string;
+  guard: GuardConfig;
+  maxReceiveCount: number;
+  visibilityTimeoutMs: number;
+  maxChunksInFlight?: number;
+  retryDelayMs?: number;
+}
+
+/** Messages from a worker thread. */
+export type FromThread =
+  | { type: 'call'; id: number; op: 'receive'; max: number; waitMs: number }
+  | { type: 'call'; id: number; op: 'delete'; receipt: string }
+  | { type: 'call'; id: number; op: 'changeVisibility'; receipt: string; ms: number }
+  | { type: 'call'; id: number; op: 'send'; bodies: string[] }
+  | { type: 'progress'; jobId: string; done: number; failed: number }
+  | { type: 'chunk-done'; jobId: string; chunk: number }
+  | { type: 'error'; context: string; message: string }
+  | { type: 'stopped' };
+
+/** Messages to a worker thread. */
+export type ToThread =
+  | { type: 'reply'; id: number; result?: unknown; error?: string }
+  | { type: 'cancel'; jobId: string }
+  | { type: 'stop' };
+
+/** The worker thread's side of the queue: every call goes to the main thread's queue. */
+export class QueueProxy implements Queue {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  constructor(
+    private readonly port: MessagePort,
+    readonly maxReceiveCount: number,
+    readonly visibilityTimeoutMs: number,
+  ) {}
+
+  /** Routes a reply from the main thread to its call. */
+  settle(reply: Extract<ToThread, { type: 'reply' }>): void {
+    const call = this.pending.get(reply.id);
+    if (!call) return;
+    this.pending.delete(reply.id);
+    if (reply.error !== undefined) call.reject(new Error(reply.error));
+    else call.resolve(reply.result);
+  }
+
+  private call<T>(message: Record<string, unknown> & { op: string }): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.port.postMessage({ type: 'call', id, ...message });
+    });
+  }
+
+  send(bodies: string[]): Promise<void> {
+    return this.call({ op: 'send', bodies });
+  }
+
+  async receive({ max, waitMs = 0, signal }: { max: number; waitMs?: number; signal?: AbortSignal }): Promise<ReceivedMessage[]> {
+    if (signal?.aborted) return [];
+    return this.call({ op: 'receive', max, waitMs });
+  }
+
+  delete(receipt: string): Promise<void> {
+    return this.call({ op: 'delete', receipt });
+  }
+
+  changeVisibility(receipt: string, ms: number): Promise<void> {
+    return this.call({ op: 'changeVisibility', receipt, ms });
+  }
+}
+
+export interface ThreadHandlers {
+  onProgress(jobId: string, done: number, failed: number): void;
+  onChunkDone(jobId: string, chunk: number): void;
+  onError(error: Error, context: string): void;
+}
+
+/** A worker thread as the main thread sees it: it serves the thread's queue calls. */
+export class WorkerThread {
+  readonly worker: Worker;
+  /** Deliveries handed to this thread and not yet deleted: made visible again if it dies. */
+  private readonly receipts = new Set<string>();
+  private stopped: Promise<void> | undefined;
+  private exited = false;
+
+  constructor(
+    config: ThreadConfig,
+    private readonly queue: Queue,
+    private readonly handlers: ThreadHandlers,
+  ) {
+    this.worker = new Worker(new URL('./thread-entry.mjs', import.meta.url), {
+      workerData: config,
+      execArgv: [],
+      // The young generation bin/fanout.mjs gives the main thread (--max-semi-space-size=64).
+      resourceLimits: { maxYoungGenerationSizeMb: 128 },
+    });
+    this.worker.on('message', (message: FromThread) => void this.onMessage(message));
+    this.worker.on('error', (error) => this.handlers.onError(error, 'worker thread'));
+    this.worker.on('exit', () => void this.onExit());
+  }
+
+  private async onMessage(message: FromThread): Promise<void> {
+    if (message.type === 'progress') return this.handlers.onProgress(message.jobId, message.done, message.failed);
+    if (message.type === 'chunk-done') return this.handlers.onChunkDone(message.jobId, message.chunk);
+    if (message.type === 'error') return this.handlers.onError(new Error(message.message), message.context);
+    if (message.type !== 'call') return;
+    try {
+      let result: unknown;
+      if (message.op === 'receive') {
+        const got = await this.queue.receive({ max: message.max, waitMs: message.waitMs });
+        for (const m of got) this.receipts.add(m.receipt);
+        result = got;
+      } else if (message.op === 'delete') {
+        await this.queue.delete(message.receipt);
+        this.receipts.delete(message.receipt);
+      } else if (message.op === 'changeVisibility') {
+        await this.queue.changeVisibility(message.receipt, message.ms);
+      } else {
+        await this.queue.send(message.bodies);
+      }
+      if (!this.exited) this.worker.postMessage({ type: 'reply', id: message.id, result } satisfies ToThread);
+    } catch (error) {
+      if (!this.exited) this.worker.postMessage({ type: 'reply', id: message.id, error: (error as Error).message } satisfies ToThread);
+    }
+  }
+
+  private async onExit(): Promise<void> {
+    this.exited = true;
+    // A dead consumer's deliveries come back at once rather than after the visibility timeout.
+    for (const receipt of this.receipts) await this.queue.changeVisibility(receipt, 0);
+    this.receipts.clear();
+  }
+
+  cancel(jobId: string): void {
+    if (!this.exited) this.worker.postMessage({ type: 'cancel', jobId } satisfies ToThread);
+  }
+
+  /** Asks the thread to finish the chunks in hand and stop. */
+  stop(): Promise<void> {
+    if (this.exited) return Promise.resolve();
+    this.stopped ??= new Promise<void>((resolve) => {
+      this.worker.once('exit', () => resolve());
+      this.worker.postMessage({ type: 'stop' } satisfies ToThread);
+    });
+    return this.stopped;
+  }
+}
