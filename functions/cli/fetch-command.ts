@@ -46,18 +46,15 @@ async function openSource(file: string): Promise<Readable> {
   return createReadStream(file);
 }
 
-function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: string } {
+function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: string; workers: number } {
   const dataDir = dataDirOf(flags.dataDir);
   // The user is the operator here: private addresses are reachable unless --block-private.
   const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
   const workers = flags.workers === undefined ? availableParallelism() : Number(flags.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers: expected a whole number from 1 to 256, got ${JSON.stringify(flags.workers)}`);
-  // One worker: a loop in this thread; more: a worker thread each, so a job uses every core.
-  const runtime = new EmbeddedRuntime({ dataDir, guard, threads: workers > 1 ? workers : 0 });
+  const runtime = new EmbeddedRuntime({ dataDir, guard });
   runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
-  // Workers (threads) start while the input is read and planned.
-  runtime.start();
-  return { runtime, dataDir };
+  return { runtime, dataDir, workers };
 }
 
 /**
@@ -67,23 +64,34 @@ function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: st
 export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
   const format = (flags.format ?? 'auto') as InputFormat;
   if (!INPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
-  const { runtime, dataDir } = openRuntime(flags);
+  const { runtime, dataDir, workers } = openRuntime(flags);
   const started = Date.now();
   const input = await openInput(await openSource(file), format);
   const job = await runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
+  startWorkers(runtime, workers, job.chunks);
   return runToEnd(runtime, job.jobId, flags, dataDir, started);
 }
 
 /** `fanout resume JOB`: re-enqueues what a killed run left unfinished and runs it to the end. */
 export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
   checkJobId(jobId);
-  const { runtime, dataDir } = openRuntime(flags);
+  const { runtime, dataDir, workers } = openRuntime(flags);
   const started = Date.now();
   await runtime.resume(jobId);
+  startWorkers(runtime, workers, runtime.queue.size);
   return runToEnd(runtime, jobId, flags, dataDir, started);
 }
 
-/** Starts the workers, draws progress, handles Ctrl-C, then prints the summary and writes --out/--json. */
+/**
+ * One worker runs in this thread; more run as worker threads, one per core, so a job uses every core.
+ * A job of a single chunk does not pay for starting threads.
+ */
+function startWorkers(runtime: EmbeddedRuntime, workers: number, chunks: number): void {
+  const threads = Math.min(workers, chunks);
+  runtime.start(threads > 1 ? threads : 0);
+}
+
+/** Draws progress, handles Ctrl-C, then prints the summary and writes --out/--json. */
 async function runToEnd(runtime: EmbeddedRuntime, jobId: string, flags: FetchFlags, dataDir: string, started: number): Promise<number> {
   const before = await jobStatus(runtime.store, jobId);
   const showProgress = flags.progress !== false && process.stderr.isTTY === true && !flags.json;

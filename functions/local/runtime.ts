@@ -129,10 +129,9 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     return this.fetchers[0]!;
   }
 
-  /** Starts the worker loops (or threads). */
-  start(): void {
+  /** Starts the worker loops, or `threads` worker threads (default: the option given at construction). */
+  start(threads = this.options.threads ?? 0): void {
     if (this.running.length > 0 || this.threads.length > 0) return;
-    const threads = this.options.threads ?? 0;
     if (threads > 0) {
       if (!(this.store instanceof LocalStore)) throw new Error('worker threads need the folder store');
       const config: ThreadConfig = {
