@@ -121,6 +121,11 @@ export class WorkerThread {
       let result: unknown;
       if (message.op === 'receive') {
         const got = await this.queue.receive({ max: message.max, waitMs: message.waitMs });
+        if (this.exited) {
+          // The thread died while this receive waited: nobody will process these.
+          for (const m of got) await this.queue.changeVisibility(m.receipt, 0);
+          return;
+        }
         for (const m of got) this.receipts.add(m.receipt);
         result = got;
       } else if (message.op === 'delete') {
