@@ -237,6 +237,8 @@ export class FanoutStack extends Stack {
     const schedulesPath = join(ROOT, settings.schedulesFile);
     this.schedules = existsSync(schedulesPath) ? parseSchedules(readFileSync(schedulesPath, 'utf8')) : [];
     for (const entry of this.schedules) {
+      // The schedule function may read lists/ only (least privilege): say so at synth, not at 3 a.m.
+      if (!entry.list.startsWith('lists/')) throw new Error(`schedule "${entry.name}": on AWS its list must be under lists/ in the bucket, not ${entry.list}`);
       new Schedule(this, `Schedule-${entry.name}`, {
         description: `fanout: ${entry.list}`,
         schedule: ScheduleExpression.expression(entry.expression, TimeZone.of(entry.timezone)),
