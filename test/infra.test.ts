@@ -132,6 +132,12 @@ describe('the CDK stack', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(1 hour)', State: 'DISABLED' });
   });
 
+  it('refuses at synth a schedule whose list the schedule function may not read', () => {
+    const bad = join(dist, 'bad-schedules.json');
+    writeFileSync(bad, JSON.stringify({ schedules: [{ name: 'x', expression: 'rate(1 day)', list: 'uploads/x.txt' }] }));
+    expect(() => synth({ schedulesFile: relative(root, bad) })).toThrow(/must be under lists\//);
+  });
+
   it('alarms on dead letters and worker errors', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ApproximateNumberOfMessagesVisible', Threshold: 0 });
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Errors', Threshold: 0 });
