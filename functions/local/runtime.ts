@@ -19,7 +19,7 @@ import { finalizeIfComplete, readManifest, type Manifest } from '../core/status.
 import { parseChunkMessage, writeFailedChunk, type WorkerDeps } from '../core/worker.ts';
 import { LocalStore } from './local-store.ts';
 import { MemoryQueue } from './memory-queue.ts';
-import { WorkerThread, type ThreadConfig } from './threads.ts';
+import { WorkerThread, threadBundle, type ThreadConfig } from './threads.ts';
 import { WorkerLoop } from './worker-loop.ts';
 
 export interface EmbeddedRuntimeOptions {
@@ -62,6 +62,8 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   private loops: WorkerLoop[] = [];
   private running: Promise<void>[] = [];
   private threads: WorkerThread[] = [];
+  /** Set while worker threads are being started (their code is bundled first). */
+  private threadsStarting: Promise<void> | undefined;
   /** Callbacks in flight: stop() waits for them. */
   private readonly active = new Set<Promise<unknown>>();
   private readonly options: EmbeddedRuntimeOptions;
@@ -131,7 +133,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
 
   /** Starts the worker loops, or `threads` worker threads (default: the option given at construction). */
   start(threads = this.options.threads ?? 0): void {
-    if (this.running.length > 0 || this.threads.length > 0) return;
+    if (this.running.length > 0 || this.threadsStarting) return;
     if (threads > 0) {
       if (!(this.store instanceof LocalStore)) throw new Error('worker threads need the folder store');
       const config: ThreadConfig = {
@@ -148,7 +150,15 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
           void this.threadChunkDone(jobId, chunk).catch((error) => this.emit('error', error, `job ${jobId}`)),
         onError: (error: Error, context: string) => this.emit('error', error, context),
       };
-      this.threads = Array.from({ length: threads }, () => new WorkerThread(config, this.queue, handlers));
+      this.threadsStarting = threadBundle().then(
+        (script) => {
+          if (this.stopController.signal.aborted) return;
+          this.threads = Array.from({ length: threads }, () => new WorkerThread(script, config, this.queue, handlers));
+        },
+        (error) => {
+          this.emit('error', error, 'starting worker threads');
+        },
+      );
       return;
     }
     this.loops = this.workerDeps.map(
@@ -258,12 +268,14 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   /** Stops the loops after the chunks in hand are done, and closes the connection pools. */
   async stop(): Promise<void> {
     this.stopController.abort();
+    await this.threadsStarting;
     await Promise.all(this.running);
     await Promise.all([...this.loops.map((loop) => loop.drain()), ...this.threads.map((thread) => thread.stop())]);
     await Promise.allSettled(this.active);
     this.running = [];
     this.loops = [];
     this.threads = [];
+    this.threadsStarting = undefined;
     await Promise.all(this.fetchers.map((f) => f.close()));
   }
 }
