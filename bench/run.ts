@@ -144,8 +144,7 @@ function urlList(file: string, base: string, count: number): void {
 /** The full `fanout fetch`: records written, manifest, everything; job time from its own status. */
 async function fanoutFetch(name: string, file: string, flags: string[], pin = true): Promise<Measured> {
   const dataDir = mkdtempSync(join(work, 'data-'));
-  // The flag bin/fanout.mjs's shebang gives when run as a command.
-  const args = ['--max-semi-space-size=64', join(root, 'bin/fanout.mjs'), 'fetch', file, '--json', '--no-progress', '--data-dir', dataDir, '--retries', '0', ...flags];
+  const args = [join(root, 'bin/fanout.mjs'), 'fetch', file, '--json', '--no-progress', '--data-dir', dataDir, '--retries', '0', ...flags];
   const timed = existsSync('/usr/bin/time') ? ['/usr/bin/time', ['-f', 'TIME %e %M', process.execPath, ...args]] : [process.execPath, args];
   const out = pin ? await run(...pinned(clientCore, timed[0] as string, timed[1] as string[])) : await run(timed[0] as string, timed[1] as string[]);
   if (out.code !== 0) throw new Error(`fanout fetch failed: ${out.stderr}`);

@@ -83,12 +83,11 @@ export async function runResume(jobId: string, flags: FetchFlags): Promise<numbe
 }
 
 /**
- * One worker runs in this thread; more run as worker threads, one per core, so a job uses every core.
- * A job of a single chunk does not pay for starting threads.
+ * Workers run as worker threads (one per core by default), so a job uses every core and this thread
+ * only plans, counts and draws. A job of a single chunk is fetched here, without starting a thread.
  */
 function startWorkers(runtime: EmbeddedRuntime, workers: number, chunks: number): void {
-  const threads = Math.min(workers, chunks);
-  runtime.start(threads > 1 ? threads : 0);
+  runtime.start(chunks > 1 ? Math.min(workers, chunks) : 0);
 }
 
 /** Draws progress, handles Ctrl-C, then prints the summary and writes --out/--json. */

@@ -56,8 +56,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const runtime = new EmbeddedRuntime({
     dataDir: options.dataDir,
     guard: options.guard,
-    // One worker: a loop in this thread; more: a worker thread each, so a job uses every core.
-    threads: options.workers > 1 ? options.workers : 0,
+    // A worker thread per worker: this thread serves the API and counts.
+    threads: options.workers,
     callbackSecret: options.callbackSecret ?? options.token,
   });
   runtime.on('error', (error, context) =>
