@@ -15,6 +15,7 @@ import { readResults } from '../core/results.ts';
 import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
+import { threadBundle } from '../local/threads.ts';
 import { addJobFlags, jobOptionsFromFlags } from './job-flags.ts';
 import { createProgress } from './progress.ts';
 import { formatSummary } from './summary.ts';
@@ -53,6 +54,8 @@ function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: st
   const workers = flags.workers === undefined ? availableParallelism() : Number(flags.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers: expected a whole number from 1 to 256, got ${JSON.stringify(flags.workers)}`);
   const runtime = new EmbeddedRuntime({ dataDir, guard });
+  // The worker threads' code is bundled while the input is read and planned.
+  void threadBundle().catch(() => {});
   runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
   return { runtime, dataDir, workers };
 }
