@@ -1,6 +1,6 @@
 /**
  * The embedded runtime: the whole pipeline on one machine with nothing else installed. A folder
- * store, an in-process queue and worker loops around the shared core, in this thread or in worker
+ * store, an in-process queue and a worker loop around the shared core, in this thread or in worker
  * threads (one per core); `fanout fetch` and `fanout serve` are built on it. The store is the truth:
  * after a crash, {@link EmbeddedRuntime.recover} re-enqueues every chunk that has no summary yet.
  */
@@ -31,9 +31,7 @@ export interface EmbeddedRuntimeOptions {
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
   retryDelayMs?: number;
-  /** Worker loops in this thread, each with its own connection pools and per-job concurrency (default 1). */
-  workers?: number;
-  /** Worker threads instead of loops in this thread (uses every core; needs the folder store). */
+  /** Worker threads instead of the loop in this thread (uses every core; needs the folder store). */
   threads?: number;
   /** Signs completion callbacks (see core/callback.ts). */
   callbackSecret?: string;
@@ -50,17 +48,17 @@ export interface RuntimeEvents {
 export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   readonly store: ObjectStore;
   readonly queue: MemoryQueue;
-  /** One per worker loop. */
-  readonly fetchers: Fetcher[];
-  private readonly workerDeps: WorkerDeps[];
+  /** The fetcher of the loop in this thread (also sends callbacks). */
+  readonly fetcher: Fetcher;
+  private readonly deps: WorkerDeps;
   private readonly callbackSecret: string | undefined;
   private readonly cancels = new Map<string, AbortController>();
   /** Chunks known done per job: lets a worker skip the listing completion check until the last one. */
   private readonly doneChunks = new Map<string, Set<number>>();
   private readonly waiters = new Map<string, ((manifest: Manifest) => void)[]>();
   private readonly stopController = new AbortController();
-  private loops: WorkerLoop[] = [];
-  private running: Promise<void>[] = [];
+  private loop: WorkerLoop | undefined;
+  private running: Promise<void> | undefined;
   private threads: WorkerThread[] = [];
   /** Set while worker threads are being started (their code is bundled first). */
   private threadsStarting: Promise<void> | undefined;
@@ -71,17 +69,17 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
-    this.fetchers = Array.from({ length: Math.max(1, options.workers ?? 1) }, () => new Fetcher(options.guard));
+    this.fetcher = new Fetcher(options.guard);
     this.callbackSecret = options.callbackSecret;
     this.options = options;
-    this.workerDeps = this.fetchers.map((fetcher) => ({
+    this.deps = {
       store: this.store,
-      fetcher,
+      fetcher: this.fetcher,
       onRecord: (jobId, record) => this.emit('progress', jobId, 1, record.ok ? 0 : 1),
       onJobFinished: (manifest) => this.finish(manifest),
       cancelSignal: (jobId) => this.cancelController(jobId).signal,
       mayBeComplete: (job, chunk) => this.countDone(job, chunk),
-    }));
+    };
     this.queue = new MemoryQueue({
       visibilityTimeoutMs: options.visibilityTimeoutMs,
       maxReceiveCount: options.maxReceiveCount,
@@ -126,14 +124,9 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     return job;
   }
 
-  /** The first worker's fetcher (tests drive chunks through it directly). */
-  get fetcher(): Fetcher {
-    return this.fetchers[0]!;
-  }
-
   /** Starts the worker loops, or `threads` worker threads (default: the option given at construction). */
   start(threads = this.options.threads ?? 0): void {
-    if (this.running.length > 0 || this.threadsStarting) return;
+    if (this.running || this.threadsStarting) return;
     if (threads > 0) {
       if (!(this.store instanceof LocalStore)) throw new Error('worker threads need the folder store');
       const config: ThreadConfig = {
@@ -161,18 +154,15 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       );
       return;
     }
-    this.loops = this.workerDeps.map(
-      (deps) =>
-        new WorkerLoop({
-          queue: this.queue,
-          deps,
-          signal: this.stopController.signal,
-          maxChunksInFlight: this.options.maxChunksInFlight,
-          retryDelayMs: this.options.retryDelayMs,
-          onError: (error, context) => this.emit('error', error, context),
-        }),
-    );
-    this.running = this.loops.map((loop) => loop.run());
+    this.loop = new WorkerLoop({
+      queue: this.queue,
+      deps: this.deps,
+      signal: this.stopController.signal,
+      maxChunksInFlight: this.options.maxChunksInFlight,
+      retryDelayMs: this.options.retryDelayMs,
+      onError: (error, context) => this.emit('error', error, context),
+    });
+    this.running = this.loop.run();
   }
 
   /** The worker threads, when the runtime runs them (tests kill one). */
@@ -185,7 +175,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     try {
       const { jobId, chunk } = parseChunkMessage(message.body);
       const job = await loadJob(this.store, jobId);
-      await writeFailedChunk(this.workerDeps[0]!, job, chunk, `chunk ${chunk} failed on all ${message.receiveCount} deliveries`);
+      await writeFailedChunk(this.deps, job, chunk, `chunk ${chunk} failed on all ${message.receiveCount} deliveries`);
     } catch (error) {
       this.emit('error', error, `dead-lettered message ${message.body}`);
     }
@@ -269,13 +259,13 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   async stop(): Promise<void> {
     this.stopController.abort();
     await this.threadsStarting;
-    await Promise.all(this.running);
-    await Promise.all([...this.loops.map((loop) => loop.drain()), ...this.threads.map((thread) => thread.stop())]);
+    await this.running;
+    await Promise.all([this.loop?.drain(), ...this.threads.map((thread) => thread.stop())]);
     await Promise.allSettled(this.active);
-    this.running = [];
-    this.loops = [];
+    this.running = undefined;
+    this.loop = undefined;
     this.threads = [];
     this.threadsStarting = undefined;
-    await Promise.all(this.fetchers.map((f) => f.close()));
+    await this.fetcher.close();
   }
 }
