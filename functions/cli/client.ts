@@ -8,6 +8,8 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { request } from 'undici';
 import { FanoutError } from '../core/errors.ts';
+import type { FetchRecord } from '../core/record.ts';
+import { recordFilter, type RecordQuery } from '../core/results.ts';
 import type { JobStatus } from '../core/status.ts';
 
 /** An answer of the API that is not a success. */
@@ -110,14 +112,8 @@ export class FanoutClient {
     const res = await this.call('GET', `/jobs/${encodeURIComponent(jobId)}/results${q ? `?${q}` : ''}`);
     if (!String(res.headers['content-type'] ?? '').startsWith('application/json')) return res.body;
     const links = (await res.body.json()) as { files: { url: string }[] };
-    const keep = (line: string) => {
-      const r = JSON.parse(line) as { ok: boolean; status: number | null; error: { code: string } | null };
-      return (
-        (!filters.has('ok') || String(r.ok) === filters.get('ok')) &&
-        (!filters.has('status') || String(r.status) === filters.get('status')) &&
-        (!filters.has('error') || r.error?.code === filters.get('error'))
-      );
-    };
+    const filter = recordFilter(Object.fromEntries(filters) as RecordQuery);
+    const keep = (line: string) => !filter || filter(JSON.parse(line) as FetchRecord);
     return Readable.from(
       (async function* () {
         for (const file of links.files) {

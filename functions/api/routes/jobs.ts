@@ -6,7 +6,7 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { loadJob } from '../../core/job.ts';
 import { JOBS_PREFIX, checkJobId, isJobId } from '../../core/layout.ts';
 import type { FetchRecord } from '../../core/record.ts';
-import { readResultLines, readResults } from '../../core/results.ts';
+import { readResultLines, readResults, recordFilter } from '../../core/results.ts';
 import { jobStatus } from '../../core/status.ts';
 import type { ApiDeps } from '../deps.ts';
 import { problem } from '../problem.ts';
@@ -68,15 +68,6 @@ const cancelRoute = createRoute({
     ...problemResponses,
   },
 });
-
-/** Keeps records matching the query's filters. */
-function recordFilter(query: { ok?: string; status?: string; error?: string }): ((r: FetchRecord) => boolean) | undefined {
-  if (query.ok === undefined && query.status === undefined && query.error === undefined) return undefined;
-  return (r) =>
-    (query.ok === undefined || String(r.ok) === query.ok) &&
-    (query.status === undefined || String(r.status) === query.status) &&
-    (query.error === undefined || r.error?.code === query.error);
-}
 
 export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
   const app = new OpenAPIHono({ defaultHook: validationHook });
