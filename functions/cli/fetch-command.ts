@@ -3,7 +3,6 @@
  * a summary, and optionally every record written out in input order.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,7 +15,7 @@ import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
 import { threadBundle } from '../local/threads.ts';
-import { addJobFlags, jobOptionsFromFlags } from './job-flags.ts';
+import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
 import { createProgress } from './progress.ts';
 import { formatSummary } from './summary.ts';
 
@@ -51,8 +50,7 @@ function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: st
   const dataDir = dataDirOf(flags.dataDir);
   // The user is the operator here: private addresses are reachable unless --block-private.
   const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
-  const workers = flags.workers === undefined ? availableParallelism() : Number(flags.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError(`--workers: expected a whole number from 1 to 256, got ${JSON.stringify(flags.workers)}`);
+  const workers = workersOf(flags.workers);
   const runtime = new EmbeddedRuntime({ dataDir, guard });
   // The worker threads' code is bundled while the input is read and planned.
   void threadBundle().catch(() => {});

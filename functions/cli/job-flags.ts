@@ -4,7 +4,8 @@
  * refuse the same things with the same words.
  */
 import { Option, type Command } from 'commander';
-import { OptionsError } from '../core/errors.ts';
+import { availableParallelism } from 'node:os';
+import { OptionsError, UsageError } from '../core/errors.ts';
 import type { JobOptions } from '../core/options.ts';
 
 /** Flag of each option: the contract's names. */
@@ -31,6 +32,19 @@ function integer(flag: string) {
     if (!/^\d+$/.test(value.trim())) throw new OptionsError(`${flag}: expected a whole number, got ${JSON.stringify(value)}`);
     return Number(value);
   };
+}
+
+/** A whole number within a range, for flags that are not job options (exit 2 otherwise). */
+export function wholeNumber(flag: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError(`${flag}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+/** `--workers`: worker threads, by default one per core. */
+export function workersOf(flag: string | undefined): number {
+  return flag === undefined ? availableParallelism() : wholeNumber('--workers', flag, 1, 256);
 }
 
 function header(value: string, previous: Record<string, string> = {}): Record<string, string> {

@@ -1,12 +1,11 @@
 /**
  * `fanout serve`: the HTTP API, dashboard, workers and schedules on this machine.
  */
-import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
-import { UsageError } from '../core/errors.ts';
 import { startServer } from '../local/serve.ts';
 import { dataDirOf } from './fetch-command.ts';
+import { wholeNumber, workersOf } from './job-flags.ts';
 
 interface ServeFlags {
   host: string;
@@ -15,13 +14,6 @@ interface ServeFlags {
   workers?: string;
   schedules?: string;
   allowPrivate?: boolean;
-}
-
-function whole(flag: string, value: string, min: number, max: number): number {
-  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-    throw new UsageError(`${flag}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return Number(value);
 }
 
 export function serveCommand(program: Command): void {
@@ -38,9 +30,9 @@ export function serveCommand(program: Command): void {
       const env = flags.allowPrivate ? { ...process.env, FANOUT_ALLOW_PRIVATE: '1' } : process.env;
       const server = await startServer({
         host: flags.host,
-        port: whole('--port', flags.port, 0, 65535),
+        port: wholeNumber('--port', flags.port, 0, 65535),
         dataDir: dataDirOf(flags.dataDir),
-        workers: flags.workers === undefined ? availableParallelism() : whole('--workers', flags.workers, 1, 256),
+        workers: workersOf(flags.workers),
         guard: AddressGuard.fromEnv(env, true),
         token: process.env.FANOUT_TOKEN || undefined,
         schedulesFile: flags.schedules || process.env.FANOUT_SCHEDULES || undefined,
