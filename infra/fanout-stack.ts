@@ -2,8 +2,9 @@
  * fanout on AWS, in the user's own account: an HTTP API in front of the Hono app, a chunk queue
  * with a dead-letter queue feeding worker Lambdas (partial batch responses), a private bucket for
  * jobs and results, the API token in Secrets Manager, EventBridge Scheduler entries from the same
- * schedules.json `fanout serve` reads, alarms, JSON logs, and IAM scoped to what each function does.
- * The functions deploy exactly the bundles `npm run build` writes to dist/.
+ * schedules.json `fanout serve` reads, a DynamoDB job ledger, alarms on an SNS topic and a dashboard
+ * (observability.ts), JSON logs, and IAM scoped to what each function does. The app bundles the
+ * functions itself at synth (bundle.ts), with the same build as `npm run build`.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,9 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { CfnOutput, Duration, RemovalPolicy, Stack, TimeZone, Validations, type StackProps } from 'aws-cdk-lib';
 import { HttpApi, type CfnStage, type ThrottleSettings } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import { Alarm, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { Effect, PolicyStatement } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Code, Function as LambdaFunction, LoggingFormat, Runtime, type CfnFunction, type FunctionProps } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, Function as LambdaFunction, LoggingFormat, Runtime, Tracing, type CfnFunction, type FunctionProps } from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, type CfnBucket } from 'aws-cdk-lib/aws-s3';
@@ -23,6 +24,9 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { parseSchedules, type Schedule as ScheduleEntry } from '../functions/core/schedules.ts';
+import type { BundleName } from '../scripts/build.ts';
+import { handlerCode } from './bundle.ts';
+import { Observability } from './observability.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -35,12 +39,16 @@ export interface FanoutSettings {
   workerMemoryMb: number;
   /** Deliveries of a chunk message before the dead-letter queue. */
   maxReceiveCount: number;
+  /** Deliveries of a dead letter (turned into chunk_failed records) before it is parked. */
+  deadLetterMaxReceiveCount: number;
   /** Jobs (records, bodies) expire after this many days. */
   retentionDays: number;
   /** The schedules file, relative to the project (skipped when absent). */
   schedulesFile: string;
-  /** Where the bundles are (npm run build). */
-  distDir: string;
+  /** E-mail address subscribed to the alarm topic (it must confirm); empty: no subscription. */
+  alarmEmail: string;
+  /** X-Ray active tracing for the three functions. */
+  tracing: boolean;
 }
 
 export const DEFAULT_SETTINGS: FanoutSettings = {
@@ -48,24 +56,50 @@ export const DEFAULT_SETTINGS: FanoutSettings = {
   workerTimeoutSeconds: 300,
   workerMemoryMb: 1024,
   maxReceiveCount: 5,
+  deadLetterMaxReceiveCount: 5,
   retentionDays: 30,
   schedulesFile: 'schedules.json',
-  distDir: 'dist',
+  alarmEmail: '',
+  tracing: false,
 };
 
 export interface FanoutStackProps extends StackProps {
   settings?: Partial<FanoutSettings>;
 }
 
-/** Reads settings from context, falling back to the defaults. */
+/**
+ * Reads settings from context (`-c name=value` gives strings), falling back to the defaults; a value
+ * of the wrong kind stops the synth with the setting's name.
+ *
+ * @example
+ * settingsFrom(app, { tracing: true }).workerTimeoutSeconds; // 300 unless the context says otherwise
+ */
 export function settingsFrom(scope: Construct, overrides: Partial<FanoutSettings> = {}): FanoutSettings {
-  const out = { ...DEFAULT_SETTINGS };
+  const out: Record<string, unknown> = { ...DEFAULT_SETTINGS };
   for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof FanoutSettings)[]) {
-    const value = overrides[key] ?? scope.node.tryGetContext(key);
-    if (value === undefined) continue;
-    (out as Record<string, unknown>)[key] = typeof DEFAULT_SETTINGS[key] === 'number' ? Number(value) : String(value);
+    const value: unknown = overrides[key] ?? scope.node.tryGetContext(key);
+    if (value === undefined || value === null) continue;
+    out[key] = settingValue(key, DEFAULT_SETTINGS[key], value);
   }
-  return out;
+  const settings = out as unknown as FanoutSettings;
+  if (settings.alarmEmail && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(settings.alarmEmail)) {
+    throw new Error(`setting alarmEmail: not an e-mail address: ${settings.alarmEmail}`);
+  }
+  return settings;
+}
+
+function settingValue(key: string, fallback: unknown, value: unknown): unknown {
+  if (typeof fallback === 'number') {
+    const n = Number(value);
+    if (typeof value === 'boolean' || !Number.isFinite(n) || n <= 0) throw new Error(`setting ${key}: expected a positive number, got ${JSON.stringify(value)}`);
+    return n;
+  }
+  if (typeof fallback === 'boolean') {
+    if (value === true || value === 'true') return true;
+    if (value === false || value === 'false') return false;
+    throw new Error(`setting ${key}: expected true or false, got ${JSON.stringify(value)}`);
+  }
+  return String(value);
 }
 
 /** Acknowledges a cdk-nag finding on a construct, with its one-line reason. */
@@ -79,10 +113,14 @@ export class FanoutStack extends Stack {
   readonly bucket: Bucket;
   readonly queue: Queue;
   readonly deadLetters: Queue;
+  readonly parked: Queue;
+  readonly ledger: Table;
   readonly apiFunction: LambdaFunction;
   readonly workerFunction: LambdaFunction;
   readonly scheduleFunction: LambdaFunction;
   readonly tokenSecret: Secret;
+  readonly callbackSecret: Secret;
+  readonly observability: Observability;
   readonly schedules: ScheduleEntry[];
 
   constructor(scope: Construct, id: string, props: FanoutStackProps = {}) {
@@ -120,17 +158,42 @@ export class FanoutStack extends Stack {
       generateSecretString: { passwordLength: 48, excludePunctuation: true, includeSpace: false },
     });
     acknowledge(this.tokenSecret, 'AwsSolutions-SMG4', 'a static bearer token; rotate it by putting a new value (the API re-reads it every 5 minutes)');
+    this.callbackSecret = new Secret(this, 'CallbackSecret', {
+      description: 'fanout: signs completion callbacks (HMAC); receivers verify with the same value',
+      generateSecretString: { passwordLength: 48, excludePunctuation: true, includeSpace: false },
+    });
+    acknowledge(this.callbackSecret, 'AwsSolutions-SMG4', 'a shared signing key that callback receivers hold too: rotating it is a coordinated change, done by putting a new value');
+
+    // The job ledger: one item per job with atomic counters, so finishing a chunk and reading a
+    // status cost a constant number of requests. Derived data (jobs live in S3): destroyed with the stack.
+    this.ledger = new Table(this, 'JobLedger', {
+      partitionKey: { name: 'pk', type: AttributeType.STRING },
+      sortKey: { name: 'sk', type: AttributeType.STRING },
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: TableEncryption.AWS_MANAGED,
+      timeToLiveAttribute: 'expiresAt',
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
 
     // --- queues --------------------------------------------------------------------------------
     // The worker consumes the dead letters too, so they get the same visibility margin.
     const visibilityTimeout = Duration.seconds(settings.workerTimeoutSeconds * 6);
+    // Where a dead letter goes when turning it into chunk_failed records keeps failing: a poison
+    // message stops there (and raises an alarm) instead of looping. Nothing consumes it.
+    this.parked = new Queue(this, 'ParkedDeadLetters', {
+      retentionPeriod: Duration.days(14),
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    acknowledge(this.parked, 'AwsSolutions-SQS3', 'this is the last dead-letter queue (of the dead-letter queue): an alarm watches it, nothing redrives it');
     this.deadLetters = new Queue(this, 'ChunkDeadLetters', {
       visibilityTimeout,
       retentionPeriod: Duration.days(14),
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
+      deadLetterQueue: { queue: this.parked, maxReceiveCount: settings.deadLetterMaxReceiveCount },
     });
-    acknowledge(this.deadLetters, 'AwsSolutions-SQS3', 'this is the dead-letter queue; its records are turned into chunk_failed records');
     this.queue = new Queue(this, 'Chunks', {
       // Well above the worker timeout (AWS advises 6x for event source mappings), so a running
       // chunk is never delivered twice just for being slow.
@@ -146,33 +209,38 @@ export class FanoutStack extends Stack {
       FANOUT_BUCKET: this.bucket.bucketName,
       FANOUT_QUEUE_URL: this.queue.queueUrl,
       FANOUT_TOKEN_SECRET_ARN: this.tokenSecret.secretArn,
+      FANOUT_LEDGER_TABLE: this.ledger.tableName,
       FANOUT_MAX_RECEIVE_COUNT: String(settings.maxReceiveCount),
       FANOUT_VISIBILITY_TIMEOUT: String(settings.workerTimeoutSeconds * 6),
+      // The API refuses a timeoutMs the worker could never wait for.
+      FANOUT_WORKER_TIMEOUT_SECONDS: String(settings.workerTimeoutSeconds),
       FANOUT_DLQ_ARN: this.deadLetters.queueArn,
       NODE_OPTIONS: '--enable-source-maps',
       POWERTOOLS_LOG_LEVEL: 'INFO',
+      POWERTOOLS_METRICS_NAMESPACE: 'fanout',
     };
-    const fn = (name: string, bundle: string, extra: Partial<FunctionProps>) => {
-      const code = join(ROOT, settings.distDir, bundle);
-      if (!existsSync(join(code, 'index.mjs'))) throw new Error(`${code}/index.mjs is missing: run npm run build first`);
+    const fn = (name: string, bundle: BundleName, extra: Partial<FunctionProps>, more: Record<string, string> = {}) => {
       const logGroup = new LogGroup(this, `${name}Logs`, { retention: RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
       return new LambdaFunction(this, name, {
         runtime: Runtime.NODEJS_24_X,
         architecture: Architecture.ARM_64,
         handler: 'index.handler',
-        code: Code.fromAsset(code),
-        environment,
+        code: handlerCode(bundle),
+        environment: { ...environment, POWERTOOLS_SERVICE_NAME: `fanout-${bundle}`, ...more },
         loggingFormat: LoggingFormat.JSON,
         logGroup,
+        ...(settings.tracing ? { tracing: Tracing.ACTIVE } : {}),
         ...extra,
       });
     };
     this.apiFunction = fn('Api', 'api', { memorySize: 512, timeout: Duration.seconds(29), description: 'fanout HTTP API (Hono)' });
-    this.workerFunction = fn('Worker', 'worker', {
-      memorySize: settings.workerMemoryMb,
-      timeout: Duration.seconds(settings.workerTimeoutSeconds),
-      description: 'fanout worker: fetches chunks, plans large lists',
-    });
+    this.workerFunction = fn(
+      'Worker',
+      'worker',
+      { memorySize: settings.workerMemoryMb, timeout: Duration.seconds(settings.workerTimeoutSeconds), description: 'fanout worker: fetches chunks, plans large lists' },
+      // Only the worker signs completion callbacks.
+      { FANOUT_CALLBACK_SECRET_ARN: this.callbackSecret.secretArn },
+    );
     this.scheduleFunction = fn('ScheduleTarget', 'schedule', { memorySize: 256, timeout: Duration.seconds(60), description: 'fanout schedule target' });
 
     this.workerFunction.addEventSource(
@@ -184,20 +252,29 @@ export class FanoutStack extends Stack {
     const objects = (...prefixes: string[]) => prefixes.map((p) => this.bucket.arnForObjects(p));
     const s3 = (actions: string[], resources: string[]) => new PolicyStatement({ effect: Effect.ALLOW, actions, resources });
     const listBucket = s3(['s3:ListBucket'], [this.bucket.bucketArn]);
+    // lib-storage aborts a failed multipart upload: wherever a function writes, it may abort too.
+    const readWrite = ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'];
     // API: plans jobs (reads uploads, writes jobs/), answers status and results, makes upload slots.
-    this.apiFunction.addToRolePolicy(s3(['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], objects('jobs/*', 'uploads/*')));
+    this.apiFunction.addToRolePolicy(s3(readWrite, objects('jobs/*', 'uploads/*')));
     this.apiFunction.addToRolePolicy(listBucket);
     // Worker: fetches chunks into jobs/, plans large lists from uploads/ and lists/.
-    this.workerFunction.addToRolePolicy(s3(['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], objects('jobs/*')));
+    this.workerFunction.addToRolePolicy(s3(readWrite, objects('jobs/*')));
     this.workerFunction.addToRolePolicy(s3(['s3:GetObject'], objects('uploads/*', 'lists/*')));
     this.workerFunction.addToRolePolicy(listBucket);
     // Schedule target: reads its list from lists/, plans into jobs/.
     this.scheduleFunction.addToRolePolicy(s3(['s3:GetObject'], objects('lists/*')));
-    this.scheduleFunction.addToRolePolicy(s3(['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], objects('jobs/*')));
+    this.scheduleFunction.addToRolePolicy(s3(readWrite, objects('jobs/*')));
     this.scheduleFunction.addToRolePolicy(listBucket);
     for (const f of [this.apiFunction, this.workerFunction, this.scheduleFunction]) this.queue.grantSendMessages(f);
     this.tokenSecret.grantRead(this.apiFunction);
-    this.tokenSecret.grantRead(this.workerFunction); // signs completion callbacks
+    this.tokenSecret.grantRead(this.workerFunction); // signs callbacks with it when no callback secret is set
+    this.callbackSecret.grantRead(this.workerFunction);
+    // The ledger: the worker and the schedule target create and count jobs; the API reads status
+    // and marks cancelled jobs. No scans, no deletes (items expire by TTL).
+    const ledger = (actions: string[]) => new PolicyStatement({ effect: Effect.ALLOW, actions: actions.map((a) => `dynamodb:${a}`), resources: [this.ledger.tableArn] });
+    this.workerFunction.addToRolePolicy(ledger(['GetItem', 'Query', 'PutItem', 'UpdateItem']));
+    this.scheduleFunction.addToRolePolicy(ledger(['GetItem', 'Query', 'PutItem', 'UpdateItem']));
+    this.apiFunction.addToRolePolicy(ledger(['GetItem', 'Query', 'UpdateItem']));
 
     const bucketId = this.getLogicalId(this.bucket.node.defaultChild as CfnBucket);
     for (const f of [this.apiFunction, this.workerFunction, this.scheduleFunction]) {
@@ -205,6 +282,9 @@ export class FanoutStack extends Stack {
       acknowledge(role, 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', 'grants only writing this function\'s own logs');
       for (const prefix of ['jobs', 'uploads', 'lists']) {
         acknowledge(role, `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/${prefix}/*]`, `job ids and upload ids are made at run time: access is scoped to the ${prefix}/ prefix`);
+      }
+      if (settings.tracing) {
+        acknowledge(role, 'AwsSolutions-IAM5[Resource::*]', 'X-Ray trace segments and telemetry (xray:PutTraceSegments, PutTelemetryRecords) have no resource-level permissions');
       }
     }
 
@@ -251,22 +331,15 @@ export class FanoutStack extends Stack {
       acknowledge(role, `AwsSolutions-IAM5[Resource::<${scheduleFnId}.Arn>:*]`, 'the Scheduler may invoke any version of the schedule function, and only that function');
     }
 
-    // --- alarms --------------------------------------------------------------------------------
-    new Alarm(this, 'DeadLettersAlarm', {
-      alarmDescription: 'chunk messages reached the dead-letter queue (their URLs get chunk_failed records)',
-      metric: this.deadLetters.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5) }),
-      threshold: 0,
-      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: TreatMissingData.NOT_BREACHING,
-    });
-    new Alarm(this, 'WorkerErrorsAlarm', {
-      alarmDescription: 'the worker function failed invocations',
-      metric: this.workerFunction.metricErrors({ period: Duration.minutes(5) }),
-      threshold: 0,
-      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: TreatMissingData.NOT_BREACHING,
+    // --- alarms, dashboard ------------------------------------------------------------------------
+    this.observability = new Observability(this, 'Observability', {
+      alarmEmail: settings.alarmEmail,
+      api: this.api,
+      apiFunction: this.apiFunction,
+      workerFunction: this.workerFunction,
+      queue: this.queue,
+      deadLetters: this.deadLetters,
+      parked: this.parked,
     });
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'FANOUT_API' });
@@ -276,5 +349,14 @@ export class FanoutStack extends Stack {
       description: 'aws secretsmanager get-secret-value --secret-id ARN --query SecretString --output text',
     });
     new CfnOutput(this, 'QueueUrl', { value: this.queue.queueUrl });
+    new CfnOutput(this, 'CallbackSecretArn', {
+      value: this.callbackSecret.secretArn,
+      description: 'the key callback receivers verify signatures with (get-secret-value, as for the token)',
+    });
+    new CfnOutput(this, 'LedgerTableName', { value: this.ledger.tableName });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.observability.topic.topicArn, description: 'subscribe to get the alarms' });
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards/dashboard/${this.observability.dashboard.dashboardName}`,
+    });
   }
 }

@@ -1,12 +1,14 @@
 /**
- * `npm run build`: bundles the Lambda handlers with esbuild into dist/{api,worker,schedule}/index.mjs
- * (ESM, minified, with source maps). These files are what the stack deploys. The AWS SDK v3 is
- * left out: the Lambda Node.js runtime ships it.
+ * The Lambda bundles, built with esbuild (ESM, minified, source maps, the AWS SDK included):
+ * - `npm run build` writes dist/{api,worker,schedule}/index.mjs (the tests run these on Node 24);
+ * - the CDK app builds the same bundles at synth (infra/bundle.ts runs `--entry NAME --outdir DIR`
+ *   in a child process: esbuild's plugins need its async API, CDK's local bundling is synchronous).
  */
-import { build, type Metafile, type Plugin } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { build, type BuildOptions, type Metafile, type Plugin } from 'esbuild';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -16,8 +18,12 @@ export const ENTRIES = {
   schedule: 'functions/aws/handlers/schedule.ts',
 } as const;
 
+export type BundleName = keyof typeof ENTRIES;
+export const BUNDLE_NAMES = Object.keys(ENTRIES) as BundleName[];
+const isBundleName = (name: string): name is BundleName => Object.hasOwn(ENTRIES, name);
+
 export interface BuiltBundle {
-  name: keyof typeof ENTRIES;
+  name: BundleName;
   file: string;
   bytes: number;
 }
@@ -52,12 +58,11 @@ const slimDependencies: Plugin = {
   },
 };
 
-/** Builds every handler; returns their sizes. */
-export async function buildBundles(outdir = join(root, 'dist')): Promise<BuiltBundle[]> {
-  rmSync(outdir, { recursive: true, force: true });
-  const result = await build({
+/** The esbuild options of one handler's bundle (the same for `npm run build` and `cdk synth`). */
+export function bundleOptions(name: BundleName, outdir: string): BuildOptions {
+  return {
     absWorkingDir: root,
-    entryPoints: Object.fromEntries(Object.entries(ENTRIES).map(([name, file]) => [`${name}/index`, file])),
+    entryPoints: { [`${name}/index`]: ENTRIES[name] },
     outdir,
     outExtension: { '.js': '.mjs' },
     bundle: true,
@@ -65,30 +70,84 @@ export async function buildBundles(outdir = join(root, 'dist')): Promise<BuiltBu
     target: 'node22',
     format: 'esm',
     minify: true,
+    // Stack traces (NODE_OPTIONS=--enable-source-maps) need the mappings, not a copy of every source.
     sourcemap: true,
+    sourcesContent: false,
     legalComments: 'none',
-    // ESM builds first: jsonc-parser's CommonJS build is a UMD wrapper with dynamic requires.
+    // ESM builds first: jsonc-parser's CommonJS build is a UMD wrapper with dynamic requires; the
+    // AWS SDK's ESM builds tree-shake.
     mainFields: ['module', 'main'],
     metafile: true,
-    external: ['@aws-sdk/*', '@smithy/*'],
+    // The AWS SDK is bundled, not left to the runtime: the deployed code runs the lockfile's SDK
+    // (with lib-storage and the presigner, which the runtime does not ship).
     // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
     banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
     logLevel: 'warning',
     plugins: [slimDependencies],
-  });
-  return sizes(result.metafile, outdir);
+  };
 }
 
-function sizes(metafile: Metafile, outdir: string): BuiltBundle[] {
-  return (Object.keys(ENTRIES) as (keyof typeof ENTRIES)[]).map((name) => {
-    const file = join(outdir, name, 'index.mjs');
-    const output = Object.entries(metafile.outputs).find(([path]) => join(root, path) === file);
-    return { name, file, bytes: output?.[1].bytes ?? 0 };
-  });
+/**
+ * Builds one handler into `outdir/NAME/index.mjs` (and its source map); returns its size.
+ *
+ * @example
+ * const { bytes } = await buildBundle('worker', '/tmp/out'); // writes /tmp/out/worker/index.mjs
+ */
+export async function buildBundle(name: BundleName, outdir: string): Promise<BuiltBundle> {
+  const result = await build(bundleOptions(name, outdir));
+  return size(name, result.metafile!, outdir);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  for (const bundle of await buildBundles()) {
-    console.log(`${bundle.file.replace(root, '')}  ${(bundle.bytes / 1024).toFixed(0)} KiB`);
+/**
+ * Builds every handler into `outdir` (emptied first); returns their sizes.
+ *
+ * @example
+ * for (const b of await buildBundles()) console.log(b.name, b.bytes);
+ */
+export async function buildBundles(outdir = join(root, 'dist')): Promise<BuiltBundle[]> {
+  rmSync(outdir, { recursive: true, force: true });
+  return Promise.all(BUNDLE_NAMES.map((name) => buildBundle(name, outdir)));
+}
+
+function size(name: BundleName, metafile: Metafile, outdir: string): BuiltBundle {
+  const file = join(outdir, name, 'index.mjs');
+  const output = Object.entries(metafile.outputs).find(([path]) => resolve(root, path) === file);
+  return { name, file, bytes: output?.[1].bytes ?? 0 };
+}
+
+/**
+ * Builds one handler for the CDK app into `outputDir` (index.mjs and its map at the top). It is
+ * built first in a folder of the project two levels down, like dist/NAME/, so that the source
+ * map's relative paths, hence the bundle and its asset hash, are the same whatever `cdk synth -o`
+ * says: `cdk diff` shows no change when no code changed.
+ *
+ * @example
+ * bundleInto('api', '/path/to/cdk.out/bundling-temp-x');
+ */
+export async function bundleInto(name: BundleName, outputDir: string): Promise<BuiltBundle> {
+  const scratch = mkdtempSync(join(root, '.tmp-dist-'));
+  try {
+    const built = await buildBundle(name, scratch);
+    mkdirSync(outputDir, { recursive: true });
+    for (const file of readdirSync(join(scratch, name))) cpSync(join(scratch, name, file), join(outputDir, file));
+    return { ...built, file: join(outputDir, 'index.mjs') };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
+
+/** `tsx scripts/build.ts` builds all into dist/; `--entry NAME --outdir DIR` builds one for the CDK app. */
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { entry: { type: 'string' }, outdir: { type: 'string' } } });
+  if (values.entry !== undefined) {
+    if (!isBundleName(values.entry)) throw new Error(`--entry must be one of ${BUNDLE_NAMES.join(', ')}, not ${values.entry}`);
+    if (!values.outdir) throw new Error('--entry needs --outdir');
+    await bundleInto(values.entry, resolve(values.outdir));
+    return;
+  }
+  for (const bundle of await buildBundles(values.outdir ? resolve(values.outdir) : undefined)) {
+    console.log(`${relative(root, bundle.file)}  ${(bundle.bytes / 1024).toFixed(0)} KiB`);
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) await main(process.argv.slice(2));
