@@ -1,7 +1,7 @@
 /**
  * `npx cdk synth` as a user runs it on a fresh clone: no `npm run build` first, no dist/, no Docker,
- * no AWS credentials. The app bundles the three functions itself; cdk-nag must pass; each staged
- * bundle must load on the Lambda runtime's Node from a folder with no node_modules, which proves it
+ * no AWS credentials. The app bundles the three functions itself, exactly as `npm run build` does;
+ * cdk-nag must pass; each staged bundle must load on the Lambda runtime's Node from a folder with no node_modules, which proves it
  * carries its own AWS SDK. One real synth (~20-40 s on a loaded 2-core machine): the template
  * itself is covered, fast, by infra.test.ts.
  */
@@ -32,7 +32,7 @@ function freshClone(): void {
 }
 
 describe('npx cdk synth on a fresh clone', () => {
-  it('bundles the functions, passes cdk-nag, and stages self-contained bundles that load on Node 24', () => {
+  it('bundles the functions as npm run build does, passes cdk-nag, and stages self-contained bundles that load on Node 24', () => {
     freshClone();
     expect(existsSync(join(clone, 'dist'))).toBe(false);
     // No credentials and no instance metadata to wait for: the CLI synthesizes an environment-agnostic stack.
@@ -54,6 +54,13 @@ describe('npx cdk synth on a fresh clone', () => {
     for (const asset of assets) {
       expect(keys.some((key) => key.includes(asset.slice('asset.'.length))), asset).toBe(true);
       expect(readdirSync(join(out, asset)).sort()).toEqual(['index.mjs', 'index.mjs.map']);
+    }
+
+    // What it deploys is byte for byte what `npm run build` writes (the bundles the other tests run).
+    execFileSync('npm', ['run', 'build', '--silent'], { cwd: clone, env, stdio: 'ignore' });
+    for (const name of ['api', 'worker', 'schedule']) {
+      const built = readFileSync(join(clone, 'dist', name, 'index.mjs'));
+      expect(assets.filter((a) => readFileSync(join(out, a, 'index.mjs')).equals(built)), name).toHaveLength(1);
     }
 
     // Loaded on the Lambda runtime's Node from /tmp, where no node_modules can supply an SDK.
