@@ -144,13 +144,6 @@ describe('the CDK stack', () => {
     expect(environments(custom().template).Api!.FANOUT_WORKER_TIMEOUT_SECONDS).toBe('600');
   });
 
-  it('bundles the code in the app at synth, one asset per handler, with no dist/ to read', () => {
-    const functions = Object.values(template.findResources('AWS::Lambda::Function') as Resources);
-    const keys = functions.map((f) => JSON.stringify(f.Properties.Code.S3Key));
-    expect(new Set(keys).size).toBe(3);
-    expect(Object.keys(FanoutStack.prototype)).not.toContain('distDir');
-  });
-
   it('feeds the worker from SQS with partial batch responses and a settable maximum concurrency', () => {
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionResponseTypes: ['ReportBatchItemFailures'],
