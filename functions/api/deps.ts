@@ -31,7 +31,7 @@ export interface ApiDeps {
    * a page of at most this many records and bytes. Unset, a request without `cursor` or `limit`
    * streams every record (`fanout serve`), and pages use RESULT_PAGE_DEFAULTS.
    */
-  resultPages?: { maxRecords: number; maxBytes: number };
+  resultPages?: { maxRecords: number; maxBytes: number; maxLinks?: number };
   /** Links to the result files themselves (presigned S3 URLs on AWS), for jobs too large to page through. */
   resultFiles?: ResultFileLinks;
   /**

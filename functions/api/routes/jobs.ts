@@ -125,7 +125,7 @@ function capFiles(status: Status): Status {
 }
 
 /** One page of links to the result files, from chunk `from` on (a LIST from there, and one signature per file). */
-async function linksPage(store: ObjectStore, files: ResultFileLinks, jobId: string, from: number): Promise<Links> {
+async function linksPage(store: ObjectStore, files: ResultFileLinks, jobId: string, from: number, maxLinks: number): Promise<Links> {
   const prefix = layout.resultsPrefix(jobId);
   const found: { key: string; chunk: number }[] = [];
   let next: string | null = null;
@@ -133,7 +133,7 @@ async function linksPage(store: ObjectStore, files: ResultFileLinks, jobId: stri
     const match = /^(\d+)\.ndjson\.gz$/.exec(key.slice(prefix.length));
     if (!match) continue;
     const chunk = Number(match[1]);
-    if (found.length === RESULT_PAGE_DEFAULTS.maxLinks) {
+    if (found.length === maxLinks) {
       next = encodeCursor('links', { chunk, position: 0 });
       break;
     }
@@ -243,7 +243,7 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
     if (cursor?.kind === 'links' && !files) throw new QueryError('"cursor" is a links cursor, and this API has no result links', 'cursor');
     const wantLinks = files !== undefined && (cursor ? cursor.kind === 'links' : query.links === 'true' || (await files.prefer(id)));
     if (wantLinks) {
-      const page = await linksPage(deps.store, files, id, cursor?.chunk ?? 0);
+      const page = await linksPage(deps.store, files, id, cursor?.chunk ?? 0, deps.resultPages?.maxLinks ?? RESULT_PAGE_DEFAULTS.maxLinks);
       setNext(page.next);
       return c.json(page, 200) as never;
     }

@@ -31,6 +31,7 @@ export const inlineResultsMaxGzipBytes = () => fromEnv('FANOUT_INLINE_RESULTS_MA
 export const resultPageLimits = () => ({
   maxRecords: fromEnv('FANOUT_RESULT_PAGE_MAX_RECORDS', RESULT_PAGE_DEFAULTS.maxRecords),
   maxBytes: fromEnv('FANOUT_RESULT_PAGE_MAX_BYTES', RESULT_PAGE_DEFAULTS.maxBytes),
+  maxLinks: fromEnv('FANOUT_RESULT_PAGE_MAX_LINKS', RESULT_PAGE_DEFAULTS.maxLinks),
 });
 
 /**
