@@ -260,7 +260,7 @@ describe('the token goes to the API origin only (issue 14 item 6)', () => {
       return {
         status: 200,
         body: JSON.stringify({ jobId, format: 'ndjson.gz', files: chunks.map((c) => ({ key: `k${c}`, url: `${files.url}/f${c}?sig=1`, chunk: c })), expiresAt: '', next }),
-        headers: next ? { 'fanout-next-cursor': next } : {},
+        headers: next ? { 'fanout-next-cursor': next } : ({} as Record<string, string>),
       };
     });
     try {
