@@ -94,7 +94,7 @@ describe('NDJSON input', () => {
       'line 2: unknown field "colour"',
     );
     expect((await error('{"url":"http://a.test/","headers":{"x":"a\\r\\nInjected: 1"}}\n')).message).toMatch(
-      /^line 1: "headers.x": header values may not contain CR, LF or NUL/,
+      /^line 1: "headers.x": header values may not contain CR, LF, NUL or other control characters/,
     );
     expect((await error('{"url":"gopher://a.test/"}\n')).message).toMatch(/^line 1: unsupported scheme "gopher:"/);
   });
@@ -199,5 +199,28 @@ describe('input size limits (issue 14 item 1)', () => {
     expect((e as InputError).field).toBe('format');
     expect((e as InputError).message).toMatch(/at most 16777216 bytes .*NDJSON/);
     expect(state.read).toBeLessThan(17 * 1024 * 1024);
+  });
+});
+
+describe('items that could never be fetched fail the submission (issue 14 item 9)', () => {
+  it('names the line of userinfo that is not valid percent-encoding', async () => {
+    const e = await error('http://ok.test/\nhttp://%zz@host.test/\n');
+    expect(e.line).toBe(2);
+    expect(e.message).toMatch(/user name or password .* not valid percent-encoding/);
+    expect((await error('{"url":"http://u:%E0%A4%A@host.test/"}\n')).line).toBe(1);
+    expect((await parse('http://user%40x:p%20w@host.test/\n')).items).toHaveLength(1);
+  });
+
+  it('names the line and field of an unsendable header or a wrong content-length', async () => {
+    const host = await error('{"url":"http://a.test/"}\n{"url":"http://b.test/","headers":{"Host":"evil.test"}}\n');
+    expect(host.line).toBe(2);
+    expect(host.field).toBe('headers.Host');
+    const te = await error('{"urls":[{"url":"http://a.test/","headers":{"transfer-encoding":"chunked"}}]}');
+    expect(te.field).toBe('urls[0].headers.transfer-encoding');
+    const length = await error('{"url":"http://a.test/","method":"POST","body":"abc","headers":{"content-length":"10"}}\n');
+    expect(length.line).toBe(1);
+    expect(length.field).toBe('headers.content-length');
+    const ok = await parse('{"url":"http://a.test/","method":"POST","body":"abc","headers":{"content-length":"3"}}\n');
+    expect(ok.items).toHaveLength(1);
   });
 });

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { InputError, EmptyInputError, OptionsError } from './errors.ts';
-import { headersSchema, methodSchema } from './options.ts';
+import { contentLengthMismatch, headersSchema, methodSchema } from './options.ts';
 
 export const INPUT_FORMATS = ['auto', 'text', 'ndjson', 'json'] as const;
 export type InputFormat = (typeof INPUT_FORMATS)[number];
@@ -78,13 +78,20 @@ export function checkUrl(raw: unknown, line?: number, field?: string): string {
     throw new InputError(`URL longer than ${MAX_URL_LENGTH} characters`, line, field);
   }
   if (!URL.canParse(url)) throw new InputError(`not a valid URL: ${quote(url)}`, line, field);
-  const { protocol } = new URL(url);
+  const { protocol, username, password } = new URL(url);
   if (protocol !== 'http:' && protocol !== 'https:') {
     throw new InputError(
       `unsupported scheme "${protocol}" in ${quote(url)}: only http and https URLs are fetched`,
       line,
       field,
     );
+  }
+  // The user name and password become a Basic Authorization header: they must decode.
+  try {
+    decodeURIComponent(username);
+    decodeURIComponent(password);
+  } catch {
+    throw new InputError(`the user name or password in ${quote(url)} is not valid percent-encoding`, line, field);
   }
   return url;
 }
@@ -107,6 +114,8 @@ function checkItem(value: unknown, line: number | undefined, field: string | und
   }
   const item = parsed.data as InputItem;
   item.url = checkUrl(item.url, line, field ? `${field}.url` : 'url');
+  const mismatch = contentLengthMismatch(item.headers, item.body);
+  if (mismatch) throw new InputError(mismatch, line, field ? `${field}.headers.content-length` : 'headers.content-length');
   return item;
 }
 
