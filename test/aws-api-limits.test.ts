@@ -130,6 +130,10 @@ describe('every Lambda response fits 6 MB', () => {
       const res = await api('GET', `/jobs/${jobId}/results`);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
       expect(JSON.parse(res.text).files).toHaveLength(5);
+      const records = await api('GET', `/jobs/${jobId}/results?links=false&limit=3`);
+      expect(records.headers['content-type']).toMatch(/^application\/x-ndjson/);
+      expect(records.text.trim().split('\n')).toHaveLength(3);
+      expect(records.headers['link']).toMatch(/links=false&limit=3&cursor=/);
     } finally {
       process.env.FANOUT_INLINE_RESULTS_MAX_BYTES = String(1 << 30);
     }

@@ -80,7 +80,10 @@ const resultsRoute = createRoute({
         .optional()
         .openapi({ description: 'only records with this HTTP status' }),
       error: z.enum(ERROR_CODES).optional().openapi({ description: 'only records with this error code' }),
-      links: z.enum(['true', 'false']).optional().openapi({ description: 'ask for links to the result files (AWS) instead of records' }),
+      links: z
+        .enum(['true', 'false'])
+        .optional()
+        .openapi({ description: 'true: links to the result files (AWS) instead of records; false: records, however large the results' }),
       cursor: z.string().optional().openapi({ description: 'where the page starts: a cursor from the previous page (opaque)' }),
       limit: z.coerce
         .number()
@@ -241,7 +244,8 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
 
     const files = deps.resultFiles;
     if (cursor?.kind === 'links' && !files) throw new QueryError('"cursor" is a links cursor, and this API has no result links', 'cursor');
-    const wantLinks = files !== undefined && (cursor ? cursor.kind === 'links' : query.links === 'true' || (await files.prefer(id)));
+    const wantLinks =
+      files !== undefined && (cursor ? cursor.kind === 'links' : query.links === 'true' || (query.links !== 'false' && (await files.prefer(id))));
     if (wantLinks) {
       const page = await linksPage(deps.store, files, id, cursor?.chunk ?? 0, deps.resultPages?.maxLinks ?? RESULT_PAGE_DEFAULTS.maxLinks);
       setNext(page.next);
