@@ -12,7 +12,7 @@ import { createApp } from '../functions/api/app.ts';
 import type { ApiDeps, UploadTarget } from '../functions/api/deps.ts';
 import { FanoutClient, nextCursor } from '../functions/cli/client.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
-import { decodeCursor, encodeCursor, escapedBytes } from '../functions/core/results.ts';
+import { decodeCursor, encodeCursor, escapedBytes, readResultPage, type ResultPosition } from '../functions/core/results.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
@@ -124,6 +124,21 @@ describe('result pages', () => {
       if (p.lines.length > 1) expect(p.bytes).toBeLessThanOrEqual(maxBytes);
     }
     expect(pages.flatMap((p) => p.lines.map((l) => JSON.parse(l).index))).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  });
+
+  it('a page out of time ends at the next chunk boundary, and the pages still hold every record', async () => {
+    const app = makeApp();
+    const jobId = await finishedJob(app, 22, 5);
+    const sizes: number[] = [];
+    const indexes: number[] = [];
+    for (let at: ResultPosition | null = { chunk: 0, position: 0 }; at; ) {
+      const page = await readResultPage(runtime.store, jobId, at, { maxRecords: 1000, maxBytes: 1 << 20, maxMillis: 0 });
+      sizes.push(page.lines.length);
+      indexes.push(...page.lines.map((l) => JSON.parse(l).index));
+      at = page.next;
+    }
+    expect(sizes).toEqual([5, 5, 5, 5, 2]);
+    expect(indexes).toEqual(Array.from({ length: 22 }, (_, i) => i));
   });
 
   it('keeps the filters in the next link and returns only matching records', async () => {

@@ -28,6 +28,10 @@ export const RESULT_PAGE_DEFAULTS = {
   maxScanned: 200_000,
   /** Links to result files in one page of the links form (~1.8 KB each on S3: ~1.8 MB a page). */
   maxLinks: 1_000,
+  /** A page ends at the next chunk boundary after this long (API Gateway answers within 29 s). */
+  maxMillis: 10_000,
+  /** Result files opened ahead of the one being read (small chunks: one GET each). */
+  prefetch: 8,
 } as const;
 
 /** Every finished chunk's result file, decompressed, in chunk order (unfetched chunks are skipped). */
@@ -169,6 +173,7 @@ export interface PageLimits {
   maxRecords: number;
   maxBytes: number;
   maxScanned?: number;
+  maxMillis?: number;
 }
 
 export interface ResultPage {
@@ -199,30 +204,45 @@ export async function readResultPage(
 ): Promise<ResultPage> {
   const job = await loadJob(store, jobId);
   const maxScanned = limits.maxScanned ?? RESULT_PAGE_DEFAULTS.maxScanned;
+  const stopAt = Date.now() + (limits.maxMillis ?? RESULT_PAGE_DEFAULTS.maxMillis);
   const lines: string[] = [];
   let bytes = 0;
   let scanned = 0;
-  for (let chunk = from.chunk, skip = from.position; chunk < job.chunks; chunk++, skip = 0) {
-    const raw = await store.getStream(layout.results(jobId, chunk));
-    if (!raw) continue;
-    const stream = raw.pipe(createGunzip());
-    try {
-      let position = 0;
-      for await (const line of linesOf(stream)) {
-        const at = position++;
-        if (at < skip) continue;
-        if (scanned >= maxScanned || lines.length >= limits.maxRecords) return { lines, bytes, next: { chunk, position: at } };
-        scanned++;
-        if (filter && !filter(JSON.parse(line) as FetchRecord)) continue;
-        const size = escapedBytes(line) + 1;
-        if (lines.length > 0 && bytes + size > limits.maxBytes) return { lines, bytes, next: { chunk, position: at } };
-        lines.push(line);
-        bytes += size;
-      }
-    } finally {
-      raw.destroy();
-      stream.destroy();
+  // Result files are opened a few ahead: a job of small chunks costs one GET per chunk.
+  const ahead = new Map<number, Promise<Readable | null>>();
+  const openAhead = (from: number) => {
+    for (let c = from; c < Math.min(job.chunks, from + RESULT_PAGE_DEFAULTS.prefetch); c++) {
+      if (!ahead.has(c)) ahead.set(c, store.getStream(layout.results(jobId, c)));
     }
+  };
+  try {
+    for (let chunk = from.chunk, skip = from.position; chunk < job.chunks; chunk++, skip = 0) {
+      if (chunk > from.chunk && Date.now() > stopAt) return { lines, bytes, next: { chunk, position: 0 } };
+      openAhead(chunk);
+      const raw = await ahead.get(chunk)!;
+      ahead.delete(chunk);
+      if (!raw) continue;
+      const stream = raw.pipe(createGunzip());
+      try {
+        let position = 0;
+        for await (const line of linesOf(stream)) {
+          const at = position++;
+          if (at < skip) continue;
+          if (scanned >= maxScanned || lines.length >= limits.maxRecords) return { lines, bytes, next: { chunk, position: at } };
+          scanned++;
+          if (filter && !filter(JSON.parse(line) as FetchRecord)) continue;
+          const size = escapedBytes(line) + 1;
+          if (lines.length > 0 && bytes + size > limits.maxBytes) return { lines, bytes, next: { chunk, position: at } };
+          lines.push(line);
+          bytes += size;
+        }
+      } finally {
+        raw.destroy();
+        stream.destroy();
+      }
+    }
+    return { lines, bytes, next: null };
+  } finally {
+    for (const pending of ahead.values()) pending.then((s) => s?.destroy(), () => {});
   }
-  return { lines, bytes, next: null };
 }
