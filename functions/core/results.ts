@@ -217,7 +217,7 @@ export async function readResultPage(
   };
   try {
     for (let chunk = from.chunk, skip = from.position; chunk < job.chunks; chunk++, skip = 0) {
-      if (chunk > from.chunk && Date.now() > stopAt) return { lines, bytes, next: { chunk, position: 0 } };
+      if (chunk > from.chunk && Date.now() >= stopAt) return { lines, bytes, next: { chunk, position: 0 } };
       openAhead(chunk);
       const raw = await ahead.get(chunk)!;
       ahead.delete(chunk);
