@@ -4,12 +4,15 @@
  * unsendable headers, undecodable userinfo and bodies a worker cannot hold fail the submission;
  * a full store is 507.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../functions/api/app.ts';
 import type { UploadTarget } from '../functions/api/deps.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import type { ObjectStore } from '../functions/core/ports.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
+import { fanout } from './support/cli.ts';
 import { tempDir } from './support/tmp.ts';
 
 let runtime: EmbeddedRuntime;
@@ -77,6 +80,16 @@ describe('oversized input (issue 14 item 1)', () => {
     expect(body.detail).toMatch(/at most 16777216 bytes.*NDJSON/);
     expect(body.field).toBe('format');
   });
+
+  it('fanout fetch on a 20 MB line exits 2 with the line named and no stack trace', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'one-line.txt');
+    writeFileSync(file, 'http://a.test/' + 'x'.repeat(20 * MiB));
+    const run = await fanout(['fetch', file, '--data-dir', join(dir, 'data')]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/line 1: line longer than 1048576 bytes/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  }, 30_000);
 
   it('a too-long line in a POSTed list names its line', async () => {
     const body = `http://a.test/\nhttp://b.test/${'q'.repeat(MiB + 1)}\n`;
