@@ -94,7 +94,7 @@ describe('NDJSON input', () => {
       'line 2: unknown field "colour"',
     );
     expect((await error('{"url":"http://a.test/","headers":{"x":"a\\r\\nInjected: 1"}}\n')).message).toMatch(
-      /^line 1: "headers.x": header values may not contain CR, LF or NUL/,
+      /^line 1: "headers.x": header values may not contain CR, LF, NUL or other control characters/,
     );
     expect((await error('{"url":"gopher://a.test/"}\n')).message).toMatch(/^line 1: unsupported scheme "gopher:"/);
   });
@@ -136,5 +136,91 @@ describe('JSON document input', () => {
   it('respects an explicit format', async () => {
     const e = await error('{"url":"http://a.test/"}', 'text');
     expect(e.message).toMatch(/^line 1: not a valid URL/);
+  });
+});
+
+describe('input size limits (issue 14 item 1)', () => {
+  /** A source of `total` bytes in 64 KiB pieces that counts what was read from it. */
+  function counted(total: number, piece: (i: number) => string) {
+    const state = { read: 0 };
+    const source = (async function* () {
+      for (let i = 0; state.read < total; i++) {
+        const text = piece(i);
+        state.read += text.length;
+        yield Buffer.from(text);
+      }
+    })();
+    return { state, source };
+  }
+
+  it('refuses a 20 MB line with no newline after reading little more than the limit', async () => {
+    const { state, source } = counted(20 * 1024 * 1024, (i) => (i === 0 ? 'http://a.test/' : '') + 'x'.repeat(64 * 1024));
+    const e = await openInput(source)
+      .then(async (input) => {
+        for await (const _ of input.items);
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(e).toBeInstanceOf(InputError);
+    expect((e as InputError).line).toBe(1);
+    expect((e as InputError).message).toMatch(/^line 1: line longer than 1048576 bytes/);
+    expect(state.read).toBeLessThan(1.2 * 1024 * 1024);
+  });
+
+  it('names the line of a too-long line after good ones, in text and NDJSON', async () => {
+    const long = 'x'.repeat(1024 * 1024 + 10);
+    expect((await error(`http://a.test/\n# c\nhttp://b.test/${long}\nhttp://c.test/\n`)).line).toBe(3);
+    expect((await error(`{"url":"http://a.test/"}\n{"url":"http://b.test/","body":"${long}"}\n`)).line).toBe(2);
+    // a first NDJSON line that long is said to be too long too, not a broken document
+    expect((await error(`{"url":"http://b.test/","body":"${long}"}\n{"url":"http://a.test/"}\n`)).message).toMatch(/^line 1: line longer than/);
+    expect((await error(`http://b.test/${long}`, 'ndjson')).line).toBe(1);
+  });
+
+  it('accepts a line just under the limit, and a long one-line JSON document', async () => {
+    const { items } = await parse(`{"url":"http://a.test/","body":"${'y'.repeat(1024 * 1024 - 100)}"}\n`);
+    expect(items[0]!.body).toHaveLength(1024 * 1024 - 100);
+    const urls = Array.from({ length: 60_000 }, (_, i) => `http://a.test/${i}`);
+    const doc = JSON.stringify({ urls });
+    expect(doc.length).toBeGreaterThan(1024 * 1024);
+    const parsed = await parse(doc);
+    expect(parsed.items).toHaveLength(60_000);
+    expect(parsed.format).toBe('json');
+  });
+
+  it('refuses a JSON document above 16 MiB, telling the user to send NDJSON, without reading it all', async () => {
+    const { state, source } = counted(40 * 1024 * 1024, (i) => (i === 0 ? '{"urls": [\n' : '"http://a.test/' + 'z'.repeat(64 * 1024) + '",\n'));
+    const e = await openInput(source).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(InputError);
+    expect((e as InputError).field).toBe('format');
+    expect((e as InputError).message).toMatch(/at most 16777216 bytes .*NDJSON/);
+    expect(state.read).toBeLessThan(17 * 1024 * 1024);
+  });
+});
+
+describe('items that could never be fetched fail the submission (issue 14 item 9)', () => {
+  it('names the line of userinfo that is not valid percent-encoding', async () => {
+    const e = await error('http://ok.test/\nhttp://%zz@host.test/\n');
+    expect(e.line).toBe(2);
+    expect(e.message).toMatch(/user name or password .* not valid percent-encoding/);
+    expect((await error('{"url":"http://u:%E0%A4%A@host.test/"}\n')).line).toBe(1);
+    expect((await parse('http://user%40x:p%20w@host.test/\n')).items).toHaveLength(1);
+  });
+
+  it('names the line and field of an unsendable header or a wrong content-length', async () => {
+    const host = await error('{"url":"http://a.test/"}\n{"url":"http://b.test/","headers":{"Host":"evil.test"}}\n');
+    expect(host.line).toBe(2);
+    expect(host.field).toBe('headers.Host');
+    const te = await error('{"urls":[{"url":"http://a.test/","headers":{"transfer-encoding":"chunked"}}]}');
+    expect(te.field).toBe('urls[0].headers.transfer-encoding');
+    const length = await error('{"url":"http://a.test/","method":"POST","body":"abc","headers":{"content-length":"10"}}\n');
+    expect(length.line).toBe(1);
+    expect(length.field).toBe('headers.content-length');
+    const ok = await parse('{"url":"http://a.test/","method":"POST","body":"abc","headers":{"content-length":"3"}}\n');
+    expect(ok.items).toHaveLength(1);
   });
 });

@@ -10,6 +10,7 @@ import { onError, problem, problemResponse } from './problem.ts';
 import { dashboardRoutes } from './routes/dashboard.tsx';
 import { jobsRoutes } from './routes/jobs.ts';
 import { docsRoutes, healthRoutes } from './routes/meta.ts';
+import { resultsRoutes } from './routes/results.ts';
 import { uploadsRoutes } from './routes/uploads.ts';
 
 /**
@@ -46,6 +47,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
 
   app.route('/', healthRoutes());
   app.route('/', jobsRoutes(deps));
+  app.route('/', resultsRoutes(deps));
   app.route('/', uploadsRoutes(deps));
   app.route('/', dashboardRoutes());
   app.route('/', docsRoutes(app));

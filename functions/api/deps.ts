@@ -3,6 +3,7 @@
  * handler each provide these; the app itself knows neither.
  */
 import type { ObjectStore, Queue } from '../core/ports.ts';
+import type { JobOptions } from '../core/options.ts';
 import type { TokenSource } from './auth.ts';
 
 export interface UploadTarget {
@@ -26,18 +27,40 @@ export interface ApiDeps {
    */
   planInSlicesAboveBytes?: number;
   /**
-   * Results too large for the runtime's responses (a Lambda's 6 MB) are answered with links to the
-   * result files instead: return the links document, or null to stream as usual.
+   * Set by a runtime whose responses are bounded (a Lambda's 6 MB): every results response is then
+   * a page of at most this many records and bytes. Unset, a request without `cursor` or `limit`
+   * streams every record (`fanout serve`), and pages use RESULT_PAGE_DEFAULTS.
    */
-  resultLinks?(jobId: string, force: boolean): Promise<ResultLinks | null>;
+  resultPages?: { maxRecords: number; maxBytes: number; maxLinks?: number };
+  /** Links to the result files themselves (presigned S3 URLs on AWS), for jobs too large to page through. */
+  resultFiles?: ResultFileLinks;
+  /**
+   * Checks options against what this runtime's workers can do (on AWS: one attempt must fit in the
+   * worker function's timeout).
+   *
+   * @throws {OptionsError} naming the field.
+   */
+  checkOptions?(options: JobOptions): void;
 }
 
+export interface ResultFileLinks {
+  /** A URL that downloads the object without the API's token. */
+  sign(key: string): Promise<string>;
+  /** When URLs signed now stop working (ISO 8601). */
+  expiresAt(): string;
+  /** True when a job's results are large enough to answer with links even unasked. */
+  prefer(jobId: string): Promise<boolean>;
+}
+
+/** One page of the links form of GET /jobs/:id/results. */
 export interface ResultLinks {
   jobId: string;
-  /** Gzipped NDJSON files, in input order; concatenated they are every record. */
+  /** Gzipped NDJSON files, in input order; the files of every page, concatenated, are every record. */
   format: 'ndjson.gz';
-  files: { key: string; url: string }[];
+  files: { key: string; url: string; chunk: number }[];
   expiresAt: string;
+  /** Cursor of the next page of links, or null on the last. */
+  next: string | null;
 }
 
 /** Request size limits, stated once. */

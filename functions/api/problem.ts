@@ -5,7 +5,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { FanoutError, InputError, InvalidKeyError, OptionsError } from '../core/errors.ts';
+import { FanoutError, InputError, InvalidKeyError, OptionsError, QueryError } from '../core/errors.ts';
 
 export const PROBLEM_TYPE = 'application/problem+json';
 
@@ -46,17 +46,30 @@ export function onError(error: Error, c: Context): Response {
       if (error.line !== undefined) extra.line = error.line;
       if (error.field !== undefined) extra.field = error.field;
     }
-    if (error instanceof OptionsError && error.field !== undefined) extra.field = error.field;
+    if ((error instanceof OptionsError || error instanceof QueryError) && error.field !== undefined) extra.field = error.field;
     if (error instanceof InvalidKeyError) return problemResponse(400, error.title, error.message, extra);
     return problemResponse(error.status, error.title, error.message, extra);
+  }
+  if (storeIsFull(error)) {
+    console.error(JSON.stringify({ level: 'error', message: 'store full', path: instance, error: String(error?.message ?? error) }));
+    return problemResponse(507, 'Insufficient storage', 'the store has no space left: free space (or raise the quota) and try again', { instance });
   }
   console.error(JSON.stringify({ level: 'error', message: 'unhandled error', path: instance, error: String(error?.stack ?? error) }));
   return problemResponse(500, 'Internal error', 'the server could not complete the request', { instance });
 }
 
+/** ENOSPC (disk full) or EDQUOT (quota exceeded) anywhere in the error's cause chain. */
+function storeIsFull(error: unknown): boolean {
+  for (let e = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+  }
+  return false;
+}
+
 function titleOf(status: number): string {
   return (
-    { 400: 'Bad request', 401: 'Unauthorized', 404: 'Not found', 405: 'Method not allowed', 409: 'Conflict', 413: 'Payload too large', 415: 'Unsupported media type' }[status] ??
+    { 400: 'Bad request', 401: 'Unauthorized', 404: 'Not found', 405: 'Method not allowed', 409: 'Conflict', 413: 'Payload too large', 415: 'Unsupported media type', 507: 'Insufficient storage' }[status] ??
     'Error'
   );
 }

@@ -72,7 +72,11 @@ export const JobStatus = z
     bytes: z.number().int(),
     cancelRequested: z.boolean(),
     source: z.string().nullable(),
-    results: z.object({ manifest: z.string().nullable(), files: z.array(z.string()) }),
+    results: z.object({
+      manifest: z.string().nullable(),
+      files: z.array(z.string()).openapi({ description: 'result files in chunk order, at most 1,000 (the links form of /results pages through all)' }),
+      filesOmitted: z.number().int().optional().openapi({ description: 'result files left out of `files`' }),
+    }),
     error: z
       .object({ message: z.string(), line: z.number().int().optional(), field: z.string().optional() })
       .optional()
@@ -123,8 +127,11 @@ export const ResultLinks = z
   .object({
     jobId: z.string(),
     format: z.literal('ndjson.gz'),
-    files: z.array(z.object({ key: z.string(), url: z.string() })),
+    files: z.array(z.object({ key: z.string(), url: z.string(), chunk: z.number().int() })).openapi({
+      description: 'files of a range of chunks, in order; the files of every page, concatenated, are every record',
+    }),
     expiresAt: z.string(),
+    next: z.string().nullable().openapi({ description: 'cursor of the next page of links (also in the Link header), null on the last' }),
   })
   .openapi('ResultLinks');
 

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { OptionsError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
 import { layout } from '../core/layout.ts';
-import { DEFAULT_OPTIONS, OPTION_NAMES, type JobOptions } from '../core/options.ts';
+import { DEFAULT_OPTIONS, OPTION_NAMES, parseJobOptions, type JobOptions } from '../core/options.ts';
 import { submitStoredList, type Submitted } from '../core/plan-slices.ts';
 import { planJob } from '../core/plan.ts';
 import type { ApiDeps } from './deps.ts';
@@ -109,6 +109,9 @@ export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Subm
   const queryOptions = optionsFromQuery(new URL(c.req.url).searchParams);
   const request = await inputOf(c, deps);
   const options = { ...request.bodyOptions, ...queryOptions };
+  // Checked before anything is planned, against this runtime's workers too (AWS: their timeout).
+  const effective = parseJobOptions({ ...('input' in request ? request.input.options : {}), ...options });
+  deps.checkOptions?.(effective);
   if ('upload' in request) {
     return submitStoredList(deps.store, deps.queue, {
       list: layout.uploadList(request.upload),

@@ -19,7 +19,7 @@ interface ApiFlags {
 }
 
 /** Lists above this go through POST /uploads instead of one request. */
-const UPLOAD_ABOVE_BYTES = 8 * 1024 * 1024;
+const UPLOAD_ABOVE_BYTES = 4 * 1024 * 1024; // = the AWS API's FANOUT_MAX_REQUEST_BYTES default (a Lambda request carries 6 MB, maybe base64)
 const WATCH_INTERVAL_MS = 1_000;
 
 const CONTENT_TYPES: Record<string, string> = {

@@ -40,9 +40,18 @@ export function clientConfig(flags: { api?: string; token?: string }): ClientCon
 export class FanoutClient {
   constructor(private readonly config: ClientConfig) {}
 
+  /**
+   * The bearer token goes to the API's own origin only: an upload URL (a presigned S3 URL on AWS)
+   * or a result-file link is another party, and a token sent there would leak.
+   */
+  private authFor(url: string): Record<string, string> {
+    if (!this.config.token) return {};
+    return sameOrigin(url, this.config.api) ? { authorization: `Bearer ${this.config.token}` } : {};
+  }
+
   private async call(method: string, path: string, body?: string | Readable, headers: Record<string, string> = {}) {
-    const url = path.startsWith('http') ? path : `${this.config.api}${path}`;
-    const auth: Record<string, string> = this.config.token ? { authorization: `Bearer ${this.config.token}` } : {};
+    const url = /^https?:/i.test(path) ? path : `${this.config.api}${path}`;
+    const auth = this.authFor(url);
     let res;
     try {
       res = await request(url, { method: method as 'GET', body, headers: { ...auth, ...headers } });
@@ -104,25 +113,67 @@ export class FanoutClient {
   }
 
   /**
-   * Every record as NDJSON. When the API answers with links to the gzipped result files (AWS,
-   * large jobs), they are downloaded and decompressed in order, filters applied here.
+   * Every record as NDJSON, in input order. Pages are followed (the `Fanout-Next-Cursor` or Link
+   * header); when the API answers with pages of links to the gzipped result files (AWS, large
+   * jobs), the files are downloaded (without the token) and decompressed in order, filters applied here.
+   * The first page is asked for at once, so an API error surfaces before any record.
    */
   async results(jobId: string, filters: URLSearchParams): Promise<Readable> {
-    const q = filters.toString();
-    const res = await this.call('GET', `/jobs/${encodeURIComponent(jobId)}/results${q ? `?${q}` : ''}`);
-    if (!String(res.headers['content-type'] ?? '').startsWith('application/json')) return res.body;
-    const links = (await res.body.json()) as { files: { url: string }[] };
+    const path = `/jobs/${encodeURIComponent(jobId)}/results`;
+    const pageOf = (cursor: string | null) => {
+      const q = new URLSearchParams(filters);
+      if (cursor !== null) q.set('cursor', cursor);
+      const text = q.toString();
+      return this.call('GET', `${path}${text ? `?${text}` : ''}`);
+    };
     const filter = recordFilter(Object.fromEntries(filters) as RecordQuery);
     const keep = (line: string) => !filter || filter(JSON.parse(line) as FetchRecord);
+    const first = await pageOf(null);
     return Readable.from(
       (async function* () {
-        for (const file of links.files) {
-          const part = await request(file.url);
-          if (part.statusCode !== 200) throw new Error(`result file download failed: HTTP ${part.statusCode}`);
-          const lines = createInterface({ input: part.body.pipe(createGunzip()), crlfDelay: Infinity });
-          for await (const line of lines) if (line !== '' && keep(line)) yield line + '\n';
+        const seen = new Set<string>();
+        for (let res: Awaited<ReturnType<typeof pageOf>> | null = first; res; ) {
+          let next = nextCursor(res.headers);
+          if (String(res.headers['content-type'] ?? '').startsWith('application/json')) {
+            const links = (await res.body.json()) as { files: { url: string }[]; next?: string | null };
+            next = links.next ?? next;
+            for (const file of links.files) {
+              const part = await request(file.url);
+              if (part.statusCode !== 200) {
+                await part.body.dump();
+                throw new Error(`result file download failed: HTTP ${part.statusCode}`);
+              }
+              const lines = createInterface({ input: part.body.pipe(createGunzip()), crlfDelay: Infinity });
+              for await (const line of lines) if (line !== '' && keep(line)) yield line + '\n';
+            }
+          } else {
+            yield* res.body as AsyncIterable<Buffer>;
+          }
+          if (next === null) break;
+          if (seen.has(next)) throw new Error(`the API gave the same results cursor twice (${next}): stopping`);
+          seen.add(next);
+          res = await pageOf(next);
         }
       })(),
     );
+  }
+}
+
+/** The cursor of the next page: the Fanout-Next-Cursor header, else the `cursor` of the Link rel="next". */
+export function nextCursor(headers: Record<string, string | string[] | undefined>): string | null {
+  const direct = headers['fanout-next-cursor'];
+  if (typeof direct === 'string' && direct !== '') return direct;
+  const link = headers['link'];
+  const text = Array.isArray(link) ? link.join(', ') : link;
+  const match = text ? /<([^>]*)>\s*;\s*rel="?next"?/i.exec(text) : null;
+  if (!match) return null;
+  return new URL(match[1]!, 'http://relative.invalid').searchParams.get('cursor');
+}
+
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
   }
 }

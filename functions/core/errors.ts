@@ -90,3 +90,17 @@ export class UsageError extends FanoutError {
   override readonly title = 'Bad request';
   override name = 'UsageError';
 }
+
+/** A query parameter that cannot be acted on: a filter naming no known value, a cursor not ours. */
+export class QueryError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Invalid query parameter';
+  override name = 'QueryError';
+  constructor(
+    message: string,
+    /** The parameter at fault. */
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}

@@ -4,18 +4,28 @@
  * its field), and only http: and https: URLs get through: a typo must fail the submission, not
  * quietly become a failed record.
  */
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { InputError, EmptyInputError, OptionsError } from './errors.ts';
-import { headersSchema, methodSchema } from './options.ts';
+import { contentLengthMismatch, headersSchema, methodSchema } from './options.ts';
 
 export const INPUT_FORMATS = ['auto', 'text', 'ndjson', 'json'] as const;
 export type InputFormat = (typeof INPUT_FORMATS)[number];
 
 /** Longest URL accepted; longer ones are refused with their line number. */
 export const MAX_URL_LENGTH = 65_536;
+
+/** Input size limits, stated once. */
+export const INPUT_LIMITS = {
+  /**
+   * Longest line of a text or NDJSON list, in bytes. Enforced while reading: a longer line is
+   * refused without being held (a 600 MB line with no newline must not take the server down).
+   */
+  maxLineBytes: 1024 * 1024,
+  /** Largest JSON document (`{"urls": [...]}`), parsed whole; larger lists are sent as NDJSON or text. */
+  maxJsonBytes: 16 * 1024 * 1024,
+} as const;
 
 /** One URL to fetch, with the per-item overrides an NDJSON or JSON entry may carry. */
 export interface InputItem {
@@ -68,13 +78,20 @@ export function checkUrl(raw: unknown, line?: number, field?: string): string {
     throw new InputError(`URL longer than ${MAX_URL_LENGTH} characters`, line, field);
   }
   if (!URL.canParse(url)) throw new InputError(`not a valid URL: ${quote(url)}`, line, field);
-  const { protocol } = new URL(url);
+  const { protocol, username, password } = new URL(url);
   if (protocol !== 'http:' && protocol !== 'https:') {
     throw new InputError(
       `unsupported scheme "${protocol}" in ${quote(url)}: only http and https URLs are fetched`,
       line,
       field,
     );
+  }
+  // The user name and password become a Basic Authorization header: they must decode.
+  try {
+    decodeURIComponent(username);
+    decodeURIComponent(password);
+  } catch {
+    throw new InputError(`the user name or password in ${quote(url)} is not valid percent-encoding`, line, field);
   }
   return url;
 }
@@ -97,6 +114,8 @@ function checkItem(value: unknown, line: number | undefined, field: string | und
   }
   const item = parsed.data as InputItem;
   item.url = checkUrl(item.url, line, field ? `${field}.url` : 'url');
+  const mismatch = contentLengthMismatch(item.headers, item.body);
+  if (mismatch) throw new InputError(mismatch, line, field ? `${field}.headers.content-length` : 'headers.content-length');
   return item;
 }
 
@@ -116,18 +135,34 @@ export async function openInput(
   source: AsyncIterable<Uint8Array | string> | Readable,
   format: InputFormat = 'auto',
 ): Promise<OpenedInput> {
-  const stream = source instanceof Readable ? source : Readable.from(source);
-  stream.setEncoding('utf8');
-  const lines = createInterface({ input: stream, crlfDelay: Infinity })[Symbol.asyncIterator]();
+  const lines = new LineReader(source, INPUT_LIMITS.maxLineBytes);
+  try {
+    return await open(lines, format);
+  } catch (error) {
+    await lines.close();
+    throw error;
+  }
+}
 
+async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput> {
   // Peek the first significant line to choose the format; it is replayed below.
   let lineNo = 0;
   let first: string | undefined;
+  let firstTooLong = false;
   for (;;) {
     const next = await lines.next();
-    if (next.done) break;
+    if (next === undefined) break;
     lineNo++;
-    const trimmed = next.value.replace(/^\uFEFF/, '').trim();
+    if (next === TOO_LONG) {
+      // Only a JSON document may have a line this long: its size is checked as it is read.
+      const head = lines.peekText(16).replace(/^\uFEFF/, '').trimStart();
+      const jsonLike = format === 'json' || (format === 'auto' && (head.startsWith('{') || head.startsWith('[')));
+      if (!jsonLike) throw lineTooLong(lineNo);
+      firstTooLong = true;
+      first = '';
+      break;
+    }
+    const trimmed = next.replace(/^\uFEFF/, '').trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     first = trimmed;
     break;
@@ -136,38 +171,139 @@ export async function openInput(
   if (first === undefined) throw new EmptyInputError();
 
   let chosen: Exclude<InputFormat, 'auto'>;
-  if (format !== 'auto') chosen = format;
+  if (firstTooLong || format === 'json') chosen = 'json';
+  else if (format !== 'auto') chosen = format;
   else if (first.startsWith('[')) chosen = 'json';
   else if (first.startsWith('{')) chosen = looksLikeNdjsonItem(first) ? 'ndjson' : 'json';
   else chosen = 'text';
 
   if (chosen === 'json') {
-    let text = first;
-    for (;;) {
-      const next = await lines.next();
-      if (next.done) break;
-      text += '\n' + next.value;
+    const parts: Buffer[] = first === '' ? [] : [Buffer.from(first + '\n')];
+    let size = parts[0]?.length ?? 0;
+    for await (const bytes of lines.rest()) {
+      size += bytes.length;
+      if (size > INPUT_LIMITS.maxJsonBytes) throw jsonTooLarge();
+      parts.push(bytes);
     }
-    return parseJsonDocument(text, firstLine);
+    return parseJsonDocument(Buffer.concat(parts).toString('utf8').replace(/^\uFEFF/, ''), firstLine, firstTooLong && format === 'auto');
   }
 
   async function* items(): AsyncGenerator<IndexedItem> {
     let index = 0;
     let line = firstLine;
     let current: string | undefined = first;
-    for (;;) {
-      if (current !== undefined && current !== '' && !current.startsWith('#')) {
-        const item = parseItemLine(current, chosen as 'text' | 'ndjson', line);
-        yield { ...item, index: index++ } as IndexedItem;
+    try {
+      for (;;) {
+        if (current !== undefined && current !== '' && !current.startsWith('#')) {
+          const item = parseItemLine(current, chosen as 'text' | 'ndjson', line);
+          yield { ...item, index: index++ } as IndexedItem;
+        }
+        const next = await lines.next();
+        if (next === undefined) break;
+        line++;
+        if (next === TOO_LONG) throw lineTooLong(line);
+        current = next.trim();
       }
-      const next = await lines.next();
-      if (next.done) break;
-      line++;
-      current = next.value.trim();
+    } finally {
+      await lines.close();
     }
     if (index === 0) throw new EmptyInputError();
   }
   return { format: chosen, items: items() };
+}
+
+function lineTooLong(line: number): InputError {
+  return new InputError(
+    `line longer than ${INPUT_LIMITS.maxLineBytes} bytes (${INPUT_LIMITS.maxLineBytes / 1024 / 1024} MiB): is this a list with one URL per line?`,
+    line,
+  );
+}
+
+function jsonTooLarge(): InputError {
+  return new InputError(
+    `a JSON document may hold at most ${INPUT_LIMITS.maxJsonBytes} bytes (${INPUT_LIMITS.maxJsonBytes / 1024 / 1024} MiB): send larger lists as NDJSON (one {"url": ...} per line) or as text (one URL per line)`,
+    undefined,
+    'format',
+  );
+}
+
+const TOO_LONG = Symbol('line too long');
+
+/**
+ * Lines of a byte stream, split on LF (a trailing CR is dropped), each at most `maxBytes`: a longer
+ * line is reported as {@link TOO_LONG} as soon as that many bytes arrived without a newline, so
+ * memory stays bounded by the limit plus one read whatever the input. Splitting bytes on LF never
+ * cuts a UTF-8 character.
+ */
+class LineReader {
+  private buffer: Buffer = Buffer.alloc(0);
+  private ended = false;
+  private readonly source: AsyncIterator<Uint8Array | string>;
+
+  constructor(
+    input: AsyncIterable<Uint8Array | string> | Readable,
+    private readonly maxBytes: number,
+  ) {
+    this.source = (input as AsyncIterable<Uint8Array | string>)[Symbol.asyncIterator]();
+  }
+
+  private async fill(): Promise<boolean> {
+    if (this.ended) return false;
+    const next = await this.source.next();
+    if (next.done) {
+      this.ended = true;
+      return false;
+    }
+    const value = next.value;
+    const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    this.buffer = this.buffer.length === 0 ? bytes : Buffer.concat([this.buffer, bytes]);
+    return true;
+  }
+
+  /** The next line, TOO_LONG (the line's bytes stay buffered, for {@link rest}), or undefined at the end. */
+  async next(): Promise<string | typeof TOO_LONG | undefined> {
+    let searched = 0;
+    for (;;) {
+      const nl = this.buffer.indexOf(10, searched);
+      if (nl !== -1) {
+        if (nl > this.maxBytes) return TOO_LONG;
+        const end = nl > 0 && this.buffer[nl - 1] === 13 ? nl - 1 : nl;
+        const line = this.buffer.toString('utf8', 0, end);
+        this.buffer = this.buffer.subarray(nl + 1);
+        return line;
+      }
+      if (this.buffer.length > this.maxBytes) return TOO_LONG;
+      searched = this.buffer.length;
+      if (!(await this.fill())) {
+        if (this.buffer.length === 0) return undefined;
+        const line = this.buffer.toString('utf8').replace(/\r$/, '');
+        this.buffer = Buffer.alloc(0);
+        return line;
+      }
+    }
+  }
+
+  /** The first characters not yet returned as a line. */
+  peekText(chars: number): string {
+    return this.buffer.toString('utf8', 0, Math.min(this.buffer.length, chars * 4));
+  }
+
+  /** Everything not yet returned as a line, as it arrives. */
+  async *rest(): AsyncGenerator<Buffer> {
+    if (this.buffer.length > 0) yield this.buffer;
+    this.buffer = Buffer.alloc(0);
+    while (await this.fill()) {
+      yield this.buffer;
+      this.buffer = Buffer.alloc(0);
+    }
+  }
+
+  /** Stops reading: the source (a request body, a file, an S3 object) is released. */
+  async close(): Promise<void> {
+    this.ended = true;
+    this.buffer = Buffer.alloc(0);
+    await this.source.return?.();
+  }
 }
 
 function looksLikeNdjsonItem(line: string): boolean {
@@ -226,14 +362,17 @@ function jsonSyntaxError(text: string, firstLine: number): { line: number; colum
   return { line, column: offset - lineStart + 1, what };
 }
 
-function parseJsonDocument(text: string, firstLine: number): OpenedInput {
+function parseJsonDocument(text: string, firstLine: number, mayBeNdjson = false): OpenedInput {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
+    if (mayBeNdjson && looksLikeNdjsonItem(text.slice(0, text.indexOf('\n') >>> 0))) throw lineTooLong(firstLine);
     const { line, column, what } = jsonSyntaxError(text, firstLine);
     throw new InputError(`not valid JSON: ${what} at column ${column}`, line);
   }
+  // One huge NDJSON line, sniffed as a document because of its length: say what is wrong with it.
+  if (mayBeNdjson && value !== null && typeof value === 'object' && 'url' in value) throw lineTooLong(firstLine);
   if (Array.isArray(value)) value = { urls: value };
   const doc = documentSchema.safeParse(value);
   if (!doc.success) {

@@ -11,10 +11,61 @@ export type BodyMode = (typeof BODY_MODES)[number];
 
 const MiB = 1024 * 1024;
 
-/** Header names and values may not smuggle CR/LF (header injection) or NUL. */
+/**
+ * Headers an item may never set, with why: the HTTP client frames the message and manages the
+ * connection itself, so these would fail every request later instead of the submission now.
+ */
+export const UNSENDABLE_HEADERS: Readonly<Record<string, string>> = {
+  'transfer-encoding': 'the body is framed by fanout',
+  upgrade: 'fanout does not switch protocols',
+  expect: 'fanout sends bodies without waiting for 100 Continue',
+  connection: 'connections are managed by fanout',
+  'keep-alive': 'connections are managed by fanout',
+  'proxy-connection': 'connections are managed by fanout',
+  te: 'fanout chooses the transfer codings it accepts',
+  trailer: 'fanout sends no trailers',
+  host: 'the host comes from the URL',
+};
+
+/** Header names and values may not smuggle CR/LF (header injection), NUL or other control characters. */
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'not a valid header name');
-const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values may not contain CR, LF or NUL');
-export const headersSchema = z.record(headerName, headerValue);
+const headerValue = z
+  .string()
+  .regex(/^[^\x00-\x08\x0a-\x1f\x7f]*$/, 'header values may not contain CR, LF, NUL or other control characters (tab aside)');
+export const headersSchema = z.record(headerName, headerValue).superRefine((headers, ctx) => {
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    const why = UNSENDABLE_HEADERS[lower];
+    if (why !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: `header "${name}" cannot be set: ${why}` });
+    else if (lower === 'content-length' && !/^\d{1,15}$/.test(value.trim())) {
+      ctx.addIssue({ code: 'custom', path: [name], message: 'content-length must be a whole number of bytes' });
+    }
+  }
+});
+
+/**
+ * A `content-length` header given with a body must be the body's size in bytes (UTF-8): a wrong
+ * one makes every request fail.
+ *
+ * @returns the problem, or null when there is none (no header, or no body to compare with).
+ * @example
+ * contentLengthMismatch({ 'Content-Length': '3' }, 'abcd') // 'content-length 3 is not the body\'s 4 bytes'
+ */
+export function contentLengthMismatch(headers: Record<string, string> | undefined, body: string | null | undefined): string | null {
+  if (!headers || body === undefined) return null;
+  const entry = Object.entries(headers).find(([name]) => name.toLowerCase() === 'content-length');
+  if (!entry) return null;
+  const size = Buffer.byteLength(body ?? '', 'utf8');
+  return Number(entry[1].trim()) === size ? null : `content-length ${entry[1].trim()} is not the body's ${size} bytes: leave it out, fanout sets it`;
+}
+
+/** What a worker can hold, stated once: bodies are kept in memory while their record is built. */
+export const MEMORY_LIMITS = {
+  /** `concurrency` x `maxBodyBytes` when bodies are kept (`inline` or `store`). */
+  maxHeldBodyBytes: 512 * 1024 * 1024,
+  /** `maxBodyBytes` with inline bodies: the record (a body base64- or JSON-escaped) must fit in a string. */
+  maxInlineBodyBytes: 32 * 1024 * 1024,
+} as const;
 
 export const methodSchema = z
   .string()
@@ -74,6 +125,32 @@ export const OPTION_NAMES = Object.keys(jobOptionsSchema.shape) as (keyof JobOpt
  */
 export function parseJobOptions(input: unknown): JobOptions {
   const parsed = jobOptionsSchema.safeParse(input ?? {});
-  if (parsed.success) return parsed.data;
-  throw OptionsError.fromZod(parsed.error);
+  if (!parsed.success) throw OptionsError.fromZod(parsed.error);
+  return checkOptionLimits(parsed.data);
+}
+
+/**
+ * Checks what no single field's range can: the bodies a worker holds at once, the size of an inline
+ * record, a content-length that disagrees with the body.
+ *
+ * @throws {OptionsError} naming the fields.
+ */
+export function checkOptionLimits(options: JobOptions): JobOptions {
+  const { concurrency, maxBodyBytes, bodies } = options;
+  if (bodies === 'inline' && maxBodyBytes > MEMORY_LIMITS.maxInlineBodyBytes) {
+    throw new OptionsError(
+      `option "maxBodyBytes": at most ${MEMORY_LIMITS.maxInlineBodyBytes} with option "bodies" inline (a record must fit in memory as one string): use bodies "store" for larger bodies`,
+      'maxBodyBytes',
+    );
+  }
+  if (bodies !== 'none' && concurrency * maxBodyBytes > MEMORY_LIMITS.maxHeldBodyBytes) {
+    throw new OptionsError(
+      `option "concurrency" x option "maxBodyBytes" (${concurrency} x ${maxBodyBytes}) may be at most ${MEMORY_LIMITS.maxHeldBodyBytes} bytes ` +
+        `(${MEMORY_LIMITS.maxHeldBodyBytes / 1024 / 1024} MiB) when bodies are kept: lower either, or use bodies "none"`,
+      'maxBodyBytes',
+    );
+  }
+  const mismatch = contentLengthMismatch(options.headers, options.body);
+  if (mismatch) throw new OptionsError(`option "headers.content-length": ${mismatch}`, 'headers.content-length');
+  return options;
 }

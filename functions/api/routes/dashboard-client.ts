@@ -193,27 +193,50 @@ function renderStatus(s) {
   return running;
 }
 
+/*
+ * Results come in pages (always on AWS): each page's Fanout-Next-Cursor header names the next one.
+ * Calls onPage(res) for each page until there is none or onPage returns false; returns 'links' when
+ * the API answers with links to the result files instead (results too large for the browser).
+ */
+async function eachResultPage(query, onPage) {
+  const base = '/jobs/' + jobId + '/results';
+  const seen = new Set();
+  let cursor = null;
+  for (;;) {
+    const q = new URLSearchParams(query);
+    if (cursor) q.set('cursor', cursor);
+    const qs = q.toString();
+    const res = await api(base + (qs ? '?' + qs : ''));
+    if ((res.headers.get('content-type') || '').startsWith('application/json')) return 'links';
+    const more = await onPage(res);
+    cursor = res.headers.get('fanout-next-cursor');
+    if (!cursor || more === false || seen.has(cursor)) return 'done';
+    seen.add(cursor);
+  }
+}
+
 async function loadRecords() {
-  const res = await api('/jobs/' + jobId + '/results');
-  const type = res.headers.get('content-type') || '';
   const next = [];
-  if (type.startsWith('application/json')) {
-    $('records-count').textContent = 'Results are too large to show here: download them.';
+  const outcome = await eachResultPage('', async (res) => {
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let nl;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (line && next.length < MAX_RECORDS) next.push(JSON.parse(line));
+      }
+    }
+    return next.length < MAX_RECORDS;
+  });
+  if (outcome === 'links') {
+    $('records-count').textContent = 'Results are too large to show here: read them with fanout results.';
     records = [];
     return;
-  }
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value;
-    let nl;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      if (line && next.length < MAX_RECORDS) next.push(JSON.parse(line));
-    }
   }
   records = next;
   renderCharts();
@@ -271,8 +294,13 @@ function renderRecords() {
 }
 
 async function download(query, name) {
-  const res = await api('/jobs/' + jobId + '/results' + query);
-  const blob = await res.blob();
+  const parts = [];
+  const outcome = await eachResultPage(query, async (res) => { parts.push(await res.blob()); });
+  if (outcome === 'links') {
+    showError('These results are too large to download here: use fanout results ' + jobId);
+    return;
+  }
+  const blob = new Blob(parts, { type: 'application/x-ndjson' });
   const a = el('a', { href: URL.createObjectURL(blob), download: name });
   document.body.append(a);
   a.click();
@@ -286,7 +314,7 @@ async function initJob() {
   $('prev').onclick = () => { pageIndex--; renderRecords(); };
   $('next').onclick = () => { pageIndex++; renderRecords(); };
   $('download').onclick = () => download('', jobId + '.ndjson');
-  $('download-failed').onclick = () => download('?ok=false', jobId + '-failed.ndjson');
+  $('download-failed').onclick = () => download('ok=false', jobId + '-failed.ndjson');
   $('cancel').onclick = async () => {
     $('cancel').disabled = true;
     try { await api('/jobs/' + jobId, { method: 'DELETE' }); } catch (error) { showError('Cancel failed: ' + error.message); }

@@ -1,16 +1,13 @@
 /**
- * /jobs: submit, list, read status, stream results, cancel.
+ * /jobs: submit, list, read status, cancel (results are in results.ts).
  */
-import { Readable } from 'node:stream';
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { loadJob } from '../../core/job.ts';
 import { JOBS_PREFIX, checkJobId, isJobId } from '../../core/layout.ts';
-import type { FetchRecord } from '../../core/record.ts';
-import { readResultLines, readResults, recordFilter } from '../../core/results.ts';
-import { jobStatus } from '../../core/status.ts';
+import { jobStatus, type JobStatus as Status } from '../../core/status.ts';
 import type { ApiDeps } from '../deps.ts';
 import { problem } from '../problem.ts';
-import { Accepted, JobIdParam, JobList, JobStatus, JsonSubmission, Problem, RecordSchema, ResultLinks, problemResponses } from '../schemas.ts';
+import { Accepted, JobIdParam, JobList, JobStatus, JsonSubmission, Problem, problemResponses } from '../schemas.ts';
 import { submitFromRequest } from '../submit.ts';
 import { validationHook } from '../validation.ts';
 
@@ -35,28 +32,6 @@ const statusRoute = createRoute({
   responses: { 200: { description: 'The status', content: { 'application/json': { schema: JobStatus } } }, ...problemResponses },
 });
 
-const resultsRoute = createRoute({
-  method: 'get',
-  path: '/jobs/{id}/results',
-  summary: 'Every record of a job as NDJSON, in input order, streamed',
-  request: {
-    params: JobIdParam,
-    query: z.object({
-      ok: z.enum(['true', 'false']).optional().openapi({ description: 'only records with this `ok`' }),
-      status: z.string().regex(/^\d{3}$/).optional().openapi({ description: 'only records with this HTTP status' }),
-      error: z.string().optional().openapi({ description: 'only records with this error code' }),
-      links: z.enum(['true', 'false']).optional().openapi({ description: 'ask for links to the result files (AWS) instead of a stream' }),
-    }),
-  },
-  responses: {
-    200: {
-      description: 'NDJSON, one record per line; or, on AWS when the results are too large for a response, links to the gzipped result files',
-      content: { 'application/x-ndjson': { schema: RecordSchema }, 'application/json': { schema: ResultLinks } },
-    },
-    ...problemResponses,
-  },
-});
-
 const cancelRoute = createRoute({
   method: 'delete',
   path: '/jobs/{id}',
@@ -68,6 +43,18 @@ const cancelRoute = createRoute({
     ...problemResponses,
   },
 });
+
+/** A job list page holds at most this much JSON (its statuses are capped by {@link capFiles}). */
+const JOB_LIST_MAX_BYTES = 4 * 1024 * 1024;
+/** A status lists at most this many result files (~70 bytes each); the links form pages through all. */
+const STATUS_FILES_MAX = 1_000;
+
+/** A status with its result-file list cut to {@link STATUS_FILES_MAX}, saying how many were left out. */
+function capFiles(status: Status): Status {
+  const files = status.results.files;
+  if (files.length <= STATUS_FILES_MAX) return status;
+  return { ...status, results: { ...status.results, files: files.slice(0, STATUS_FILES_MAX), filesOmitted: files.length - STATUS_FILES_MAX } as Status['results'] };
+}
 
 export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
   const app = new OpenAPIHono({ defaultHook: validationHook });
@@ -94,6 +81,7 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
       202: { description: 'Accepted; poll the status URL', content: { 'application/json': { schema: Accepted } } },
       413: { description: 'Body too large: use POST /uploads', content: { 'application/problem+json': { schema: Problem } } },
       415: { description: 'Unsupported content type', content: { 'application/problem+json': { schema: Problem } } },
+      507: { description: 'The store is full: nothing was created', content: { 'application/problem+json': { schema: Problem } } },
       ...problemResponses,
     },
   });
@@ -114,46 +102,38 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
       .filter((id) => isJobId(id) && (cursor === undefined || id < cursor))
       .sort()
       .reverse();
-    const jobs = [];
-    let last: string | undefined;
+    const jobs: Status[] = [];
+    let bytes = 0;
+    let next: string | null = null;
     for (const id of ids) {
-      if (jobs.length === limit) break;
-      last = id;
-      try {
-        jobs.push(await jobStatus(deps.store, id));
-      } catch {
-        // a folder without job.json is a submission still being planned, or one that failed: not a job
+      if (jobs.length === limit) {
+        next = jobs.at(-1)!.jobId;
+        break;
       }
+      let status: Status;
+      try {
+        status = capFiles(await jobStatus(deps.store, id));
+      } catch {
+        continue; // a folder without job.json is a submission still being planned, or one that failed: not a job
+      }
+      // A page stays far below a Lambda response's 6 MB, however large each job's status.
+      bytes += JSON.stringify(status).length;
+      if (jobs.length > 0 && bytes > JOB_LIST_MAX_BYTES) {
+        next = jobs.at(-1)!.jobId;
+        break;
+      }
+      jobs.push(status);
     }
-    const more = last !== undefined && ids.indexOf(last) < ids.length - 1;
-    return c.json({ jobs, next: more ? last! : null }, 200);
+    return c.json({ jobs, next }, 200);
   });
 
-  app.openapi(statusRoute, async (c) => c.json(await jobStatus(deps.store, checkJobId(c.req.valid('param').id)), 200));
-
-  app.openapi(resultsRoute, async (c) => {
-    const id = checkJobId(c.req.valid('param').id);
-    await loadJob(deps.store, id); // 404 before the stream starts
-    const query = c.req.valid('query');
-    const links = deps.resultLinks ? await deps.resultLinks(id, query.links === 'true') : null;
-    if (links) return c.json(links, 200) as never;
-    const filter = recordFilter(query);
-    const source = filter
-      ? (async function* () {
-          for await (const line of readResultLines(deps.store, id)) {
-            if (filter(JSON.parse(line) as FetchRecord)) yield Buffer.from(line + '\n');
-          }
-        })()
-      : readResults(deps.store, id);
-    const body = Readable.toWeb(Readable.from(source)) as unknown as ReadableStream;
-    return c.body(body, 200, { 'content-type': 'application/x-ndjson; charset=utf-8' }) as never;
-  });
+  app.openapi(statusRoute, async (c) => c.json(capFiles(await jobStatus(deps.store, checkJobId(c.req.valid('param').id))), 200));
 
   app.openapi(cancelRoute, async (c) => {
     const id = checkJobId(c.req.valid('param').id);
     await loadJob(deps.store, id);
     if (!(await deps.cancel(id))) throw problem(409, 'Conflict', `job ${id} already ended`);
-    return c.json(await jobStatus(deps.store, id), 202);
+    return c.json(capFiles(await jobStatus(deps.store, id)), 202);
   });
 
   return app;

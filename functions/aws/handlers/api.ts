@@ -1,19 +1,29 @@
 /**
  * The API function: the same Hono app as `fanout serve`, through hono/aws-lambda (HTTP API v2 and
  * Function URL events). The token comes from Secrets Manager; uploads go straight to S3 through
- * presigned URLs; large lists are planned in slices by the workers; result sets too large for a
- * Lambda response are answered with presigned links to their files.
+ * presigned URLs; large lists are planned in slices by the workers; results are answered in pages
+ * that fit a Lambda response, or as pages of presigned links to their files when they are large.
  */
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, paginateListObjectsV2 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { handle } from 'hono/aws-lambda';
+import { defaultIsContentTypeBinary, handle } from 'hono/aws-lambda';
 import { createApp } from '../../api/app.ts';
-import type { ResultLinks, UploadTarget } from '../../api/deps.ts';
+import type { ResultFileLinks, UploadTarget } from '../../api/deps.ts';
 import { cancelJob } from '../../core/cancel.ts';
+import { CONTINUATION_DEFAULTS } from '../../core/continuation.ts';
+import { OptionsError } from '../../core/errors.ts';
 import { layout } from '../../core/layout.ts';
+import type { JobOptions } from '../../core/options.ts';
 import { awsRuntime, type AwsRuntime } from '../environment.ts';
 import { awsTokenSource } from '../token.ts';
-import { PRESIGN_SECONDS, inlineResultsMaxGzipBytes, planInSlicesAboveBytes } from './limits.ts';
+import {
+  PRESIGN_SECONDS,
+  inlineResultsMaxGzipBytes,
+  maxRequestBytes,
+  planInSlicesAboveBytes,
+  resultPageLimits,
+  workerTimeoutSeconds,
+} from './limits.ts';
 
 function s3Uploads(rt: AwsRuntime): UploadTarget {
   return {
@@ -30,18 +40,39 @@ function s3Uploads(rt: AwsRuntime): UploadTarget {
   };
 }
 
-async function resultLinks(rt: AwsRuntime, jobId: string, force: boolean): Promise<ResultLinks | null> {
-  const sizes = await rt.store.sizes(layout.resultsPrefix(jobId));
-  const total = [...sizes.values()].reduce((a, b) => a + b, 0);
-  if (!force && total <= inlineResultsMaxGzipBytes()) return null;
-  const keys = [...sizes.keys()].sort();
-  const files = await Promise.all(
-    keys.map(async (key) => ({
-      key,
-      url: await getSignedUrl(rt.store.client, new GetObjectCommand({ Bucket: rt.store.bucket, Key: key }), { expiresIn: PRESIGN_SECONDS }),
-    })),
-  );
-  return { jobId, format: 'ndjson.gz', files, expiresAt: new Date(Date.now() + PRESIGN_SECONDS * 1000).toISOString() };
+function s3ResultFiles(rt: AwsRuntime): ResultFileLinks {
+  return {
+    sign: (key) => getSignedUrl(rt.store.client, new GetObjectCommand({ Bucket: rt.store.bucket, Key: key }), { expiresIn: PRESIGN_SECONDS }),
+    expiresAt: () => new Date(Date.now() + PRESIGN_SECONDS * 1000).toISOString(),
+    async prefer(jobId) {
+      // Sums the files' sizes until the threshold is passed: one LIST for most jobs, however large.
+      const threshold = inlineResultsMaxGzipBytes();
+      let total = 0;
+      const pages = paginateListObjectsV2({ client: rt.store.client }, { Bucket: rt.store.bucket, Prefix: layout.resultsPrefix(jobId) });
+      for await (const page of pages) {
+        for (const object of page.Contents ?? []) total += object.Size ?? 0;
+        if (total > threshold) return true;
+      }
+      return false;
+    },
+  };
+}
+
+/**
+ * Refuses options whose single attempt cannot finish inside one worker invocation: such a chunk
+ * would hand itself on forever instead of fetching.
+ *
+ * @throws {OptionsError} naming timeoutMs.
+ */
+export function checkWorkerTime(options: JobOptions, workerSeconds = workerTimeoutSeconds()): void {
+  const budgetMs = workerSeconds * 1000 - CONTINUATION_DEFAULTS.marginMs;
+  if (options.timeoutMs > budgetMs) {
+    throw new OptionsError(
+      `option "timeoutMs": ${options.timeoutMs} ms cannot fit in a worker invocation: the worker function runs ${workerSeconds} s, ` +
+        `of which ${CONTINUATION_DEFAULTS.marginMs / 1000} s are kept for handing on, so at most ${Math.max(0, budgetMs)} ms`,
+      'timeoutMs',
+    );
+  }
 }
 
 /** Builds the app over this container's runtime (exported for tests). */
@@ -53,14 +84,24 @@ export function createAwsApp(rt: AwsRuntime = awsRuntime()) {
     uploads: s3Uploads(rt),
     cancel: async (jobId) => (await cancelJob(rt.store, jobId)).cancelled,
     planInSlicesAboveBytes: planInSlicesAboveBytes(),
-    resultLinks: (jobId, force) => resultLinks(rt, jobId, force),
+    limits: { maxRequestBytes: maxRequestBytes() },
+    resultPages: resultPageLimits(),
+    resultFiles: s3ResultFiles(rt),
+    checkOptions: (options) => checkWorkerTime(options),
   });
 }
+
+/**
+ * NDJSON goes out as text, not base64 (which the adapter applies to any type it does not know as
+ * text): a page's size is then its JSON-escaped size, which the pages are measured by.
+ */
+export const isContentTypeBinary = (contentType: string): boolean =>
+  !/^application\/(x-)?ndjson\s*(;|$)/i.test(contentType) && defaultIsContentTypeBinary(contentType);
 
 let lambda: ReturnType<typeof handle> | undefined;
 
 /** The Lambda handler (HTTP API v2 or Function URL events); the app is built on first use. */
 export const handler: ReturnType<typeof handle> = (event, context) => {
-  lambda ??= handle(createAwsApp());
+  lambda ??= handle(createAwsApp(), { isContentTypeBinary });
   return lambda(event, context);
 };

@@ -1,21 +1,44 @@
 /** Limits of the AWS runtime, stated once (each can be lowered through the environment, e.g. in tests). */
+import { RESULT_PAGE_DEFAULTS } from '../../core/results.ts';
 
 function fromEnv(name: string, fallback: number): number {
   const value = Number(process.env[name]);
   return Number.isFinite(value) && value >= 0 && process.env[name] !== '' && process.env[name] !== undefined ? value : fallback;
 }
 
+const MiB = 1024 * 1024;
+
 /**
  * Stored lists larger than this are planned in slices by the worker function: the API answers
  * within API Gateway's 30 s, and no single invocation reads a ten-million-line list.
  */
-export const planInSlicesAboveBytes = () => fromEnv('FANOUT_PLAN_IN_SLICES_ABOVE_BYTES', 4 * 1024 * 1024);
+export const planInSlicesAboveBytes = () => fromEnv('FANOUT_PLAN_IN_SLICES_ABOVE_BYTES', 4 * MiB);
 
 /**
- * A Lambda response (through API Gateway) carries at most 6 MB; result sets whose gzip files
- * exceed this are answered with presigned S3 URLs instead of a stream (NDJSON inflates ~5-10x).
+ * Largest POST /jobs body on AWS: a Lambda request carries 6 MB, and a text body may arrive
+ * base64-encoded (4/3 larger). Larger lists go through POST /uploads (`fanout submit` switches at
+ * the same size).
+ */
+export const maxRequestBytes = () => fromEnv('FANOUT_MAX_REQUEST_BYTES', 4 * MiB);
+
+/**
+ * Result sets whose gzip files exceed this are answered with pages of presigned S3 URLs unasked
+ * (records inflate ~5-10x, and paging through them costs a request per page).
  */
 export const inlineResultsMaxGzipBytes = () => fromEnv('FANOUT_INLINE_RESULTS_MAX_BYTES', 512 * 1024);
+
+/** Every results response on AWS is a page of at most this many records and bytes (see RESULT_PAGE_DEFAULTS). */
+export const resultPageLimits = () => ({
+  maxRecords: fromEnv('FANOUT_RESULT_PAGE_MAX_RECORDS', RESULT_PAGE_DEFAULTS.maxRecords),
+  maxBytes: fromEnv('FANOUT_RESULT_PAGE_MAX_BYTES', RESULT_PAGE_DEFAULTS.maxBytes),
+  maxLinks: fromEnv('FANOUT_RESULT_PAGE_MAX_LINKS', RESULT_PAGE_DEFAULTS.maxLinks),
+});
+
+/**
+ * The worker function's timeout, seconds (the stack sets it from the same setting as the
+ * function). One attempt of a URL must fit in it, minus the continuation margin.
+ */
+export const workerTimeoutSeconds = () => fromEnv('FANOUT_WORKER_TIMEOUT_SECONDS', 300);
 
 /** How long presigned URLs (uploads, result files) stay valid. */
 export const PRESIGN_SECONDS = 3600;
