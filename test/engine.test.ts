@@ -219,9 +219,19 @@ describe('network errors', () => {
     expect(record).toMatchObject({ ok: false, status: 200, error: { code: 'reset' } });
   });
 
-  it('protocol: a body shorter than its Content-Length, then a clean close, not retried', async () => {
+  it('reset: a body shorter than its Content-Length, then a clean close, is retried for GET and says how far it got', async () => {
     const { record } = await engine.fetch(url('/short'), { retries: 2 });
-    expect(record).toMatchObject({ ok: false, status: 200, attempts: 1, error: { code: 'protocol' } });
+    expect(record).toMatchObject({
+      ok: false,
+      status: 200,
+      attempts: 3,
+      error: { code: 'reset', message: 'connection closed mid-body after 10 of 100 bytes' },
+    });
+  });
+
+  it('reset: a short body is not retried for POST, whose effect could be repeated', async () => {
+    const { record } = await engine.fetch(url('/short?post=1'), { retries: 2, method: 'POST', body: 'x' });
+    expect(record).toMatchObject({ ok: false, status: 200, attempts: 1, error: { code: 'reset' } });
   });
 
   it('protocol: an answer that is not HTTP', async () => {

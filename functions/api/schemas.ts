@@ -110,15 +110,19 @@ export const RecordSchema = z
     status: z.number().int().nullable(),
     finalUrl: z.string().nullable(),
     redirects: z.number().int(),
-    headers: z.record(z.string(), z.string()),
+    headers: z
+      .record(z.string(), z.union([z.string(), z.array(z.string())]))
+      .openapi({ description: 'Response headers, lower-cased; repeated fields joined with ", " except set-cookie, always an array of strings' }),
     bytes: z.number().int(),
     truncated: z.boolean(),
+    sha256: z.string().nullable().openapi({ description: 'Hex SHA-256 of the decoded body (also with bodies none); null when no body came' }),
     body: z.string().optional(),
     bodyEncoding: z.enum(['utf8', 'base64']).optional(),
     bodyKey: z.string().optional(),
     attempts: z.number().int(),
     startedAt: z.string(),
     durationMs: z.number(),
+    queuedMs: z.number().openapi({ description: 'Milliseconds waiting for a connection slot, over all attempts; not part of durationMs' }),
     error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }).nullable(),
   })
   .openapi('Record');

@@ -24,6 +24,12 @@ export interface RecordError {
   message: string;
 }
 
+/**
+ * Response headers as the record keeps them: names lower-cased, repeated fields joined with ", ",
+ * except `set-cookie`, which cannot be joined (RFC 9110 5.3) and is always an array of strings.
+ */
+export type ResponseHeaders = Record<string, string | string[]>;
+
 export interface FetchRecord {
   index: number;
   url: string;
@@ -32,15 +38,19 @@ export interface FetchRecord {
   status: number | null;
   finalUrl: string | null;
   redirects: number;
-  headers: Record<string, string>;
+  headers: ResponseHeaders;
   bytes: number;
   truncated: boolean;
+  /** Hex SHA-256 of the decoded body (also with bodies `none`); null when no body came. */
+  sha256: string | null;
   body?: string;
   bodyEncoding?: 'utf8' | 'base64';
   bodyKey?: string;
   attempts: number;
   startedAt: string;
   durationMs: number;
+  /** Milliseconds the request waited for a connection slot, over all attempts; not in `durationMs`. */
+  queuedMs: number;
   error: RecordError | null;
 }
 
@@ -62,10 +72,12 @@ export function makeRecord(r: Omit<FetchRecord, 'body' | 'bodyEncoding' | 'bodyK
     headers: r.headers,
     bytes: r.bytes,
     truncated: r.truncated,
+    sha256: r.sha256,
     ...body,
     attempts: r.attempts,
     startedAt: r.startedAt,
     durationMs: r.durationMs,
+    queuedMs: r.queuedMs,
     error: r.error,
   };
 }
@@ -94,9 +106,11 @@ export function failedRecord(
     headers: {},
     bytes: 0,
     truncated: false,
+    sha256: null,
     attempts,
     startedAt: startedAt.toISOString(),
     durationMs: 0,
+    queuedMs: 0,
     error: { code, message },
   });
 }

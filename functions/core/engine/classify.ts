@@ -1,34 +1,49 @@
 /**
- * Maps what went wrong in an attempt to the record's error codes, and says which ones are worth
- * another attempt.
+ * Maps what went wrong in an attempt to the record's error codes and a plain message, and says
+ * whether the cause can pass with time (whether to retry is decided in retry.ts).
  */
 import type { ErrorCode } from '../record.ts';
+import { AGENT_DEFAULTS } from './agent.ts';
+import { isTransientError } from './retry.ts';
 
 const TLS_CODES = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|HOSTNAME_MISMATCH|ERR_OSSL_)/;
-
-/** Codes of errors that can pass with time: another attempt may succeed. */
-export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set(['connect', 'timeout', 'reset', 'dns']);
+/** Errors that mean the connection ended before the body did. */
+const CLOSED_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH']);
 
 interface ErrorLike {
   code?: string;
   name?: string;
   message?: string;
   cause?: unknown;
+  /** Set by the exchange on failures after the response began. */
+  bodyBytes?: number;
+  expectedBytes?: number;
+}
+
+export interface Classified {
+  code: ErrorCode;
+  /** The cause can pass with time (see retry.ts for when that means another attempt). */
+  transient: boolean;
+  message: string;
 }
 
 /**
  * Error code for an exception thrown by undici, the connector, a decoder or the deadline.
- * `midBody` says the response had begun: a clean close then means a body shorter than promised.
+ * `midBody` says the response had begun: a connection closing then cut the body short.
+ *
+ * @example
+ * classifyError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })) // { code: 'connect', transient: true, ... }
  */
-export function classifyError(error: unknown, midBody = false): { code: ErrorCode; retryable: boolean; message: string } {
+export function classifyError(error: unknown, midBody = false): Classified {
   const e = (error ?? {}) as ErrorLike;
   // undici wraps the socket's error as `cause` of its own in some paths: classify the innermost one.
   const inner = e.cause && typeof e.cause === 'object' && (e.cause as ErrorLike).code ? (e.cause as ErrorLike) : e;
   const code = inner.code ?? e.code ?? '';
   const message = (inner.message || e.message || String(error)).slice(0, 500);
-  const result = (c: ErrorCode, retryable = RETRYABLE_CODES.has(c)) => ({ code: c, retryable, message });
+  const result = (c: ErrorCode, transient = isTransientError(c), text = message) => ({ code: c, transient, message: text });
 
   if (code === 'FANOUT_BLOCKED') return result('blocked');
+  if (code === 'FANOUT_PROTOCOL') return result('protocol');
   if (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_NODATA') return result('dns', false);
   if (code === 'EAI_AGAIN' || code === 'EAI_FAIL') return result('dns', true);
   if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL') {
@@ -38,17 +53,21 @@ export function classifyError(error: unknown, midBody = false): { code: ErrorCod
     return result('timeout');
   }
   if (TLS_CODES.test(code) || /SSL routines|certificate|TLS/i.test(code ? '' : message)) return result('tls');
-  if (midBody && code === 'UND_ERR_SOCKET') {
-    return { code: 'protocol' as ErrorCode, retryable: false, message: `connection closed before the end of the body (${message})` };
+  // undici refuses a response to no request, or a 100 Continue fanout did not ask for (no Expect), as "bad response".
+  if (code === 'UND_ERR_SOCKET' && (message === 'bad response' || message === 'bad upgrade')) {
+    return result('protocol', false, 'the server sent a response that was not asked for (an unsolicited 100 Continue or upgrade)');
   }
-  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNABORTED' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CLOSED') {
-    return result('reset');
+  if (midBody && CLOSED_CODES.has(code)) {
+    const of = e.expectedBytes !== undefined ? ` of ${e.expectedBytes}` : '';
+    return result('reset', true, `connection closed mid-body after ${e.bodyBytes ?? 0}${of} bytes`);
+  }
+  if (CLOSED_CODES.has(code)) return result('reset');
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') {
+    return result('protocol', false, `response headers larger than ${AGENT_DEFAULTS.maxHeaderSize / 1024} KiB`);
   }
   if (
     code.startsWith('HPE_') ||
     inner.name === 'HTTPParserError' ||
-    code === 'UND_ERR_HEADERS_OVERFLOW' ||
-    code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' ||
     code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE' ||
     code === 'UND_ERR_INFO' ||
     code.startsWith('Z_') ||
@@ -57,6 +76,9 @@ export function classifyError(error: unknown, midBody = false): { code: ErrorCod
   ) {
     return result('protocol', false);
   }
+  // undici asserts on responses it cannot represent (a status below 100 that slipped past the exchange):
+  // the response broke HTTP; its assertion text says nothing to a user.
+  if (code === 'ERR_ASSERTION') return result('protocol', false, 'malformed HTTP response');
   if (code === 'UND_ERR_INVALID_ARG' || code === 'ERR_INVALID_URL') return result('invalid_url', false);
   return result('internal', false);
 }

@@ -2,11 +2,31 @@
  * One HTTP exchange on undici's dispatch API: a handler gets the status, headers and body chunks
  * as callbacks, so no Readable, pipeline or AbortSignal is made per request (the hot path of a
  * fetcher that makes tens of thousands of requests a second). Bodies are decoded (gzip, deflate,
- * br) as they arrive, through zlib with backpressure, and cut at `limit` decoded bytes.
+ * br) as they arrive, through zlib with backpressure, cut at `limit` decoded bytes and hashed
+ * (SHA-256) as they stream. An abort (deadline, cancel) settles the exchange at once, whatever the
+ * decoders are doing, and destroys them.
  */
-import type { Dispatcher } from 'undici';
+import { isUtf8 } from 'node:buffer';
+import { createHash, type Hash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
+import type { Dispatcher } from 'undici';
+import type { ResponseHeaders } from '../record.ts';
+
+/** Exchange limits, stated once. */
+export const EXCHANGE_DEFAULTS = {
+  /**
+   * Content-Encoding layers decoded at most (`gzip, br` is two). A response with more is a
+   * `protocol` error: thousands of stacked layers are an attack on the decoder, never a real site.
+   */
+  maxDecodingLayers: 2,
+  /**
+   * Response header bytes the Agent accepts (undici's `maxHeaderSize`); real sites send up to
+   * ~80 KB of headers (long cookies, CSP). Wired in agent.ts.
+   */
+  maxHeaderBytes: 256 * 1024,
+} as const;
 
 export interface ExchangeRequest {
   origin: string;
@@ -18,7 +38,12 @@ export interface ExchangeRequest {
 
 export interface ExchangeResult {
   status: number;
-  headers: Record<string, string>;
+  headers: ResponseHeaders;
+  /**
+   * The Location header as a URL reference: its raw bytes (undici hands them over as a latin1
+   * string) with every byte >= 0x80 percent-encoded, as curl does, so a UTF-8 `/ümlaut` stays UTF-8.
+   */
+  location: string | undefined;
   /** Decoded bytes received, up to the cut. */
   bytes: number;
   truncated: boolean;
@@ -26,33 +51,45 @@ export interface ExchangeResult {
   data: Buffer | null;
   /** False when the Content-Encoding is not one fanout decodes: the bytes are as sent. */
   decoded: boolean;
+  /** Hex SHA-256 of the decoded bytes received (up to the cut); null when no body bytes came or the body was discarded. */
+  sha256: string | null;
 }
 
 export interface BodyPolicy {
   /** Cut point, in decoded bytes. */
   limit: number;
-  /** Keep the bytes (else only count them). */
+  /** Keep the bytes (else only count and hash them). */
   keep: boolean;
   /** Decides, from the status and headers, to discard the body unread (redirects, retried statuses). */
-  discard?: (status: number, headers: Record<string, string>) => boolean;
+  discard?: (status: number, headers: ResponseHeaders) => boolean;
+  /** Called once when undici gives the request a connection slot (it leaves the pool's queue). */
+  onSlot?: () => void;
+}
+
+/** A failure of the response itself (not of the network): the record gets `protocol` and this message. */
+export class ResponseProtocolError extends Error {
+  override name = 'ResponseProtocolError';
+  readonly code = 'FANOUT_PROTOCOL';
 }
 
 /** Raised into the exchange when its body reached the cut: the connection is closed, the result stands. */
 const CUT = new Error('body cut at the size limit');
 
-function flatten(raw: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const key in raw) {
-    const value = raw[key];
-    if (value !== undefined) out[key] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  return out;
+const NON_ASCII = /[\x80-\xff]/;
+const HIGH_BYTE = /[\x80-\xff]/g;
+const percentByte = (c: string) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`;
+
+/** A header value as text: the raw bytes read as UTF-8 when they are valid UTF-8, else left as latin1. */
+function headerText(value: string): string {
+  if (!NON_ASCII.test(value)) return value;
+  const bytes = Buffer.from(value, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : value;
 }
 
 /** Content-Encoding tokens in the order they must be undone, or undefined if one is unknown. */
-function decodingSteps(contentEncoding: string | undefined): string[] | undefined {
+function decodingSteps(contentEncoding: string | string[] | undefined): string[] | undefined {
   if (!contentEncoding) return [];
-  const tokens = contentEncoding
+  const tokens = String(contentEncoding)
     .toLowerCase()
     .split(',')
     .map((t) => t.trim())
@@ -75,20 +112,29 @@ function decoderFor(step: string, head: Buffer): Transform {
 export interface Exchange {
   result: Promise<ExchangeResult>;
   abort(reason: Error): void;
+  /** Milliseconds from dispatch until undici gave the request a connection slot (0 until then). */
+  readonly queuedMs: number;
 }
 
 class ExchangeHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
   private pendingAbort: Error | undefined;
   private status = 0;
-  private headers: Record<string, string> = {};
+  private headers: ResponseHeaders = {};
+  private location: string | undefined;
+  /** Body bytes as they came off the wire (before decoding), for "closed after N bytes". */
+  private wireBytes = 0;
   private bytes = 0;
   private truncated = false;
   private chunks: Buffer[] = [];
+  private hash: Hash | undefined;
   private discarding = false;
   private steps: string[] | undefined = [];
   private decoders: Transform[] | undefined;
   private settled = false;
+  readonly dispatchedAt = performance.now();
+  queuedMs = 0;
+  private slotted = false;
 
   constructor(
     private readonly policy: BodyPolicy,
@@ -96,41 +142,90 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
     private readonly reject: (error: unknown) => void,
   ) {}
 
+  /** The request left the pool's queue for a connection of its own. */
+  slot(): void {
+    if (this.slotted) return;
+    this.slotted = true;
+    this.queuedMs = performance.now() - this.dispatchedAt;
+    this.policy.onSlot?.();
+  }
+
+  /** Settles the exchange now (decoders are destroyed, not awaited), then closes the request. */
   abort(reason: Error): void {
+    this.destroyDecoders();
+    this.fail(this.withResponse(reason));
     if (this.controller) this.controller.abort(reason);
     else this.pendingAbort = reason;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
+    this.slot();
     if (this.pendingAbort) controller.abort(this.pendingAbort);
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, raw: Record<string, string | string[] | undefined>): void {
+    if (statusCode >= 100 && statusCode < 200) return; // informational (103 Early Hints): the final response follows
+    if (statusCode < 100) {
+      return this.refuse(controller, new ResponseProtocolError(`invalid status code ${String(statusCode).padStart(3, '0')} in the response`));
+    }
     this.status = statusCode;
-    this.headers = flatten(headers);
-    this.discarding = this.policy.discard?.(statusCode, this.headers) ?? false;
-    this.steps = decodingSteps(this.headers['content-encoding']);
+    const headers: ResponseHeaders = {};
+    for (const key in raw) {
+      const value = raw[key];
+      if (value === undefined) continue;
+      if (key === 'set-cookie') headers[key] = Array.isArray(value) ? value.map(headerText) : [headerText(value)];
+      else headers[key] = headerText(Array.isArray(value) ? value.join(', ') : value);
+      if (key === 'location') {
+        const rawLocation = Array.isArray(value) ? value[0]! : value;
+        this.location = NON_ASCII.test(rawLocation) ? rawLocation.replace(HIGH_BYTE, percentByte) : rawLocation;
+      }
+    }
+    this.headers = headers;
+    this.discarding = this.policy.discard?.(statusCode, headers) ?? false;
+    this.steps = decodingSteps(headers['content-encoding']);
+    if (!this.discarding && this.steps && this.steps.length > EXCHANGE_DEFAULTS.maxDecodingLayers) {
+      this.refuse(
+        controller,
+        new ResponseProtocolError(
+          `${this.steps.length} stacked content-encodings; fanout decodes at most ${EXCHANGE_DEFAULTS.maxDecodingLayers}`,
+        ),
+      );
+    }
   }
 
-  /** Counts (and keeps) decoded bytes; at the cut, closes the exchange. */
+  /** Fails the exchange for a response fanout will not read, keeping what arrived. */
+  private refuse(controller: Dispatcher.DispatchController, error: Error): void {
+    this.fail(this.withResponse(error));
+    controller.abort(error);
+  }
+
+  /** Counts, hashes (and keeps) decoded bytes; at the cut, closes the exchange. */
   private take(chunk: Buffer): void {
-    if (this.truncated) return;
+    if (this.truncated || this.settled) return;
     const room = this.policy.limit - this.bytes;
     if (chunk.length > room) {
-      if (this.policy.keep && room > 0) this.chunks.push(chunk.subarray(0, room));
+      if (room > 0) {
+        const part = chunk.subarray(0, room);
+        (this.hash ??= createHash('sha256')).update(part);
+        if (this.policy.keep) this.chunks.push(part);
+      }
       this.bytes = this.policy.limit;
       this.truncated = true;
-      for (const d of this.decoders ?? []) d.destroy();
+      this.destroyDecoders();
       this.finish();
       this.controller?.abort(CUT);
       return;
     }
+    if (chunk.length === 0) return;
+    (this.hash ??= createHash('sha256')).update(chunk);
     if (this.policy.keep) this.chunks.push(chunk);
     this.bytes += chunk.length;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.settled) return;
+    this.wireBytes += chunk.length;
     if (this.discarding || this.truncated) return;
     if (!this.steps || this.steps.length === 0) return this.take(chunk);
     if (!this.decoders) {
@@ -140,7 +235,8 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
       last.on('data', (out: Buffer) => this.take(out));
       for (const d of this.decoders) {
         d.on('error', (error: Error) => {
-          if (this.truncated) return;
+          if (this.settled) return;
+          this.destroyDecoders();
           this.fail(this.withResponse(Object.assign(error, { code: (error as NodeJS.ErrnoException).code ?? 'Z_DATA_ERROR' })));
           controller.abort(error);
         });
@@ -163,8 +259,16 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     if (error === CUT || this.truncated) return this.finish();
-    for (const d of this.decoders ?? []) d.destroy();
+    this.destroyDecoders();
     this.fail(this.withResponse(error));
+  }
+
+  private destroyDecoders(): void {
+    if (!this.decoders) return;
+    for (const d of this.decoders) {
+      d.removeAllListeners('data');
+      d.destroy();
+    }
   }
 
   private finish(): void {
@@ -173,16 +277,28 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
     this.resolve({
       status: this.status,
       headers: this.headers,
+      location: this.location,
       bytes: this.bytes,
       truncated: this.truncated,
       data: this.policy.keep && !this.discarding ? Buffer.concat(this.chunks) : null,
       decoded: this.steps !== undefined,
+      sha256: this.hash && !this.discarding ? this.hash.digest('hex') : null,
     });
   }
 
-  /** A failure after the response began says what had arrived (the record keeps status and headers). */
+  /**
+   * A failure after the response began says what had arrived (the record keeps status and headers)
+   * and how many body bytes came off the wire, of how many announced.
+   */
   private withResponse(error: Error): Error {
-    return this.status > 0 ? Object.assign(error, { responseStatus: this.status, responseHeaders: this.headers }) : error;
+    if (this.status === 0) return error;
+    const length = this.headers['content-length'];
+    return Object.assign(error, {
+      responseStatus: this.status,
+      responseHeaders: this.headers,
+      bodyBytes: this.wireBytes,
+      expectedBytes: typeof length === 'string' && /^\d+$/.test(length) ? Number(length) : undefined,
+    });
   }
 
   private fail(error: unknown): void {
@@ -205,13 +321,33 @@ export function exchange(dispatcher: Dispatcher, request: ExchangeRequest, polic
   const result = new Promise<ExchangeResult>((resolve, reject) => {
     handler = new ExchangeHandler(policy, resolve, reject);
   });
+  const h = handler;
   try {
     dispatcher.dispatch(
-      { origin: request.origin, path: request.path, method: request.method as Dispatcher.HttpMethod, headers: request.headers, body: request.body ?? undefined },
+      {
+        origin: request.origin,
+        path: request.path,
+        method: request.method as Dispatcher.HttpMethod,
+        headers: request.headers,
+        body: request.body ?? undefined,
+        // undici reads this option when it builds its Request on the connection (Client) the pool
+        // picked, not while the request waits in the pool's queue: the one moment that tells when
+        // the wait for a connection slot ended. Connecting, if needed, comes after (it is fetch time).
+        get headersTimeout() {
+          h.slot();
+          return undefined;
+        },
+      },
       handler,
     );
   } catch (error) {
     handler.onResponseError(undefined as never, error as Error);
   }
-  return { result, abort: (reason) => handler.abort(reason) };
+  return {
+    result,
+    abort: (reason) => h.abort(reason),
+    get queuedMs() {
+      return h.queuedMs;
+    },
+  };
 }

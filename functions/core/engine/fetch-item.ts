@@ -7,10 +7,10 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
-import { makeRecord, type ErrorCode, type FetchRecord, type RecordError } from '../record.ts';
+import { makeRecord, type ErrorCode, type FetchRecord, type RecordError, type ResponseHeaders } from '../record.ts';
 import { exchange, type Exchange } from './exchange.ts';
 import { classifyError } from './classify.ts';
-import { backoffMs, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
+import { backoffMs, isRetryableFailure, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Headers that must not follow a redirect to another origin. */
@@ -33,13 +33,14 @@ export interface FetchContext {
 
 interface Response {
   status: number;
-  headers: Record<string, string>;
+  headers: ResponseHeaders;
   finalUrl: string;
   redirects: number;
   bytes: number;
   truncated: boolean;
   data: Buffer | null;
   decoded: boolean;
+  sha256: string | null;
   retryAfter?: number;
 }
 
@@ -77,13 +78,14 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
   const startedAt = new Date();
   const t0 = performance.now();
   const keep = options.bodies !== 'none';
+  const queue: QueueTime = { ms: 0 };
   let attempts = 0;
   let outcome: AttemptOutcome;
 
   for (;;) {
     attempts++;
     const last = attempts > options.retries;
-    outcome = await attempt(item, options, ctx, last, keep);
+    outcome = await attempt(item, options, ctx, last, keep, queue);
     const retry = outcome.kind === 'response' ? outcome.retry : outcome.retryable && !last;
     if (!retry || ctx.signal?.aborted) break;
     const delay = backoffMs(
@@ -101,7 +103,9 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
     }
   }
 
-  const durationMs = Math.round((performance.now() - t0) * 10) / 10;
+  // Waiting for a connection slot is the worker's own congestion, not the site's time: kept apart.
+  const durationMs = Math.round((performance.now() - t0 - queue.ms) * 10) / 10;
+  const queuedMs = Math.round(queue.ms * 10) / 10;
   const response = outcome.kind === 'response' ? outcome.response : undefined;
   const got: Partial<Response> = response ?? (outcome.kind === 'error' ? (outcome.partial ?? {}) : {});
   const record = makeRecord({
@@ -115,13 +119,21 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
     headers: got.headers ?? {},
     bytes: got.bytes ?? 0,
     truncated: response?.truncated ?? false,
+    sha256: response?.sha256 ?? null,
     attempts,
     startedAt: startedAt.toISOString(),
     durationMs,
+    queuedMs,
     error: outcome.kind === 'error' ? outcome.error : null,
   });
   if (!response) return { record, body: null, contentType: undefined };
-  return { record, body: response.data, contentType: response.decoded ? response.headers['content-type'] : 'application/octet-stream' };
+  const contentType = response.headers['content-type'];
+  return { record, body: response.data, contentType: response.decoded ? (contentType as string | undefined) : 'application/octet-stream' };
+}
+
+/** Milliseconds an item's requests waited for connection slots, summed over hops and attempts. */
+interface QueueTime {
+  ms: number;
 }
 
 function cancelledOutcome(): AttemptOutcome {
@@ -138,16 +150,32 @@ async function attempt(
   ctx: FetchContext,
   last: boolean,
   keep: boolean,
+  queue: QueueTime,
 ): Promise<AttemptOutcome> {
   const cancel = ctx.signal;
   if (cancel?.aborted) return cancelledOutcome();
-  // One timer and one listener per attempt: the exchange in flight is aborted by either.
+  // The deadline runs while a request holds a connection slot (connect to last body byte), not
+  // while it waits for one: the clock starts when undici gives the request its slot and stops
+  // between redirect hops. The exchange in flight is aborted by the deadline or the cancel.
   let current: Exchange | undefined;
   let timedOut = false;
-  const timer = setTimeout(() => {
+  let remaining = options.timeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  let clockAt = 0;
+  const onDeadline = () => {
     timedOut = true;
     current?.abort(new DeadlineError(`no complete response within ${options.timeoutMs} ms`));
-  }, options.timeoutMs);
+  };
+  const startClock = () => {
+    clockAt = performance.now();
+    timer = setTimeout(onDeadline, Math.max(0, remaining));
+  };
+  const stopClock = () => {
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    timer = undefined;
+    remaining -= performance.now() - clockAt;
+  };
   const onCancel = () => current?.abort(new Error('cancelled'));
   cancel?.addEventListener('abort', onCancel, { once: true });
 
@@ -157,7 +185,7 @@ async function attempt(
   const headers = requestHeaders(item, options);
   let redirects = 0;
   let partial: Partial<Response> = {};
-  const followsRedirect = (status: number, h: Record<string, string>) =>
+  const followsRedirect = (status: number, h: ResponseHeaders) =>
     REDIRECT_STATUSES.has(status) && h.location !== undefined && options.maxRedirects > 0;
   const retriesStatus = (status: number) => !last && isRetryableStatus(status);
 
@@ -177,14 +205,23 @@ async function attempt(
         headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
       }
 
+      if (remaining <= 0) {
+        timedOut = true;
+        throw new DeadlineError(`no complete response within ${options.timeoutMs} ms`);
+      }
       current = exchange(
         ctx.dispatcher,
         { origin: target.origin, path: target.pathname + target.search, method, headers, body },
-        { limit: options.maxBodyBytes, keep, discard: (status, h) => followsRedirect(status, h) || retriesStatus(status) },
+        { limit: options.maxBodyBytes, keep, discard: (status, h) => followsRedirect(status, h) || retriesStatus(status), onSlot: startClock },
       );
-      if (timedOut) current.abort(new DeadlineError(`no complete response within ${options.timeoutMs} ms`));
       if (cancel?.aborted) current.abort(new Error('cancelled'));
-      const res = await current.result;
+      let res;
+      try {
+        res = await current.result;
+      } finally {
+        stopClock();
+        queue.ms += current.queuedMs;
+      }
       partial = { status: res.status, headers: res.headers, finalUrl: target.href, redirects };
 
       if (followsRedirect(res.status, res.headers)) {
@@ -193,9 +230,9 @@ async function attempt(
         }
         let next: URL;
         try {
-          next = new URL(res.headers.location!, target);
+          next = new URL(res.location!, target);
         } catch {
-          return errorOutcome('invalid_url', `redirect to an invalid URL: ${res.headers.location!.slice(0, 200)}`, partial);
+          return errorOutcome('invalid_url', `redirect to an invalid URL: ${String(res.headers.location).slice(0, 200)}`, partial);
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') {
           return errorOutcome('invalid_url', `redirect to unsupported scheme ${next.protocol}`, partial);
@@ -214,23 +251,35 @@ async function attempt(
         continue;
       }
 
-      const response: Response = { ...res, finalUrl: target.href, redirects };
+      const response: Response = {
+        status: res.status,
+        headers: res.headers,
+        finalUrl: target.href,
+        redirects,
+        bytes: res.bytes,
+        truncated: res.truncated,
+        data: res.data,
+        decoded: res.decoded,
+        sha256: res.sha256,
+      };
       if (retriesStatus(res.status)) {
         return { kind: 'response', response: { ...response, retryAfter: retryAfterMs(res.headers['retry-after']) }, retry: true };
       }
       return { kind: 'response', response, retry: false };
     }
   } catch (error) {
-    const midBody = error as { responseStatus?: number; responseHeaders?: Record<string, string> };
-    if (midBody.responseStatus !== undefined) partial = { ...partial, status: midBody.responseStatus, headers: midBody.responseHeaders };
+    const got = error as { responseStatus?: number; responseHeaders?: ResponseHeaders };
+    const midBody = got.responseStatus !== undefined;
+    if (midBody) partial = { ...partial, status: got.responseStatus, headers: got.responseHeaders };
     if (cancel?.aborted) return { ...cancelledOutcome(), partial } as AttemptOutcome;
     if (timedOut) {
-      return { kind: 'error', error: { code: 'timeout', message: `no complete response within ${options.timeoutMs} ms` }, retryable: true, partial };
+      const message = `no complete response within ${options.timeoutMs} ms`;
+      return { kind: 'error', error: { code: 'timeout', message }, retryable: isRetryableFailure(true, midBody, method), partial };
     }
-    const { code, retryable, message } = classifyError(error, midBody.responseStatus !== undefined);
-    return { kind: 'error', error: { code, message }, retryable, partial };
+    const { code, transient, message } = classifyError(error, midBody);
+    return { kind: 'error', error: { code, message }, retryable: isRetryableFailure(transient, midBody, method), partial };
   } finally {
-    clearTimeout(timer);
+    stopClock();
     cancel?.removeEventListener('abort', onCancel);
   }
 }
