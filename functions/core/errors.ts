@@ -90,3 +90,14 @@ export class UsageError extends FanoutError {
   override readonly title = 'Bad request';
   override name = 'UsageError';
 }
+
+/**
+ * An operator setting (an environment variable) that cannot be used as given: the server, the CLI
+ * and the worker refuse to start rather than run with a guessed value. The message names the
+ * variable and the offending entry.
+ */
+export class ConfigError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Invalid configuration';
+  override name = 'ConfigError';
+}

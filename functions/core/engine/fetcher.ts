@@ -1,14 +1,22 @@
 /**
  * A worker's fetching machinery: its Agents (one per perHost setting, since connection limits are
- * an Agent option) and the per-job concurrency limits shared by all chunks of a job in this worker.
+ * an Agent option), the socket budget they share (so the worker's open sockets stay under a stated
+ * number whatever the host mix), and the per-job concurrency limits shared by all chunks of a job
+ * in this worker.
  */
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Agent } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
-import { createAgent, type Lookup } from './agent.ts';
+import { createAgent, maxSocketsFromEnv, type Lookup } from './agent.ts';
 import { fetchItem, type FetchResult } from './fetch-item.ts';
 import type { AddressGuard } from './guard.ts';
+import { SocketBudget, type SocketBudgetStats } from './socket-budget.ts';
+
+export interface FetcherOptions {
+  /** Open fetch sockets at most, all origins together; default FANOUT_MAX_SOCKETS, else 256. */
+  maxSockets?: number;
+}
 
 /**
  * Bytes of finished records a job may hold in this worker while they wait for a slower
@@ -31,17 +39,26 @@ interface JobSlot {
 export class Fetcher {
   private readonly agents = new Map<number, Agent>();
   private readonly slots = new Map<string, JobSlot>();
+  private readonly budget: SocketBudget;
 
   constructor(
     readonly guard: AddressGuard,
     /** The resolver; tests give one that answers without a DNS server. */
     private readonly lookup?: Lookup,
-  ) {}
+    options: FetcherOptions = {},
+  ) {
+    this.budget = new SocketBudget(options.maxSockets ?? maxSocketsFromEnv());
+  }
+
+  /** The socket budget's counters: its size, sockets open now, the peak, evictions and waits. */
+  get sockets(): SocketBudgetStats {
+    return this.budget.stats();
+  }
 
   private agentFor(perHost: number): Agent {
     let agent = this.agents.get(perHost);
     if (!agent) {
-      agent = createAgent({ perHost, guard: this.guard, lookup: this.lookup });
+      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup });
       this.agents.set(perHost, agent);
     }
     return agent;
