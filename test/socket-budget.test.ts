@@ -97,6 +97,44 @@ describe('the socket budget', () => {
     }
   });
 
+  it('gives the slot back when a connect fails: refused, or blocked by the guard before any socket', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const fetcher = new Fetcher(guard, loopbackNames, { maxSockets: 2 });
+    const options = testOptions({ retries: 0 });
+    try {
+      const failing = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          fetcher.fetch({ index: i, url: i % 2 ? `http://r${i}.test:${closedPort}/` : `http://127.0.0.2:${20_000 + i}/` }, options),
+        ),
+      );
+      expect(failing.map((r) => r.record.error?.code)).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? 'connect' : 'blocked')));
+      expect(fetcher.sockets.inUse).toBe(0);
+      const ok = await Promise.all(['x', 'y'].map((h, i) => fetcher.fetch({ index: i, url: `http://${h}.test:${origin.port}/` }, options)));
+      expect(ok.map((r) => r.record.ok)).toEqual([true, true]);
+    } finally {
+      await fetcher.close();
+    }
+  });
+
+  it('lets thousands of waiting connects fail one after another without deepening the stack', async () => {
+    const fetcher = new Fetcher(guard, loopbackNames, { maxSockets: 1 });
+    const options = testOptions({ retries: 0, timeoutMs: 10_000 });
+    try {
+      const slow = fetcher.fetch({ index: 0, url: `http://slow.test:${origin.port}/?ms=100` }, options);
+      // distinct origins (ports), each refused by the guard inside the connector, all queued behind the slow one
+      const blocked = Array.from({ length: 5_000 }, (_, i) => fetcher.fetch({ index: i + 1, url: `http://127.0.0.2:${10_000 + i}/` }, options));
+      expect((await slow).record.ok).toBe(true);
+      const codes = new Set((await Promise.all(blocked)).map((r) => r.record.error?.code));
+      expect([...codes]).toEqual(['blocked']);
+      expect(fetcher.sockets.waited).toBeGreaterThan(4_000);
+    } finally {
+      await fetcher.close();
+    }
+  });
+
   it('is stated once and read from FANOUT_MAX_SOCKETS, strictly', () => {
     expect(maxSocketsFromEnv({})).toBe(AGENT_DEFAULTS.maxSockets);
     expect(AGENT_DEFAULTS.maxSockets).toBe(256);

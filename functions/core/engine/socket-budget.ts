@@ -46,6 +46,8 @@ export class SocketBudget {
   /** Connects waiting for a slot, first come first served. */
   private readonly waiting: (() => void)[] = [];
   private pumpQueued = false;
+  private pumping = false;
+  private pumpAgain = false;
 
   constructor(readonly max: number) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`socket budget must be a whole number >= 1, got ${max}`);
@@ -139,8 +141,28 @@ export class SocketBudget {
     });
   }
 
-  /** Starts waiting connects while slots are free; closes idle sockets for those still short of one. */
+  /**
+   * Starts waiting connects while slots are free; closes idle sockets for those still short of one.
+   * A connect can fail synchronously (a blocked literal) and release its slot from inside a pump:
+   * that asks for another round instead of recursing, so a long queue cannot overflow the stack.
+   */
   private pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        this.pumpOnce();
+      } while (this.pumpAgain);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpOnce(): void {
     while (this.waiting.length > 0 && this.inUse < this.max) this.waiting.shift()!();
     let short = this.waiting.length;
     if (short === 0) return;
