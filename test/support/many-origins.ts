@@ -4,7 +4,8 @@
  * Each URL has its own host name (o17.test, ...), answered by a resolver that points them all at one
  * loopback origin: thousands of origins to undici, one server to the test. The address guard is on
  * and opens only 127.0.0.1, so names resolving to 127.0.0.2 and the literal 127.0.0.2 must still be
- * blocked. Prints one JSON line: failures by code, the peak of /proc/self/fd, the budget's counters.
+ * blocked. Takes a JSON array of configurations; prints one JSON line for each: failures by code,
+ * the peak of /proc/self/fd, the budget's counters.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Lookup } from '../../functions/core/engine/agent.ts';
@@ -61,6 +62,7 @@ async function main(config: ManyOriginsConfig): Promise<ManyOriginsReport> {
   for (let i = 0; i < config.blocked; i++) {
     urls.splice(Math.floor((i * urls.length) / config.blocked), 0, i % 2 ? `http://b${i}.test:${config.port}/ok` : `http://127.0.0.2:${config.port}/ok?${i}`);
   }
+  fdListingFailures = 0;
   const baseFds = fds();
   let peakFds = baseFds;
   const sampler = setInterval(() => (peakFds = Math.max(peakFds, fds())), 2);
@@ -93,7 +95,9 @@ async function main(config: ManyOriginsConfig): Promise<ManyOriginsReport> {
   };
 }
 
+// One report line per configuration, run one after another (one process start for several runs).
 if (process.argv[2]) {
-  const report = await main(JSON.parse(process.argv[2]) as ManyOriginsConfig);
-  process.stdout.write(JSON.stringify(report) + '\n');
+  for (const config of JSON.parse(process.argv[2]) as ManyOriginsConfig[]) {
+    process.stdout.write(JSON.stringify(await main(config)) + '\n');
+  }
 }
