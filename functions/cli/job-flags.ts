@@ -25,6 +25,8 @@ export const FLAG_OF: Record<keyof JobOptions, string> = {
   chunkSize: '--chunk-size',
   userAgent: '--user-agent',
   callbackUrl: '--callback-url',
+  insecure: '--insecure',
+  ca: '--ca',
 };
 
 function integer(flag: string) {

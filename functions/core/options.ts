@@ -2,6 +2,7 @@
  * Job options: every default is stated here, once. The CLI flags, the HTTP API and job.json all
  * go through {@link parseJobOptions}, so a value is validated the same way wherever it comes from.
  */
+import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { OptionsError } from './errors.ts';
 import { VERSION } from './version.ts';
@@ -15,6 +16,18 @@ const MiB = 1024 * 1024;
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'not a valid header name');
 const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values may not contain CR, LF or NUL');
 export const headersSchema = z.record(headerName, headerValue);
+
+/** True when the text is one or more PEM certificates, each of which parses. */
+function isPemCertificates(text: string): boolean {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (!blocks) return false;
+  try {
+    for (const block of blocks) new X509Certificate(block);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export const methodSchema = z
   .string()
@@ -52,6 +65,15 @@ export const jobOptionsSchema = z
       .string()
       .url()
       .refine((u) => /^https?:/i.test(u), 'must be an http or https URL')
+      .nullable()
+      .default(null),
+    /** Skip TLS certificate verification (self-signed or expired certificates, wrong names). */
+    insecure: z.boolean().default(false),
+    /** PEM certificates trusted in addition to the system's roots, e.g. a private CA. */
+    ca: z
+      .string()
+      .max(MiB, 'at most 1 MiB of PEM text')
+      .refine(isPemCertificates, 'expected PEM text of one or more certificates (-----BEGIN CERTIFICATE-----)')
       .nullable()
       .default(null),
   })

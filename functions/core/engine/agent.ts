@@ -6,6 +6,7 @@
  */
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { isIP } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import { Agent, buildConnector } from 'undici';
 import { ConfigError } from '../errors.ts';
 import { AddressGuard, BlockedAddressError } from './guard.ts';
@@ -78,6 +79,10 @@ export interface AgentConfig {
   budget?: SocketBudget;
   /** The resolver (default `dns.lookup`); tests give one that answers without a DNS server. */
   lookup?: Lookup;
+  /** Skip TLS certificate verification (the job option `insecure`). */
+  insecure?: boolean;
+  /** PEM certificates trusted besides the system's roots (the job option `ca`). */
+  ca?: string | null;
 }
 
 /**
@@ -86,11 +91,14 @@ export interface AgentConfig {
  * @example
  * const agent = createAgent({ perHost: 8, guard: AddressGuard.fromEnv(), budget: new SocketBudget(256) });
  */
-export function createAgent({ perHost, guard, budget, lookup }: AgentConfig): Agent {
+export function createAgent({ perHost, guard, budget, lookup, insecure = false, ca }: AgentConfig): Agent {
   const resolver = guard.blockPrivate ? guardedLookup(guard, lookup) : lookup;
   const base = buildConnector({
     timeout: AGENT_DEFAULTS.connectTimeout,
     ...(resolver ? { lookup: resolver } : {}),
+    ...(insecure ? { rejectUnauthorized: false } : {}),
+    // Node's `ca` replaces the default roots: keep them, so a private CA adds to what is trusted.
+    ...(ca ? { ca: [...rootCertificates, ca] } : {}),
   } as buildConnector.BuildOptions);
   // undici does not call `lookup` for IP literals: check them here, before any socket is opened.
   const connect: buildConnector.connector = (options, callback) => {

@@ -1,9 +1,10 @@
 /**
- * A worker's fetching machinery: its Agents (one per perHost setting, since connection limits are
- * an Agent option), the socket budget they share (so the worker's open sockets stay under a stated
+ * A worker's fetching machinery: its Agents (one per perHost and TLS setting, since connection
+ * limits and certificate checks are Agent options), the socket budget they share (so the worker's open sockets stay under a stated
  * number whatever the host mix), and the per-job concurrency limits shared by all chunks of a job
  * in this worker.
  */
+import { createHash } from 'node:crypto';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Agent } from 'undici';
 import type { IndexedItem } from '../input.ts';
@@ -37,7 +38,7 @@ interface JobSlot {
 }
 
 export class Fetcher {
-  private readonly agents = new Map<number, Agent>();
+  private readonly agents = new Map<string, Agent>();
   private readonly slots = new Map<string, JobSlot>();
   private readonly budget: SocketBudget;
 
@@ -55,11 +56,12 @@ export class Fetcher {
     return this.budget.stats();
   }
 
-  private agentFor(perHost: number): Agent {
-    let agent = this.agents.get(perHost);
+  private agentFor({ perHost, insecure, ca }: Pick<JobOptions, 'perHost' | 'insecure' | 'ca'>): Agent {
+    const key = `${perHost}|${insecure ? 'insecure' : ''}|${ca ? createHash('sha256').update(ca).digest('hex') : ''}`;
+    let agent = this.agents.get(key);
     if (!agent) {
-      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup });
-      this.agents.set(perHost, agent);
+      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca });
+      this.agents.set(key, agent);
     }
     return agent;
   }
@@ -95,7 +97,7 @@ export class Fetcher {
   }
 
   fetch(item: IndexedItem, options: JobOptions, signal?: AbortSignal): Promise<FetchResult> {
-    return fetchItem(item, options, { dispatcher: this.agentFor(options.perHost), signal });
+    return fetchItem(item, options, { dispatcher: this.agentFor(options), signal });
   }
 
   async close(): Promise<void> {
