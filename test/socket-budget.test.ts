@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_DEFAULTS, maxSocketsFromEnv, type Lookup } from '../functions/core/engine/agent.ts';
-import { Fetcher } from '../functions/core/engine/fetcher.ts';
+import { Fetcher, FETCHER_DEFAULTS } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { ConfigError } from '../functions/core/errors.ts';
 import { testOptions } from './support/engine.ts';
@@ -130,6 +130,21 @@ describe('the socket budget', () => {
       const codes = new Set((await Promise.all(blocked)).map((r) => r.record.error?.code));
       expect([...codes]).toEqual(['blocked']);
       expect(fetcher.sockets.waited).toBeGreaterThan(4_000);
+    } finally {
+      await fetcher.close();
+    }
+  });
+
+  it('keeps a bounded number of Agents, closing the least recently used one gracefully (its requests finish)', async () => {
+    const fetcher = new Fetcher(guard, loopbackNames, { maxSockets: 64 });
+    const n = FETCHER_DEFAULTS.maxAgents + 4;
+    try {
+      // one Agent per perHost value: the first ones are closed while their requests are still running
+      const records = await Promise.all(
+        Array.from({ length: n }, (_, i) => fetcher.fetch({ index: i, url: `http://g${i}.test:${origin.port}/?ms=100` }, testOptions({ retries: 0, perHost: i + 1 }))),
+      );
+      expect(records.map((r) => r.record.error?.code ?? 'ok')).toEqual(new Array(n).fill('ok'));
+      expect((await fetcher.fetch({ index: 0, url: `http://g0.test:${origin.port}/` }, testOptions({ retries: 0, perHost: 1 }))).record.ok).toBe(true);
     } finally {
       await fetcher.close();
     }

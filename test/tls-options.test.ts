@@ -1,12 +1,16 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { rootCertificates } from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Lookup } from '../functions/core/engine/agent.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { OptionsError } from '../functions/core/errors.ts';
 import { parseJobOptions } from '../functions/core/options.ts';
+import { fanout } from './support/cli.ts';
 import { openFetcher } from './support/engine.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -61,6 +65,23 @@ describe('TLS job options: insecure and ca', () => {
     // a job without the option, after jobs with it, is still refused
     expect((await engine.fetch(url, { retries: 0 })).record.error?.code).toBe('tls');
   });
+
+  it('fanout fetch --ca FILE and --insecure reach it; a missing file exits 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fanout-tls-'));
+    try {
+      writeFileSync(join(dir, 'urls.txt'), `${url}\n`);
+      const run = (...flags: string[]) => fanout(['fetch', join(dir, 'urls.txt'), '--data-dir', join(dir, 'data'), '--workers', '1', '--json', ...flags]);
+      const parse = (stdout: string) => JSON.parse(stdout) as { succeeded: number; failed: number };
+      expect(parse((await run('--insecure')).stdout)).toMatchObject({ succeeded: 1, failed: 0 });
+      const fixturePath = fileURLToPath(new URL('./fixtures/self-signed.crt', import.meta.url));
+      expect(parse((await run('--ca', fixturePath)).stdout)).toMatchObject({ succeeded: 1, failed: 0 });
+      const missing = await run('--ca', join(dir, 'nope.pem'));
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/--ca: cannot read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 
   it('ca must be PEM certificates', () => {
     expect(parseJobOptions({}).insecure).toBe(false);

@@ -14,6 +14,15 @@ import { fetchItem, type FetchResult } from './fetch-item.ts';
 import type { AddressGuard } from './guard.ts';
 import { SocketBudget, type SocketBudgetStats } from './socket-budget.ts';
 
+/** Fetcher defaults, stated once. */
+export const FETCHER_DEFAULTS = {
+  /**
+   * Agents kept at once (one per perHost and TLS setting in use). Jobs with their own `ca` each get
+   * one; past this many, the least recently used is closed gracefully (its requests finish).
+   */
+  maxAgents: 16,
+} as const;
+
 export interface FetcherOptions {
   /** Open fetch sockets at most, all origins together; default FANOUT_MAX_SOCKETS, else 256. */
   maxSockets?: number;
@@ -59,10 +68,17 @@ export class Fetcher {
   private agentFor({ perHost, insecure, ca }: Pick<JobOptions, 'perHost' | 'insecure' | 'ca'>): Agent {
     const key = `${perHost}|${insecure ? 'insecure' : ''}|${ca ? createHash('sha256').update(ca).digest('hex') : ''}`;
     let agent = this.agents.get(key);
-    if (!agent) {
+    if (agent) {
+      this.agents.delete(key); // most recently used last
+    } else {
       agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca });
-      this.agents.set(key, agent);
+      if (this.agents.size >= FETCHER_DEFAULTS.maxAgents) {
+        const [oldKey, oldest] = this.agents.entries().next().value!;
+        this.agents.delete(oldKey);
+        void oldest.close().catch(() => {});
+      }
     }
+    this.agents.set(key, agent);
     return agent;
   }
 
