@@ -1,8 +1,8 @@
 /**
  * A worker's fetching machinery: its Agents (one per perHost and TLS setting, since connection
- * limits and certificate checks are Agent options), the socket budget they share (so the worker's open sockets stay under a stated
- * number whatever the host mix), and the per-job concurrency limits shared by all chunks of a job
- * in this worker.
+ * limits and certificate checks are Agent options), the socket budget they share (so the worker's
+ * open sockets stay under a stated number whatever the host mix), and the per-job concurrency
+ * limits shared by all chunks of a job in this worker.
  */
 import { createHash } from 'node:crypto';
 import pLimit, { type LimitFunction } from 'p-limit';
@@ -46,8 +46,25 @@ interface JobSlot {
   users: number;
 }
 
+type AgentSettings = Pick<JobOptions, 'perHost' | 'insecure' | 'ca'>;
+
+/** The Agent key of a job's options, computed once per options object (a CA may be large to hash). */
+const agentKeys = new WeakMap<AgentSettings, string>();
+function agentKey(options: AgentSettings): string {
+  let key = agentKeys.get(options);
+  if (key === undefined) {
+    const ca = options.ca ? createHash('sha256').update(options.ca).digest('hex') : '';
+    key = `${options.perHost}|${options.insecure ? 'insecure' : ''}|${ca}`;
+    agentKeys.set(options, key);
+  }
+  return key;
+}
+
 export class Fetcher {
+  /** Agents by settings, least recently used first. */
   private readonly agents = new Map<string, Agent>();
+  /** Agents closed to stay within maxAgents whose requests are still finishing. */
+  private readonly retired = new Set<Agent>();
   private readonly slots = new Map<string, JobSlot>();
   private readonly budget: SocketBudget;
 
@@ -65,17 +82,22 @@ export class Fetcher {
     return this.budget.stats();
   }
 
-  private agentFor({ perHost, insecure, ca }: Pick<JobOptions, 'perHost' | 'insecure' | 'ca'>): Agent {
-    const key = `${perHost}|${insecure ? 'insecure' : ''}|${ca ? createHash('sha256').update(ca).digest('hex') : ''}`;
+  private agentFor(options: AgentSettings): Agent {
+    const key = agentKey(options);
     let agent = this.agents.get(key);
     if (agent) {
       this.agents.delete(key); // most recently used last
     } else {
+      const { perHost, insecure, ca } = options;
       agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca });
       if (this.agents.size >= FETCHER_DEFAULTS.maxAgents) {
         const [oldKey, oldest] = this.agents.entries().next().value!;
         this.agents.delete(oldKey);
-        void oldest.close().catch(() => {});
+        this.retired.add(oldest);
+        void oldest
+          .close()
+          .catch(() => {})
+          .finally(() => this.retired.delete(oldest));
       }
     }
     this.agents.set(key, agent);
@@ -117,7 +139,8 @@ export class Fetcher {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.agents.values()].map((a) => a.destroy()));
+    await Promise.all([...this.agents.values(), ...this.retired].map((a) => a.destroy()));
     this.agents.clear();
+    this.retired.clear();
   }
 }

@@ -33,7 +33,7 @@ export interface SocketBudgetStats {
  *
  * @example
  * const budget = new SocketBudget(256);
- * const agent = new Agent({ factory: budget.factory(buildConnector({}), { connections: 8 }) });
+ * const agent = new Agent({ connections: 8, factory: budget.factory(buildConnector({})) });
  */
 export class SocketBudget {
   private inUse = 0;
