@@ -49,9 +49,11 @@ const slimDependencies: Plugin = {
         "import Dispatcher from 'undici/lib/dispatcher/dispatcher.js';",
         "import api from 'undici/lib/api/index.js';",
         "import Agent from 'undici/lib/dispatcher/agent.js';",
+        "import Client from 'undici/lib/dispatcher/client.js';",
+        "import Pool from 'undici/lib/dispatcher/pool.js';",
         "import buildConnector from 'undici/lib/core/connect.js';",
         'Object.assign(Dispatcher.prototype, api);',
-        'export { Agent, buildConnector, Dispatcher };',
+        'export { Agent, buildConnector, Client, Dispatcher, Pool };',
       ].join('\n'),
       resolveDir: root,
     }));

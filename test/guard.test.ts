@@ -1,7 +1,12 @@
 import type { LookupAddress } from 'node:dns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AddressGuard, embeddedIPv4, isPrivateAddress } from '../functions/core/engine/guard.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AddressGuard, embeddedIPv4, GUARD_DEFAULTS, isPrivateAddress } from '../functions/core/engine/guard.ts';
 import type { Lookup } from '../functions/core/engine/agent.ts';
+import { ConfigError } from '../functions/core/errors.ts';
+import { fanout, startServe } from './support/cli.ts';
 import { openFetcher } from './support/engine.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
 
@@ -16,7 +21,31 @@ describe('isPrivateAddress', () => {
     expect(isPrivateAddress(address)).toBe(true);
   });
 
-  it.each(['93.184.216.34', '8.8.8.8', '172.32.0.1', '100.128.0.1', '2606:4700::1111', '::ffff:8.8.8.8', '2001:4860:4860::8888'])(
+  it.each([
+    ['64:ff9b:1::808:808', 'local-use NAT64'],
+    ['::ffff:0:808:808', 'IPv4-translated, even of a public address'],
+    ['::ffff:0:7f00:1', 'IPv4-translated loopback'],
+    ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'Teredo'],
+    ['2001:0:4136:e378:8000:63bf:f7f7:f7f7', 'Teredo of a public client (8.8.8.8)'],
+    ['2001:2::1', 'benchmarking'],
+    ['2001:10::1', 'ORCHID'],
+    ['2001:20::1', 'ORCHIDv2'],
+    ['3fff::1', 'documentation (3fff::/20)'],
+    ['5f00::1', 'SRv6 SIDs'],
+    ['100:0:0:1::1', 'dummy prefix'],
+    ['2620:4f:8000::1', 'AS112 direct delegation'],
+    ['192.88.99.1', '6to4 relay anycast'],
+    ['192.31.196.1', 'AS112-v4'],
+    ['192.175.48.1', 'AS112 direct delegation'],
+    ['192.52.193.1', 'AMT'],
+  ])('%s (%s) is private, as IANA special-purpose', (address) => {
+    expect(isPrivateAddress(address)).toBe(true);
+  });
+
+  it.each([
+    '93.184.216.34', '8.8.8.8', '172.32.0.1', '100.128.0.1', '2606:4700::1111', '::ffff:8.8.8.8', '2001:4860:4860::8888',
+    '2001:200::1', '64:ff9b::808:808', '2002:808:808::1', '3fff:1000::1', '192.88.100.1',
+  ])(
     '%s is public',
     (address) => {
       expect(isPrivateAddress(address)).toBe(false);
@@ -28,6 +57,9 @@ describe('isPrivateAddress', () => {
     expect(embeddedIPv4('::ffff:c0a8:1')).toBe('192.168.0.1');
     expect(embeddedIPv4('64:ff9b::808:808')).toBe('8.8.8.8');
     expect(embeddedIPv4('2606:4700::1111')).toBeUndefined();
+    expect(embeddedIPv4('::ffff:0:7f00:1')).toBe('127.0.0.1');
+    // Teredo keeps its client's address inverted ("obfuscated")
+    expect(embeddedIPv4('2001:0:4136:e378:8000:63bf:3fff:fdd2')).toBe('192.0.2.45');
   });
 });
 
@@ -37,22 +69,103 @@ describe('AddressGuard', () => {
   });
 
   it('opens only the CIDRs allowed, in every form', () => {
-    const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.2/32', 'fd00::/8'] });
+    const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.2/32', 'fd00::/16'] });
     expect(guard.permits('127.0.0.2')).toBe(true);
     expect(guard.permits('::ffff:127.0.0.2')).toBe(true);
     expect(guard.permits('127.0.0.1')).toBe(false);
     expect(guard.permits('fd00::5')).toBe(true);
+    expect(guard.permits('fd01::5')).toBe(false);
     expect(guard.permits('fc00::5')).toBe(false);
     expect(guard.permits('8.8.8.8')).toBe(true);
+  });
+
+  it('describes itself in one line, ranges in canonical form', () => {
+    expect(new AddressGuard({ blockPrivate: false }).describe()).toBe('private addresses reachable (guard off)');
+    expect(new AddressGuard({ blockPrivate: true }).describe()).toBe('private addresses blocked');
+    expect(new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.2/32', ' FD00:0::/16 '] }).describe()).toBe(
+      'private addresses blocked; allowed: 127.0.0.2/32, fd00::/16',
+    );
+  });
+
+  it('keeps Teredo, IPv4-translated and local-use NAT64 blocked even when the IPv4 they carry is allowed', () => {
+    const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.1/32', '192.0.2.45/32'] });
+    expect(guard.permits('::ffff:127.0.0.1')).toBe(true);
+    expect(guard.permits('2002:7f00:1::')).toBe(true);
+    expect(guard.permits('2001:0:4136:e378:8000:63bf:3fff:fdd2')).toBe(false);
+    expect(guard.permits('::ffff:0:7f00:1')).toBe(false);
+    expect(guard.permits('64:ff9b:1::7f00:1')).toBe(false);
+    // a private NAT64 is the operator's to open, with an IPv6 range
+    expect(new AddressGuard({ blockPrivate: true, allowCidrs: ['64:ff9b:1::/48'] }).permits('64:ff9b:1::7f00:1')).toBe(true);
   });
 
   it('reads the environment', () => {
     expect(AddressGuard.fromEnv({}).blockPrivate).toBe(true);
     expect(AddressGuard.fromEnv({ FANOUT_ALLOW_PRIVATE: '1' }).blockPrivate).toBe(false);
     expect(AddressGuard.fromEnv({}, false).blockPrivate).toBe(false);
-    expect(AddressGuard.fromEnv({ FANOUT_ALLOW_CIDRS: '10.0.0.0/8, 127.0.0.1' }).permits('10.9.9.9')).toBe(true);
-    expect(() => AddressGuard.fromEnv({ FANOUT_ALLOW_CIDRS: '10.0.0/33' })).toThrow(/not a CIDR/);
+    expect(AddressGuard.fromEnv({ FANOUT_ALLOW_CIDRS: '10.0.0.0/8, 127.0.0.1/32,' }).permits('10.9.9.9')).toBe(true);
+    expect(() => AddressGuard.fromEnv({ FANOUT_ALLOW_CIDRS: '10.0.0/33' })).toThrow(ConfigError);
   });
+});
+
+describe('FANOUT_ALLOW_CIDRS, parsed strictly', () => {
+  const parse = (cidrs: string, wide?: string) => AddressGuard.fromEnv({ FANOUT_ALLOW_CIDRS: cidrs, ...(wide ? { FANOUT_ALLOW_WIDE_CIDRS: wide } : {}) });
+
+  it.each([
+    ['127.0.0.2/', /"127\.0\.0\.2\/" has no prefix length: write 127\.0\.0\.2\/32/],
+    ['10.0.0.1', /"10\.0\.0\.1" has no prefix length/],
+    ['fd00::1', /"fd00::1" has no prefix length: write fd00::1\/128/],
+    ['10.0.0/33', /"10\.0\.0\/33" is not an IP address/],
+    ['10.0.0.0/33', /prefix length that is not a whole number from 0 to 32/],
+    ['10.0.0.0/8x', /prefix length that is not/],
+    ['10.0.0.0/-1', /prefix length that is not/],
+    ['fd00::/129', /from 0 to 128/],
+    ['localhost/32', /is not an IP address/],
+    ['10.1.2.3/8', /bits set past its prefix: did you mean 10\.0\.0\.0\/8\?/],
+    ['fd00::1/16', /did you mean fd00::\/16\?/],
+    ['::ffff:127.0.0.2/128', /IPv4-mapped range: write it as IPv4 \(127\.0\.0\.2\/32\)/],
+  ])('refuses %j, naming the entry', (entry, message) => {
+    expect(() => parse(`10.0.0.0/8,${entry}`)).toThrow(ConfigError);
+    expect(() => parse(`10.0.0.0/8,${entry}`)).toThrow(message);
+  });
+
+  it.each(['0.0.0.0/0', '126.0.0.0/7', '::/0', 'fd00::/8', '2000::/3'])('refuses %s, wider than the stated size, unless FANOUT_ALLOW_WIDE_CIDRS=1', (entry) => {
+    expect(() => parse(entry)).toThrow(/is wider than \/(8|16): set FANOUT_ALLOW_WIDE_CIDRS=1/);
+    expect(() => parse(entry, '1')).not.toThrow();
+  });
+
+  it('states the widest ranges once', () => {
+    expect(GUARD_DEFAULTS.minPrefix).toEqual({ ipv4: 8, ipv6: 16 });
+    expect(() => parse('10.0.0.0/8,fd00::/16')).not.toThrow();
+  });
+
+  it('an IPv4 range, however wide, opens no IPv6 address', () => {
+    const guard = parse('0.0.0.0/0', '1');
+    expect(guard.permits('169.254.169.254')).toBe(true);
+    expect(guard.permits('::ffff:169.254.169.254')).toBe(true); // the same IPv4 host
+    for (const v6 of ['::1', 'fe80::1', 'fd00::1', 'fc00::1', '64:ff9b:1::1', '2001:db8::1']) expect(guard.permits(v6)).toBe(false);
+  });
+
+  it('an IPv6 range, however wide, opens no IPv4 address, in any IPv6 form', () => {
+    const guard = parse('::/0', '1');
+    for (const v6 of ['::1', 'fe80::1', 'fd00::1', '2001:db8::1']) expect(guard.permits(v6)).toBe(true);
+    for (const v4 of ['169.254.169.254', '127.0.0.1', '10.0.0.1', '::ffff:169.254.169.254', '::ffff:a9fe:a9fe', '64:ff9b::a9fe:a9fe', '2002:a9fe:a9fe::', '::127.0.0.1']) {
+      expect(guard.permits(v4), v4).toBe(false);
+    }
+  });
+
+  it('fanout serve exits 2 naming the entry, and prints the guard at start-up', async () => {
+    const run = await fanout(['serve', '--port', '0'], { env: { FANOUT_ALLOW_CIDRS: '127.0.0.2/' } });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/FANOUT_ALLOW_CIDRS: "127\.0\.0\.2\/" has no prefix length/);
+    const dir = mkdtempSync(join(tmpdir(), 'fanout-guard-'));
+    const server = await startServe(['--data-dir', dir, '--workers', '1'], { FANOUT_ALLOW_CIDRS: '127.0.0.2/32' });
+    try {
+      await expect.poll(() => server.output()).toMatch(/address guard: private addresses blocked; allowed: 127\.0\.0\.2\/32/);
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });
 
 describe('the guard on real connections', () => {

@@ -4,6 +4,7 @@
  * refuse the same things with the same words.
  */
 import { Option, type Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { OptionsError, UsageError } from '../core/errors.ts';
 import type { JobOptions } from '../core/options.ts';
@@ -25,6 +26,8 @@ export const FLAG_OF: Record<keyof JobOptions, string> = {
   chunkSize: '--chunk-size',
   userAgent: '--user-agent',
   callbackUrl: '--callback-url',
+  insecure: '--insecure',
+  ca: '--ca',
 };
 
 function integer(flag: string) {
@@ -53,6 +56,15 @@ function header(value: string, previous: Record<string, string> = {}): Record<st
   return { ...previous, [value.slice(0, colon).trim()]: value.slice(colon + 1).trim() };
 }
 
+/** `--ca FILE`: the option carries the PEM text, so a remote worker needs no file. */
+function pemFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new OptionsError(`--ca: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 'ca');
+  }
+}
+
 /** Adds every job option flag to a command. */
 export function addJobFlags(command: Command): Command {
   const int = (name: keyof JobOptions, description: string) =>
@@ -72,6 +84,8 @@ export function addJobFlags(command: Command): Command {
   int('chunkSize', 'input lines per queue message (default 500)');
   command.option('--user-agent <ua>', 'User-Agent header (default fanout/VERSION)');
   command.option('--callback-url <url>', 'POSTed the final status when the job ends');
+  command.option('--insecure', 'skip TLS certificate verification');
+  command.option('--ca <file>', 'PEM file of certificates to trust besides the system roots', pemFile);
   return command;
 }
 

@@ -40,6 +40,7 @@ export function serveCommand(program: Command): void {
       });
       const auth = process.env.FANOUT_TOKEN ? 'bearer token required' : 'no token (loopback only)';
       process.stdout.write(`fanout serve: listening on ${server.url} (${auth}); dashboard ${server.url}/ , API docs ${server.url}/docs\n`);
+      process.stdout.write(`  address guard: ${server.runtime.fetcher.guard.describe()}\n`);
       if (server.schedules) {
         for (const [name, next] of Object.entries(server.schedules.nextRuns())) process.stdout.write(`  schedule ${name}: next run ${next ?? 'disabled'}\n`);
       }

@@ -104,3 +104,14 @@ export class QueryError extends FanoutError {
     super(message);
   }
 }
+
+/**
+ * An operator setting (an environment variable) that cannot be used as given: the server, the CLI
+ * and the worker refuse to start rather than run with a guessed value. The message names the
+ * variable and the offending entry.
+ */
+export class ConfigError extends FanoutError {
+  override readonly status = 400;
+  override readonly title = 'Invalid configuration';
+  override name = 'ConfigError';
+}

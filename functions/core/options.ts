@@ -2,6 +2,7 @@
  * Job options: every default is stated here, once. The CLI flags, the HTTP API and job.json all
  * go through {@link parseJobOptions}, so a value is validated the same way wherever it comes from.
  */
+import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { OptionsError } from './errors.ts';
 import { VERSION } from './version.ts';
@@ -67,6 +68,18 @@ export const MEMORY_LIMITS = {
   maxInlineBodyBytes: 32 * 1024 * 1024,
 } as const;
 
+/** True when the text is one or more PEM certificates, each of which parses. */
+function isPemCertificates(text: string): boolean {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (!blocks) return false;
+  try {
+    for (const block of blocks) new X509Certificate(block);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const methodSchema = z
   .string()
   .regex(/^[A-Za-z]+$/, 'not an HTTP method')
@@ -103,6 +116,15 @@ export const jobOptionsSchema = z
       .string()
       .url()
       .refine((u) => /^https?:/i.test(u), 'must be an http or https URL')
+      .nullable()
+      .default(null),
+    /** Skip TLS certificate verification (self-signed or expired certificates, wrong names). */
+    insecure: z.boolean().default(false),
+    /** PEM certificates trusted in addition to the system's roots, e.g. a private CA. */
+    ca: z
+      .string()
+      .max(MiB, 'at most 1 MiB of PEM text')
+      .refine(isPemCertificates, 'expected PEM text of one or more certificates (-----BEGIN CERTIFICATE-----)')
       .nullable()
       .default(null),
   })

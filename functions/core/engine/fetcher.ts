@@ -1,14 +1,32 @@
 /**
- * A worker's fetching machinery: its Agents (one per perHost setting, since connection limits are
- * an Agent option) and the per-job concurrency limits shared by all chunks of a job in this worker.
+ * A worker's fetching machinery: its Agents (one per perHost and TLS setting, since connection
+ * limits and certificate checks are Agent options), the socket budget they share (so the worker's
+ * open sockets stay under a stated number whatever the host mix), and the per-job concurrency
+ * limits shared by all chunks of a job in this worker.
  */
+import { createHash } from 'node:crypto';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Agent } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
-import { createAgent, type Lookup } from './agent.ts';
+import { createAgent, maxSocketsFromEnv, type Lookup } from './agent.ts';
 import { fetchItem, type FetchResult } from './fetch-item.ts';
 import type { AddressGuard } from './guard.ts';
+import { SocketBudget, type SocketBudgetStats } from './socket-budget.ts';
+
+/** Fetcher defaults, stated once. */
+export const FETCHER_DEFAULTS = {
+  /**
+   * Agents kept at once (one per perHost and TLS setting in use). Jobs with their own `ca` each get
+   * one; past this many, the least recently used is closed gracefully (its requests finish).
+   */
+  maxAgents: 16,
+} as const;
+
+export interface FetcherOptions {
+  /** Open fetch sockets at most, all origins together; default FANOUT_MAX_SOCKETS, else 256. */
+  maxSockets?: number;
+}
 
 /**
  * Bytes of finished records a job may hold in this worker while they wait for a slower
@@ -28,22 +46,61 @@ interface JobSlot {
   users: number;
 }
 
+type AgentSettings = Pick<JobOptions, 'perHost' | 'insecure' | 'ca'>;
+
+/** The Agent key of a job's options, computed once per options object (a CA may be large to hash). */
+const agentKeys = new WeakMap<AgentSettings, string>();
+function agentKey(options: AgentSettings): string {
+  let key = agentKeys.get(options);
+  if (key === undefined) {
+    const ca = options.ca ? createHash('sha256').update(options.ca).digest('hex') : '';
+    key = `${options.perHost}|${options.insecure ? 'insecure' : ''}|${ca}`;
+    agentKeys.set(options, key);
+  }
+  return key;
+}
+
 export class Fetcher {
-  private readonly agents = new Map<number, Agent>();
+  /** Agents by settings, least recently used first. */
+  private readonly agents = new Map<string, Agent>();
+  /** Agents closed to stay within maxAgents whose requests are still finishing. */
+  private readonly retired = new Set<Agent>();
   private readonly slots = new Map<string, JobSlot>();
+  private readonly budget: SocketBudget;
 
   constructor(
     readonly guard: AddressGuard,
     /** The resolver; tests give one that answers without a DNS server. */
     private readonly lookup?: Lookup,
-  ) {}
+    options: FetcherOptions = {},
+  ) {
+    this.budget = new SocketBudget(options.maxSockets ?? maxSocketsFromEnv());
+  }
 
-  private agentFor(perHost: number): Agent {
-    let agent = this.agents.get(perHost);
-    if (!agent) {
-      agent = createAgent({ perHost, guard: this.guard, lookup: this.lookup });
-      this.agents.set(perHost, agent);
+  /** The socket budget's counters: its size, sockets open now, the peak, evictions and waits. */
+  get sockets(): SocketBudgetStats {
+    return this.budget.stats();
+  }
+
+  private agentFor(options: AgentSettings): Agent {
+    const key = agentKey(options);
+    let agent = this.agents.get(key);
+    if (agent) {
+      this.agents.delete(key); // most recently used last
+    } else {
+      const { perHost, insecure, ca } = options;
+      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca });
+      if (this.agents.size >= FETCHER_DEFAULTS.maxAgents) {
+        const [oldKey, oldest] = this.agents.entries().next().value!;
+        this.agents.delete(oldKey);
+        this.retired.add(oldest);
+        void oldest
+          .close()
+          .catch(() => {})
+          .finally(() => this.retired.delete(oldest));
+      }
     }
+    this.agents.set(key, agent);
     return agent;
   }
 
@@ -78,11 +135,12 @@ export class Fetcher {
   }
 
   fetch(item: IndexedItem, options: JobOptions, signal?: AbortSignal): Promise<FetchResult> {
-    return fetchItem(item, options, { dispatcher: this.agentFor(options.perHost), signal });
+    return fetchItem(item, options, { dispatcher: this.agentFor(options), signal });
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.agents.values()].map((a) => a.destroy()));
+    await Promise.all([...this.agents.values(), ...this.retired].map((a) => a.destroy()));
     this.agents.clear();
+    this.retired.clear();
   }
 }
