@@ -259,7 +259,7 @@ export function startHttpbin(): Promise<RealServer> {
       args: [
         '-m', 'gunicorn', 'httpbin:app',
         '-b', `127.0.0.1:${port}`,
-        '--worker-class', 'gthread', '--workers', '1', '--threads', '32',
+        '--worker-class', 'gthread', '--workers', '1', '--threads', '32', '--graceful-timeout', '1',
         '--worker-tmp-dir', dir,
         '--access-logfile', join(dir, 'access.log'),
         '--error-logfile', join(dir, 'error.log'),
