@@ -2,8 +2,10 @@
  * The reference the differential test holds fanout to: a body's text as a browser decodes it, by the
  * WHATWG Encoding Standard (labels, windows-1252 for `iso-8859-1`...) and the HTML encoding sniffing
  * rules (BOM, then the Content-Type charset, then `<meta charset>` in the first 1024 bytes of HTML),
- * built on jsdom's libraries (whatwg-encoding, html-encoding-sniffer) rather than on fanout's own code.
+ * built on cheerio's and jsdom's libraries (encoding-sniffer, whatwg-encoding over iconv-lite), not on the
+ * libraries fanout's own decoder uses, so the two implementations check each other.
  */
+import { getEncoding } from 'encoding-sniffer';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -12,10 +14,6 @@ const whatwgEncoding = require('whatwg-encoding') as {
   getBOMEncoding(bytes: Uint8Array): string | null;
   decode(bytes: Uint8Array, encodingName: string): string;
 };
-const sniffHtmlEncoding = require('html-encoding-sniffer') as (
-  bytes: Uint8Array,
-  options: { transportLayerEncodingLabel?: string; defaultEncoding?: string },
-) => string;
 
 /** Media types a browser shows as text (fanout's body-text.ts keeps the same ones as UTF-8 text). */
 const TEXTUAL = /^(text\/|application\/(json|xml|javascript|ecmascript|x-www-form-urlencoded|x-ndjson|ld\+json|[\w.+-]+\+(json|xml))|image\/svg\+xml)/i;
@@ -34,7 +32,7 @@ export function isTextual(contentType: string | null | undefined): boolean {
 export function browserEncoding(bytes: Uint8Array, contentType: string | null | undefined): string {
   const label = charsetLabel(contentType);
   if (/^\s*text\/html/i.test(contentType ?? '')) {
-    return sniffHtmlEncoding(bytes, { ...(label ? { transportLayerEncodingLabel: label } : {}), defaultEncoding: 'UTF-8' });
+    return getEncoding(bytes, { ...(label ? { transportLayerEncodingLabel: label } : {}), defaultEncoding: 'UTF-8' });
   }
   return whatwgEncoding.getBOMEncoding(bytes) ?? (label ? whatwgEncoding.labelToName(label) : null) ?? 'UTF-8';
 }
