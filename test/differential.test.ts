@@ -100,6 +100,12 @@ function writeFixtures(root: string): void {
     'gz/notes.txt': 'precompressed text, the .gz differs on purpose\n',
     'gz/notes.txt.gz': gzipSync('precompressed text from the .gz file\n'),
     'cookies.txt': 'cookies\n',
+    'enc/unknown.txt': 'sent with Content-Encoding: x-custom\n',
+    'enc/bad-gzip.txt': 'this is not gzip\n',
+    'enc/double-gzip.txt': gzipSync(gzipSync('compressed twice\n')),
+    'enc/x-gzip.txt': gzipSync('compressed, labelled x-gzip\n'),
+    'bom-vs-header.txt': Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('the BOM says UTF-8 “€”, the header says latin1\n')]),
+    'header-beats-meta.html': '<!doctype html><meta charset=windows-1252><p>the header says UTF-8: “€”</p>\n',
     'cookies.cgi': cgi(['Content-Type: text/plain', `Set-Cookie: ${COOKIE_A}`, `Set-Cookie: ${COOKIE_B}`], 'cookies'),
     ...Object.fromEntries(Object.entries(LOCATIONS).map(([name, location]) => [`loc/${name}.cgi`, cgi(['Status: 302 Found', `Location: ${location}`])])),
     'big-headers.txt': 'big headers\n',
@@ -130,6 +136,8 @@ const TYPES: Record<string, string> = {
   '/unknown-charset.txt': 'text/plain; charset=x-no-such-charset',
   '/bad-utf8.txt': 'text/plain; charset=utf-8',
   '/data.json': 'application/json',
+  '/bom-vs-header.txt': 'text/plain; charset=iso-8859-1',
+  '/header-beats-meta.html': 'text/html; charset=utf-8',
 };
 
 /**
@@ -167,6 +175,11 @@ function nginxServerBlock(): string {
     'gzip on; gzip_min_length 20; gzip_types text/plain text/css application/json image/svg+xml;',
     ...Object.entries(TYPES).map(([path, type]) => `location = ${path} { types {} default_type '${type}'; }`),
     'location /gz/ { gzip_static on; }',
+    // Content-Encoding set by hand on files that are already encoded (or not: bad-gzip, unknown).
+    'location = /enc/unknown.txt { gzip off; add_header Content-Encoding x-custom; }',
+    'location = /enc/bad-gzip.txt { gzip off; add_header Content-Encoding gzip; }',
+    'location = /enc/double-gzip.txt { gzip off; add_header Content-Encoding "gzip, gzip"; }',
+    'location = /enc/x-gzip.txt { gzip off; add_header Content-Encoding x-gzip; }',
     'location = /cookies.txt {',
     `  add_header Set-Cookie "${COOKIE_A}";`,
     `  add_header Set-Cookie "${COOKIE_B}";`,
@@ -255,6 +268,8 @@ function staticCases(server: 'nginx' | 'lighttpd'): Case[] {
     { server, path: '/meta-cp1252.html', bug: 'charset sniffing (<meta charset>)' },
     { server, path: '/meta-http-equiv.html', bug: 'charset sniffing (<meta http-equiv>)' },
     { server, path: '/bom-utf8.html' },
+    { server, path: '/bom-vs-header.txt', bug: 'charset sniffing (a BOM wins over the header)' },
+    { server, path: '/header-beats-meta.html' },
     { server, path: '/bom-utf16le.txt', bug: 'charset sniffing (UTF-16 BOM)' },
     { server, path: '/unknown-charset.txt', bug: 'charset sniffing (unknown label ignored)' },
     { server, path: '/bad-utf8.txt', differs: 'undecodable' },
@@ -274,10 +289,14 @@ function nginxOnlyCases(): Case[] {
   return [
     '/umlaut-redirect-encoded', '/space-redirect', '/r303', '/r308', '/dotdot-redirect', '/query-redirect', '/fragment-redirect',
     '/gone', '/no-content', '/error', '/unavailable', '/inline-json', '/gz/notes.txt', '/to?to={lighttpd}/utf8.html',
-    '/to?to=/chain/1', '/to?to=%2Futf8.txt%3Fa%3D%C3%BC',
+    '/to?to=/chain/1', '/to?to=%2Futf8.txt%3Fa%3D%C3%BC', '/enc/double-gzip.txt', '/enc/x-gzip.txt',
   ]
     .map((path): Case => ({ server, path }))
-    .concat([{ server, path: '/r300', differs: 'curlFollows300' }]);
+    .concat([
+      { server, path: '/r300', differs: 'curlFollows300' },
+      { server, path: '/enc/unknown.txt', differs: 'unknownEncoding' },
+      { server, path: '/enc/bad-gzip.txt', differs: 'badEncoding' },
+    ]);
 }
 
 function lighttpdOnlyCases(): Case[] {
@@ -585,6 +604,24 @@ const DIFFERENCES = {
       expect(r.redirects).toBe(0);
       expect(r.error?.code).toBe('invalid_url');
       expect(r.finalUrl).toBe(c.finalUrl);
+    },
+  },
+  unknownEncoding: {
+    reason: 'an unknown Content-Encoding: curl --compressed fails (exit 61); fanout keeps the bytes as sent, as base64',
+    check(c: CurlResult, r: FanoutRecord) {
+      expect(c.exitcode).toBe(61);
+      expect(r.status).toBe(200);
+      expect(r.error).toBeNull();
+      expect(r.bodyEncoding).toBe('base64');
+      expect(fanoutBody(r).bytes?.toString()).toBe('sent with Content-Encoding: x-custom\n');
+    },
+  },
+  badEncoding: {
+    reason: 'a body that is not in its Content-Encoding: both fail; curl exits 61, fanout records protocol with the status that came',
+    check(c: CurlResult, r: FanoutRecord) {
+      expect(c.exitcode).toBe(61);
+      expect(r.error?.code).toBe('protocol');
+      expect(r.status).toBe(200);
     },
   },
   curlFollows300: {
