@@ -703,6 +703,12 @@ describe('differential: curl and fanout on nginx, lighttpd and httpbin', () => {
 });
 
 describe('real servers for the HTTP/2 and proxy tests', () => {
+  it('a missing server binary is an error naming the Debian package, never a skip', () => {
+    expect(() => requireBinary('fanout-no-such-server', 'fanout-no-such-package')).toThrow(
+      'fanout-no-such-server is not installed: run `apt-get install fanout-no-such-package`',
+    );
+  });
+
   it('nginx speaks HTTP/2 over TLS with the test certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fanout-h2-'));
     writeFileSync(join(dir, 'index.html'), 'h2\n');

@@ -149,7 +149,7 @@ async function withFreePort(start: (port: number) => Promise<RealServer>): Promi
     try {
       return await start(await freePort());
     } catch (error) {
-      if (tries >= 3 || !/address already in use|EADDRINUSE|Address in use/i.test(String(error))) throw error;
+      if (tries >= 3 || !/address already in use|EADDRINUSE|Address in use|Connection in use/i.test(String(error))) throw error;
     }
   }
 }
