@@ -1,7 +1,8 @@
 /**
  * The reference the differential test holds fanout to: a body's text as a browser decodes it, by the
  * WHATWG Encoding Standard (labels, windows-1252 for `iso-8859-1`...) and the HTML encoding sniffing
- * rules (BOM, then the Content-Type charset, then `<meta charset>` in the first 1024 bytes of HTML),
+ * rules (BOM, then the Content-Type charset, then `<meta charset>` in the first 1024 bytes of HTML or
+ * the `<?xml encoding?>` declaration of XML),
  * built on cheerio's and jsdom's libraries (encoding-sniffer, whatwg-encoding over iconv-lite), not on the
  * libraries fanout's own decoder uses, so the two implementations check each other.
  */
@@ -31,7 +32,8 @@ export function isTextual(contentType: string | null | undefined): boolean {
 /** The encoding a browser picks. With nothing declared, UTF-8 (a browser's locale default would be windows-1252). */
 export function browserEncoding(bytes: Uint8Array, contentType: string | null | undefined): string {
   const label = charsetLabel(contentType);
-  if (/^\s*text\/html/i.test(contentType ?? '')) {
+  // HTML: the <meta> prescan; XML: the <?xml encoding=...?> declaration (encoding-sniffer reads both).
+  if (/^\s*(text\/html|text\/xml|application\/xml|[\w.+-]+\/[\w.-]+\+xml)\b/i.test(contentType ?? '')) {
     return getEncoding(bytes, { ...(label ? { transportLayerEncodingLabel: label } : {}), defaultEncoding: 'UTF-8' });
   }
   return whatwgEncoding.getBOMEncoding(bytes) ?? (label ? whatwgEncoding.labelToName(label) : null) ?? 'UTF-8';
