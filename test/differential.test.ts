@@ -415,7 +415,7 @@ async function curlAll(urls: string[], dir: string): Promise<CurlResult[]> {
   const config = urls.map((url, i) => `url = ${quote(url)}\noutput = ${quote(join(dir, 'curl', String(i)))}\n`).join('');
   writeFileSync(join(dir, 'curl.config'), config);
   const { stdout } = await run(curl, [
-    '--silent', '--parallel', '--parallel-max', '16', '--location', '--max-redirs', String(MAX_REDIRECTS), '--compressed',
+    '--silent', '--noproxy', '*', '--parallel', '--parallel-max', '16', '--location', '--max-redirs', String(MAX_REDIRECTS), '--compressed',
     '--max-time', String(TIMEOUT_MS / 1000), '--write-out', '\u0001%{json}\u0002%{header_json}\u0003', '--config', join(dir, 'curl.config'),
   ]);
   const results: CurlResult[] = [];
@@ -438,13 +438,16 @@ async function curlAll(urls: string[], dir: string): Promise<CurlResult[]> {
   return results;
 }
 
+/** Loopback servers are reached directly, whatever proxy the environment names (curl: --noproxy '*'). */
+const NO_PROXY_ENV = { HTTP_PROXY: '', HTTPS_PROXY: '', ALL_PROXY: '', http_proxy: '', https_proxy: '', all_proxy: '', NO_PROXY: '*', no_proxy: '*' };
+
 async function fanoutAll(urls: string[], dir: string): Promise<FanoutRecord[]> {
   writeFileSync(join(dir, 'list.txt'), urls.join('\n') + '\n');
   const out = join(dir, 'records.ndjson');
   const result = await fanout([
     'fetch', join(dir, 'list.txt'), '--out', out, '--no-progress', '--data-dir', join(dir, 'data'), '--workers', '1',
     '--concurrency', '16', '--retries', '0', '--timeout-ms', String(TIMEOUT_MS), '--max-redirects', String(MAX_REDIRECTS),
-  ]);
+  ], { env: NO_PROXY_ENV });
   if (result.code !== 0) throw new Error(`fanout fetch exited with ${result.code}: ${result.stderr}`);
   return readFileSync(out, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as FanoutRecord);
 }
