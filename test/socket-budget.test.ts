@@ -10,17 +10,29 @@ import { ConfigError } from '../functions/core/errors.ts';
 import { testOptions } from './support/engine.ts';
 import type { ManyOriginsConfig, ManyOriginsReport } from './support/many-origins.ts';
 
-/** One loopback server standing in for every origin; it counts the connections it accepts, by Host. */
+/**
+ * One loopback server standing in for every origin; it counts the connections it accepts, by Host.
+ * `?ms=N` answers after N ms; `?hold=1` answers when the test calls `release()`.
+ */
 interface CountingOrigin {
   port: number;
   connections: number;
   hosts: string[];
+  held: (() => void)[];
+  release(): void;
   close(): Promise<void>;
 }
 
 async function startCountingOrigin(): Promise<CountingOrigin> {
   const sockets = new Set<Socket>();
-  const origin = { port: 0, connections: 0, hosts: [] as string[], close: async () => {} };
+  const origin: CountingOrigin = {
+    port: 0,
+    connections: 0,
+    hosts: [],
+    held: [],
+    release: () => origin.held.splice(0).forEach((answer) => answer()),
+    close: async () => {},
+  };
   const seen = new WeakSet<Socket>();
   const server: Server = createServer((req, res) => {
     // A connection's first request names the origin it was opened for.
@@ -28,11 +40,13 @@ async function startCountingOrigin(): Promise<CountingOrigin> {
       seen.add(req.socket);
       origin.hosts.push(String(req.headers.host).split(':')[0]!);
     }
-    const ms = Number(new URL(req.url!, 'http://x').searchParams.get('ms') ?? 0);
-    setTimeout(() => {
+    const query = new URL(req.url!, 'http://x').searchParams;
+    const answer = () => {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 });
       res.end('ok');
-    }, ms);
+    };
+    if (query.get('hold')) origin.held.push(answer);
+    else setTimeout(answer, Number(query.get('ms') ?? 0));
   });
   server.on('connection', (socket: Socket) => {
     origin.connections++;
@@ -123,13 +137,15 @@ describe('the socket budget', () => {
     const fetcher = new Fetcher(guard, loopbackNames, { maxSockets: 1 });
     const options = testOptions({ retries: 0, timeoutMs: 10_000 });
     try {
-      const slow = fetcher.fetch({ index: 0, url: `http://slow.test:${origin.port}/?ms=100` }, options);
-      // distinct origins (ports), each refused by the guard inside the connector, all queued behind the slow one
+      const slow = fetcher.fetch({ index: 0, url: `http://slow.test:${origin.port}/?hold=1` }, options);
+      await expect.poll(() => origin.held.length).toBe(1);
+      // distinct origins (ports), each refused by the guard inside the connector, all queued behind the held one
       const blocked = Array.from({ length: 5_000 }, (_, i) => fetcher.fetch({ index: i + 1, url: `http://127.0.0.2:${10_000 + i}/` }, options));
+      await expect.poll(() => fetcher.sockets.waited, { timeout: 20_000 }).toBe(5_000);
+      origin.release();
       expect((await slow).record.ok).toBe(true);
       const codes = new Set((await Promise.all(blocked)).map((r) => r.record.error?.code));
       expect([...codes]).toEqual(['blocked']);
-      expect(fetcher.sockets.waited).toBeGreaterThan(4_000);
     } finally {
       await fetcher.close();
     }
@@ -139,10 +155,13 @@ describe('the socket budget', () => {
     const fetcher = new Fetcher(guard, loopbackNames, { maxSockets: 64 });
     const n = FETCHER_DEFAULTS.maxAgents + 4;
     try {
-      // one Agent per perHost value: the first ones are closed while their requests are still running
-      const records = await Promise.all(
-        Array.from({ length: n }, (_, i) => fetcher.fetch({ index: i, url: `http://g${i}.test:${origin.port}/?ms=100` }, testOptions({ retries: 0, perHost: i + 1 }))),
+      // one Agent per perHost value: the first ones are closed while their requests are held by the server
+      const pending = Array.from({ length: n }, (_, i) =>
+        fetcher.fetch({ index: i, url: `http://g${i}.test:${origin.port}/?hold=1` }, testOptions({ retries: 0, perHost: i + 1, timeoutMs: 20_000 })),
       );
+      await expect.poll(() => origin.held.length, { timeout: 20_000 }).toBe(n);
+      origin.release();
+      const records = await Promise.all(pending);
       expect(records.map((r) => r.record.error?.code ?? 'ok')).toEqual(new Array(n).fill('ok'));
       expect((await fetcher.fetch({ index: 0, url: `http://g0.test:${origin.port}/` }, testOptions({ retries: 0, perHost: 1 }))).record.ok).toBe(true);
     } finally {
@@ -184,6 +203,7 @@ describe('a worker under ulimit -n 1024 fetching 3,000 distinct origins', () => 
   const concurrencies = [64, 128];
   let origin: CountingOrigin;
   let reports: Promise<ManyOriginsReport[]>;
+  // Each run takes ~2 s on an idle machine; the generous timeout is for a loaded one.
   beforeAll(async () => {
     origin = await startCountingOrigin();
     reports = runUnderLambdaLimit(concurrencies.map((concurrency) => ({ port: origin.port, origins: 3_000, concurrency, blocked: 10 })));
@@ -203,5 +223,5 @@ describe('a worker under ulimit -n 1024 fetching 3,000 distinct origins', () => 
     expect(report.sockets.evicted).toBeGreaterThan(0);
     expect(report.fdListingFailures).toBe(0);
     expect(report.peakFds - report.baseFds).toBeLessThanOrEqual(report.sockets.max);
-  }, 30_000);
+  }, 90_000);
 });

@@ -65,7 +65,7 @@ async function main(config: ManyOriginsConfig): Promise<ManyOriginsReport> {
   fdListingFailures = 0;
   const baseFds = fds();
   let peakFds = baseFds;
-  const sampler = setInterval(() => (peakFds = Math.max(peakFds, fds())), 2);
+  const sampler = setInterval(() => (peakFds = Math.max(peakFds, fds())), 5);
   const slot = fetcher.acquire('job', options);
   const started = Date.now();
   const records = await Promise.all(urls.map((url, index) => slot.limit(() => fetcher.fetch({ index, url }, options))));

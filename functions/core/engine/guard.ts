@@ -173,9 +173,9 @@ function parseRange(entry: string, wide: boolean): AllowedRange {
   if (prefix < min && !wide) {
     throw fail(`is wider than /${min}: set FANOUT_ALLOW_WIDE_CIDRS=1 as well to allow it, or FANOUT_ALLOW_PRIVATE=1 to turn the guard off`);
   }
-  if (family === 6 && prefix >= 96 && embeddedIPv4(net) !== undefined && groups[5] === 0xffff && groups.slice(0, 5).every((g) => g === 0)) {
-    throw fail(`is an IPv4-mapped range: write it as IPv4 (${embeddedIPv4(net)}/${prefix - 96})`);
-  }
+  // IPv6 ranges never open IPv4 hosts (see permits): say how to write this one so it does.
+  const mapped = family === 6 && prefix >= 96 && groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
+  if (mapped) throw fail(`is an IPv4-mapped range: write it as IPv4 (${formatGroups(masked.slice(6), 4)}/${prefix - 96})`);
   return { family, network: formatGroups(masked, family), prefix };
 }
 
