@@ -70,7 +70,9 @@ beforeAll(() => {
     }),
   );
   ({ template, app } = synth());
-});
+  custom();
+  // Loading aws-cdk-lib and the first synths take seconds, far more on a busy machine.
+}, 120_000);
 afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
   for (const d of outdirs) rmSync(d, { recursive: true, force: true });
