@@ -97,6 +97,40 @@ describe('oversized input (issue 14 item 1)', () => {
   });
 });
 
+describe('uploads stream to the store (issue 14 item 1: a 600 MB upload took 1.3 GB)', () => {
+  it('a chunked upload reaches the store before it has been received whole, and one past the limit is 413', async () => {
+    const total = 8 * MiB;
+    let sent = 0;
+    let sentAtFirstWrite = -1;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= total) return controller.close();
+        sent += 64 * 1024;
+        controller.enqueue(new TextEncoder().encode('h'.repeat(64 * 1024)));
+      },
+    });
+    const watching: ObjectStore = Object.create(runtime.store);
+    watching.put = async (key, data, options) => {
+      if (typeof data === 'string' || data instanceof Uint8Array) return runtime.store.put(key, data, options);
+      const watched = (async function* () {
+        for await (const chunk of data) {
+          if (sentAtFirstWrite < 0) sentAtFirstWrite = sent;
+          yield chunk;
+        }
+      })();
+      return runtime.store.put(key, watched, options);
+    };
+    const small = createApp({ store: watching, queue: runtime.queue, token: () => undefined, uploads, cancel: (id) => runtime.cancel(id), limits: { maxUploadBytes: 4 * MiB } });
+    const { uploadId } = (await (await small.request('/uploads', { method: 'POST' })).json()) as { uploadId: string };
+    const put = await small.request(`/uploads/${uploadId}`, { method: 'PUT', body, headers: { 'content-type': 'text/plain' }, duplex: 'half' } as RequestInit);
+    expect((await problem(put, 413)).detail).toMatch(/at most 4194304 bytes/);
+    expect(sentAtFirstWrite).toBeGreaterThan(0);
+    expect(sentAtFirstWrite).toBeLessThan(MiB);
+    expect(sent).toBeLessThan(total);
+    expect(await runtime.store.exists(`uploads/${uploadId}/list`)).toBe(false);
+  });
+});
+
 describe('submissions that could never be fetched (issue 14 items 7 and 9)', () => {
   const post = (path: string, body: string, type = 'text/plain') => app.request(path, { method: 'POST', body, headers: { 'content-type': type } });
   it.each([

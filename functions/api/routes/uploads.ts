@@ -5,7 +5,6 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import { bodyLimit } from 'hono/body-limit';
 import { v7 as uuidv7 } from 'uuid';
 import { layout } from '../../core/layout.ts';
 import type { ApiDeps } from '../deps.ts';
@@ -20,6 +19,23 @@ const createUploadRoute = createRoute({
   summary: 'Make an upload slot for a large list',
   responses: { 201: { description: 'Where to PUT the list', content: { 'application/json': { schema: Upload } } }, ...problemResponses },
 });
+
+class UploadTooLarge extends Error {}
+
+/**
+ * The request body as it arrives, stopped once it passes `max` bytes. Hono's bodyLimit buffers a
+ * body sent without Content-Length (chunked) whole before the handler sees it: a 600 MB upload
+ * then took 1.3 GB. Here the body goes to the store as it streams, and memory stays flat.
+ */
+async function* limitedBody(body: ReadableStream<Uint8Array> | null, max: number): AsyncGenerator<Uint8Array> {
+  if (!body) return;
+  let size = 0;
+  for await (const chunk of Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>) as AsyncIterable<Uint8Array>) {
+    size += chunk.length;
+    if (size > max) throw new UploadTooLarge();
+    yield chunk;
+  }
+}
 
 export function uploadsRoutes(deps: ApiDeps): OpenAPIHono {
   const app = new OpenAPIHono({ defaultHook: validationHook });
@@ -44,27 +60,25 @@ export function uploadsRoutes(deps: ApiDeps): OpenAPIHono {
       responses: {
         204: { description: 'Received' },
         409: { description: 'Already received', content: { 'application/problem+json': { schema: Problem } } },
+        413: { description: 'Larger than the upload limit', content: { 'application/problem+json': { schema: Problem } } },
         ...problemResponses,
       },
     });
-    app.put(
-      '/uploads/:id',
-      bodyLimit({
-        maxSize: maxUploadBytes,
-        onError: () => {
-          throw problem(413, 'Payload too large', `an upload may hold at most ${maxUploadBytes} bytes`);
-        },
-      }),
-      async (c) => {
-        const id = c.req.param('id');
-        if (!(await deps.store.exists(layout.upload(id)))) throw problem(404, 'Not found', `no upload ${id}: make one with POST /uploads`);
-        const body = c.req.raw.body;
-        const stream = body ? Readable.fromWeb(body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]);
-        const created = await deps.store.put(layout.uploadList(id), stream, { ifAbsent: true, contentType: 'text/plain' });
-        if (!created) throw problem(409, 'Conflict', `upload ${id} was already received`);
-        return c.body(null, 204);
-      },
-    );
+    app.put('/uploads/:id', async (c) => {
+      const id = c.req.param('id');
+      const tooLarge = () => problem(413, 'Payload too large', `an upload may hold at most ${maxUploadBytes} bytes`);
+      if (Number(c.req.header('content-length') ?? 0) > maxUploadBytes) throw tooLarge();
+      if (!(await deps.store.exists(layout.upload(id)))) throw problem(404, 'Not found', `no upload ${id}: make one with POST /uploads`);
+      let created: boolean;
+      try {
+        created = await deps.store.put(layout.uploadList(id), limitedBody(c.req.raw.body, maxUploadBytes), { ifAbsent: true, contentType: 'text/plain' });
+      } catch (error) {
+        if (error instanceof UploadTooLarge) throw tooLarge();
+        throw error;
+      }
+      if (!created) throw problem(409, 'Conflict', `upload ${id} was already received`);
+      return c.body(null, 204);
+    });
   }
   return app;
 }
