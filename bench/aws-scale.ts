@@ -6,12 +6,14 @@
  * origins) runs through BENCH_AWS_CONTAINERS worker containers (default 2). Printed:
  * - S3 / SQS / DynamoDB requests per chunk made by the worker function, by operation, and those of
  *   the submit call; the event source mapping's own SQS calls apart;
- * - the requests and time of `GET /jobs/:id` on a cold and on a warm API container;
+ * - the requests and time of `GET /jobs/:id` on a cold and on a warm API container, half-way
+ *   through the job (the workers paused) and at the end;
  * - the results read back through the API (pages, links, largest response against 6 MB);
  * - Lambda GB-seconds (handler time x 1,024 MB) and the wall time users wait;
  * - the cost of a million and of ten million URLs from these measurements, at us-east-1 prices.
  * BENCH_AWS_SCALES=2000,20000 runs several sizes in one go (to show whether per-chunk cost is flat).
- * BENCH_AWS_READ=0 skips reading the results back.
+ * BENCH_AWS_READ=0 skips reading the results back. BENCH_AWS_BUDGET_S stops the workers after that
+ * long (per size); per-chunk figures are then over the chunks done.
  */
 import { writeFileSync } from 'node:fs';
 import { openScaleHarness, LAMBDA_LIMITS, type ScaleReport } from '../test/support/aws-scale.ts';
@@ -62,17 +64,25 @@ const perChunk = (counts: RequestCounts, chunks: number) =>
     .join('\n    ');
 const usd = (n: number) => `$${n < 0.01 ? n.toFixed(5) : n.toFixed(2)}`;
 
+/** The chunks the figures are divided by: all of them, or those done when the budget ran out. */
+const chunksOf = (r: ScaleReport) => (r.gaveUp ? Math.max(1, r.status.chunks.done) : r.chunks);
+
 function print(r: ScaleReport): void {
-  const chunks = r.chunks;
+  const chunks = chunksOf(r);
   console.log(`\n== ${fmt(r.urls)} URLs in ${fmt(chunks)} chunks (chunkSize ${r.urls / chunks}) ==`);
   console.log(`submit: ${r.submit.ms} ms, request ${fmt(r.submit.eventBytes)} B; S3 ${total(r.submit.requests, 's3')}, SQS ${total(r.submit.requests, 'sqs')}, DynamoDB ${total(r.submit.requests, 'dynamodb')} requests`);
   console.log(`job: ${fmt(r.wallMs / 1000)} s from submit to the queues drained, state ${r.status.state}, ${fmt(r.status.done)}/${fmt(r.status.total)} done, ${r.status.failed} failed${r.gaveUp ? ' (GAVE UP)' : ''}`);
+  if (r.gaveUp) console.log(`budget reached: figures below are per chunk over the ${fmt(chunks)} chunks done`);
   console.log(`worker requests per chunk:\n    ${perChunk(r.worker, chunks)}`);
   console.log(`event source mapping (harness) per chunk: ${perChunk(r.eventSource, chunks).split('\n')[1]?.trim() ?? ''}`);
   console.log(`worker: ${fmt(r.invocations)} invocations, ${fmt(r.gbSeconds, 1)} GB-s (${fmt((r.gbSeconds / chunks) * 1000, 2)} GB-ms per chunk) at ${LAMBDA_LIMITS.workerMemoryMb} MB; max fds ${r.maxWorkerFds}; EMFILE ${r.connectErrors.EMFILE ?? 0}; batch item failures ${r.batchItemFailures}`);
-  for (const [i, c] of r.statusCalls.entries()) {
-    console.log(`GET /jobs/:id (${i === 0 ? 'cold' : 'warm'} container): ${c.ms} ms, ${fmt(c.responseBytes)} B; S3 ${total(c.requests, 's3')} (${JSON.stringify(c.requests.s3 ?? {})}), DynamoDB ${total(c.requests, 'dynamodb')}`);
-  }
+  const statusLine = (when: string, calls: ScaleReport['statusCalls']) => {
+    for (const [i, c] of calls.entries()) {
+      console.log(`GET /jobs/:id ${when} (${i === 0 ? 'cold' : 'warm'} container): ${c.ms} ms, ${fmt(c.responseBytes)} B; S3 ${total(c.requests, 's3')} (${JSON.stringify(c.requests.s3 ?? {})}), DynamoDB ${total(c.requests, 'dynamodb')}`);
+    }
+  };
+  statusLine('half-way', r.midJobStatusCalls);
+  statusLine('at the end', r.statusCalls);
   if (r.results) {
     const largest = Math.max(...r.results.calls.map((c) => c.responseBytes));
     const ms = r.results.calls.reduce((a, c) => a + c.ms, 0);
@@ -87,16 +97,17 @@ function print(r: ScaleReport): void {
 /** Cost of a job of `urls` URLs at the default chunk size, from the measured per-chunk requests. */
 function cost(urls: number, r: ScaleReport): string {
   const chunks = Math.ceil(urls / DEFAULT_CHUNK_SIZE);
-  const factor = chunks / r.chunks;
+  const factor = chunks / chunksOf(r);
   const worker = requestCost(scale(r.worker, factor));
-  const submit = requestCost(scale(r.submit.requests, factor));
+  const submit = requestCost(scale(r.submit.requests, chunks / r.chunks));
   // The event source mapping: one receive per batch of 2 and one batched delete, at least.
   const esm = ((chunks / LAMBDA_LIMITS.batchSize) * 2 / 1e6) * PRICES.sqsPerMillion;
-  const invocations = (r.invocations / r.chunks) * chunks;
+  const invocations = (r.invocations / chunksOf(r)) * chunks;
   const fetchGbS = ((urls * REAL_WORLD.meanLatencyMs) / 1000 / REAL_WORLD.concurrency) * (LAMBDA_LIMITS.workerMemoryMb / 1024);
-  const overheadGbS = (r.gbSeconds / r.chunks) * chunks;
+  const overheadGbS = (r.gbSeconds / chunksOf(r)) * chunks;
   const lambda = (fetchGbS + overheadGbS) * PRICES.lambdaPerGbSecond + (invocations / 1e6) * PRICES.lambdaPerMillionRequests;
-  const status = requestCost(r.statusCalls[0]?.requests ?? {});
+  // The dearer of the cold status calls, half-way or at the end.
+  const status = Math.max(requestCost(r.midJobStatusCalls[0]?.requests ?? {}), requestCost(r.statusCalls[0]?.requests ?? {}));
   const sum = worker + submit + esm + lambda;
   return (
     `${fmt(urls)} URLs = ${fmt(chunks)} chunks of ${DEFAULT_CHUNK_SIZE}: ${usd(sum)} ` +
@@ -119,7 +130,9 @@ try {
       containers,
       deadlineMs: 60_000,
       statusCalls: 2,
+      pauseAtFraction: 0.5,
       readResults: process.env.BENCH_AWS_READ !== '0',
+      ...(process.env.BENCH_AWS_BUDGET_S ? { giveUpAfterMs: Number(process.env.BENCH_AWS_BUDGET_S) * 1000 } : {}),
     });
     reports.push(report);
     print(report);

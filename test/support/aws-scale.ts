@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { buildBundles } from '../../scripts/build.ts';
-import { startAwsServices, subtract, type AwsServices, type RequestCounts } from './fauxqs.ts';
+import { addCounts, startAwsServices, subtract, type AwsServices, type RequestCounts } from './fauxqs.ts';
 import { ensureNode24 } from './node24.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -65,6 +65,11 @@ export interface JobRun {
    * report says `gaveUp` (messages then wait out a visibility timeout that would not fit in CI).
    */
   giveUpAfterMs?: number;
+  /**
+   * Pause the workers once about this fraction of the chunks is done and measure GET /jobs/:id
+   * (cold, then warm container) on the running job, then go on.
+   */
+  pauseAtFraction?: number;
 }
 
 export interface ApiCall {
@@ -121,6 +126,8 @@ export interface ScaleReport {
   emfileLogLines: number;
   status: { state: string; total: number; done: number; succeeded: number; failed: number; chunks: { total: number; done: number } };
   statusCalls: ApiCall[];
+  /** GET /jobs/:id on the running job (with pauseAtFraction): cold, then warm container. */
+  midJobStatusCalls: ApiCall[];
   results?: { count: number; indexes: number[]; failures: Record<string, number>; samples: unknown[]; pages: Record<string, number>; calls: ApiCall[] };
   apiViolations: unknown[];
   maxApiFds: number;
@@ -233,7 +240,7 @@ export async function openScaleHarness(options: HarnessOptions): Promise<ScaleHa
   }
 
   /** One worker slot of the event source: containers one after another until the queues drain. */
-  async function workerSlot(slot: number, deadlineMs: number, giveUpAt: number, logs: string[]): Promise<WorkerSummary[]> {
+  async function workerSlot(slot: number, deadlineMs: number, giveUpAt: number, logs: string[], pauseAfterRecords?: number): Promise<WorkerSummary[]> {
     const summaries: WorkerSummary[] = [];
     for (let life = 0; life < 100; life++) {
       const out = join(work, `worker-${runs}-${slot}-${life}.json`);
@@ -250,11 +257,12 @@ export async function openScaleHarness(options: HarnessOptions): Promise<ScaleHa
         HARNESS_DEADLINE_MS: String(deadlineMs),
         HARNESS_FD_LIMIT: String(LAMBDA_LIMITS.fileDescriptors),
         ...(Number.isFinite(giveUpAt) ? { HARNESS_GIVE_UP_AT: String(giveUpAt) } : {}),
+        ...(pauseAfterRecords ? { HARNESS_PAUSE_AFTER_RECORDS: String(pauseAfterRecords) } : {}),
       });
       logs.push(result.stdout, result.stderr);
-      if (result.code !== 0 && result.code !== 3 && result.code !== 4) throw new Error(`worker container failed (${result.code}): ${result.stderr.slice(-2000)}`);
+      if (result.code !== 0 && result.code !== 3 && result.code !== 4 && result.code !== 5) throw new Error(`worker container failed (${result.code}): ${result.stderr.slice(-2000)}`);
       summaries.push(JSON.parse(readFileSync(out, 'utf8')) as WorkerSummary);
-      if (result.code === 0 || result.code === 4) return summaries;
+      if (result.code === 0 || result.code === 4 || result.code === 5) return summaries;
     }
     throw new Error('worker slot: 100 containers killed at their deadline');
   }
@@ -271,10 +279,26 @@ export async function openScaleHarness(options: HarnessOptions): Promise<ScaleHa
     const before = await services.counts();
     const logs: string[] = [];
     const giveUpAt = job.giveUpAfterMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + job.giveUpAfterMs;
-    const slots = await Promise.all(Array.from({ length: job.containers ?? 1 }, (_, i) => workerSlot(i, job.deadlineMs ?? 60_000, giveUpAt, logs)));
+    const containerCount = job.containers ?? 1;
+    const slots = (pause?: number) => Promise.all(Array.from({ length: containerCount }, (_, i) => workerSlot(i, job.deadlineMs ?? 60_000, giveUpAt, logs, pause)));
+    let midJob: ApiCall[] = [];
+    let containers: WorkerSummary[] = [];
+    let worker: RequestCounts = {};
+    let eventSource: RequestCounts = {};
+    if (job.pauseAtFraction) {
+      containers = (await slots(Math.max(1, Math.ceil((chunks * job.pauseAtFraction) / containerCount)))).flat();
+      const paused = await services.counts();
+      worker = subtract(paused.functions, before.functions);
+      eventSource = subtract(paused.harness, before.harness);
+      midJob = (await api([{ op: 'status' }, { op: 'status' }], jobId)).calls;
+      before.functions = (await services.counts()).functions;
+      before.harness = (await services.counts()).harness;
+    }
+    containers = [...containers, ...(await slots()).flat()];
     const wallMs = performance.now() - started;
     const after = await services.counts();
-    const containers = slots.flat();
+    worker = addCounts(worker, subtract(after.functions, before.functions));
+    eventSource = addCounts(eventSource, subtract(after.harness, before.harness));
 
     const gaveUp = containers.some((c) => c.gaveUp);
     const statusOps = Array.from({ length: job.statusCalls ?? 2 }, () => ({ op: 'status' }));
@@ -288,8 +312,9 @@ export async function openScaleHarness(options: HarnessOptions): Promise<ScaleHa
       chunks,
       wallMs: Math.round(wallMs),
       submit: submitted.calls[0]!,
-      worker: subtract(after.functions, before.functions),
-      eventSource: subtract(after.harness, before.harness),
+      worker,
+      eventSource,
+      midJobStatusCalls: midJob,
       containers,
       invocations: containers.reduce((a, c) => a + c.invocations, 0),
       gbSeconds: containers.reduce((a, c) => a + c.gbSeconds, 0),

@@ -91,3 +91,12 @@ export function subtract(after: RequestCounts, before: RequestCounts): RequestCo
   }
   return out;
 }
+
+/** a plus b, operation by operation. */
+export function addCounts(a: RequestCounts, b: RequestCounts): RequestCounts {
+  const out: RequestCounts = structuredClone(a);
+  for (const [service, ops] of Object.entries(b)) {
+    for (const [op, n] of Object.entries(ops)) (out[service] ??= {})[op] = (out[service]?.[op] ?? 0) + n;
+  }
+  return out;
+}

@@ -183,8 +183,11 @@ async function invoke(messages, queue) {
 
 // The harness's own time budget (tests): past it, stop taking messages and report.
 const giveUpAt = Number(env.HARNESS_GIVE_UP_AT ?? 'Infinity');
+// A pause (the harness measures a status call mid-job): stop after this many chunk records.
+const pauseAfter = Number(env.HARNESS_PAUSE_AFTER_RECORDS ?? 'Infinity');
 let idle = 0;
 while (true) {
+  if (summary.records >= pauseAfter) finish(5);
   if (Date.now() > giveUpAt) {
     summary.gaveUp = true;
     finish(4);
