@@ -1,8 +1,14 @@
 #!/usr/bin/env node
-// The fanout CLI. TypeScript sources run through tsx's loader, so there is no build step to forget.
-import { register } from 'tsx/esm/api';
+// The fanout CLI: the compiled build (build/cli, made by `npm run build:cli`, which `npm ci`,
+// `npm install` and `npm pack` run through `prepare`). In a clone where it was never built, the
+// TypeScript sources run through tsx, with the project's own tsconfig (JSX settings included).
+import { existsSync } from 'node:fs';
 
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-register();
-const { main } = await import('../functions/cli/main.ts');
-process.exit(await main(process.argv));
+const built = new URL('../build/cli/fanout.mjs', import.meta.url);
+if (existsSync(built)) {
+  await import(built.href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register({ tsconfig: new URL('../tsconfig.json', import.meta.url).pathname });
+  await import('../functions/cli/entry.ts');
+}

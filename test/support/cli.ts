@@ -2,7 +2,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const BIN = fileURLToPath(new URL('../../bin/fanout.mjs', import.meta.url));
+/** The CLI from its sources (see source-cli.mjs); the packed build is tested in package.test.ts. */
+export const BIN = fileURLToPath(new URL('./source-cli.mjs', import.meta.url));
 
 export interface Run {
   code: number | null;
