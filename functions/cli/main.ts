@@ -14,6 +14,8 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
 /** Message and exit code for anything a command threw. */
 export function exitFor(error: unknown): { code: number; message?: string } {
+  // The reader went away (`fanout results ... | head -1`): what it read was all it wanted.
+  if ((error as NodeJS.ErrnoException)?.code === 'EPIPE') return { code: EXIT.ok };
   if (error instanceof CommanderError) {
     // commander has printed its own message already
     const quiet = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code);

@@ -3,7 +3,7 @@
  * and are renamed (or hard-linked, for create-if-absent) into place, so a reader never sees half an
  * object and a crash never leaves one. Keys are checked so none can escape the folder.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -30,6 +30,17 @@ export class LocalStore implements ObjectStore {
 
   constructor(root: string) {
     this.root = resolve(root);
+  }
+
+  /**
+   * Removes the temporary files under a store folder (writes a killed process never finished).
+   * Only safe while no other process writes there: call it holding the folder's lock (lock.ts).
+   *
+   * @example
+   * LocalStore.removeTemporaryFiles('./fanout-data');
+   */
+  static removeTemporaryFiles(root: string): void {
+    rmSync(join(resolve(root), TMP_DIR), { recursive: true, force: true });
   }
 
   /** The file behind a key; throws {@link InvalidKeyError} for any key that is not plain segments. */
