@@ -78,19 +78,25 @@ export class LocalJobs implements JobsBackend {
    * @throws {UsageError} when the job had already ended.
    */
   async cancel(jobId: string): Promise<JobStatus> {
-    const { cancelled } = await cancelJob(this.store, jobId);
-    if (!cancelled) throw new UsageError(`job ${jobId} has already ended`);
-    if (lockHolder(this.dataDir)) return this.status(jobId);
-    const lock = lockDataDir(this.dataDir, 'fanout cancel');
-    const runtime = new EmbeddedRuntime({ dataDir: this.dataDir, store: this.store, guard: AddressGuard.fromEnv(process.env, true) });
+    // Nobody runs jobs from the folder: this process finishes the job (taking the lock first, which
+    // also clears temporary files, so it comes before any write).
+    const lock = lockHolder(this.dataDir) ? undefined : lockDataDir(this.dataDir, 'fanout cancel');
     try {
-      await runtime.resume(jobId);
-      runtime.start(0);
-      await runtime.waitForJob(jobId);
+      const { cancelled } = await cancelJob(this.store, jobId);
+      if (!cancelled) throw new UsageError(`job ${jobId} has already ended`);
+      if (!lock) return await this.status(jobId); // the holder sees the marker and finishes it
+      const runtime = new EmbeddedRuntime({ dataDir: this.dataDir, store: this.store, guard: AddressGuard.fromEnv(process.env, true) });
+      runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
+      try {
+        await runtime.resume(jobId);
+        runtime.start(0);
+        await runtime.waitForJob(jobId);
+      } finally {
+        await runtime.stop();
+      }
+      return await this.status(jobId);
     } finally {
-      await runtime.stop();
-      lock.release();
+      lock?.release();
     }
-    return this.status(jobId);
   }
 }

@@ -3,6 +3,7 @@
  */
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
+import { lockDataDir } from '../local/lock.ts';
 import { startServer } from '../local/serve.ts';
 import { dataDirOf } from './fetch-command.ts';
 import { wholeNumber, workersOf } from './job-flags.ts';
@@ -28,15 +29,22 @@ export function serveCommand(program: Command): void {
     .option('--allow-private', 'let jobs reach private, loopback and link-local addresses (or FANOUT_ALLOW_PRIVATE=1)')
     .action(async (flags: ServeFlags) => {
       const env = flags.allowPrivate ? { ...process.env, FANOUT_ALLOW_PRIVATE: '1' } : process.env;
+      const port = wholeNumber('--port', flags.port, 0, 65535);
+      const dataDir = dataDirOf(flags.dataDir);
+      // One process runs a folder's jobs: a second serve or fetch would fetch the same chunks twice.
+      const lock = lockDataDir(dataDir, 'fanout serve');
       const server = await startServer({
         host: flags.host,
-        port: wholeNumber('--port', flags.port, 0, 65535),
-        dataDir: dataDirOf(flags.dataDir),
+        port,
+        dataDir,
         workers: workersOf(flags.workers),
         guard: AddressGuard.fromEnv(env, true),
         token: process.env.FANOUT_TOKEN || undefined,
         schedulesFile: flags.schedules || process.env.FANOUT_SCHEDULES || undefined,
         callbackSecret: process.env.FANOUT_CALLBACK_SECRET || undefined,
+      }).catch((error: unknown) => {
+        lock.release();
+        throw error;
       });
       const auth = process.env.FANOUT_TOKEN ? 'bearer token required' : 'no token (loopback only)';
       process.stdout.write(`fanout serve: listening on ${server.url} (${auth}); dashboard ${server.url}/ , API docs ${server.url}/docs\n`);
@@ -46,6 +54,7 @@ export function serveCommand(program: Command): void {
       const stop = async () => {
         process.stdout.write('fanout serve: stopping\n');
         await server.close();
+        lock.release();
         process.exit(0);
       };
       process.once('SIGINT', stop);

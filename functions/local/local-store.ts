@@ -64,7 +64,13 @@ export class LocalStore implements ObjectStore {
     await this.folder(tmpDir);
     try {
       if (typeof body === 'string' || body instanceof Uint8Array) {
-        await writeFile(tmp, body);
+        await writeFile(tmp, body).catch(async (error) => {
+          if (!isMissing(error)) throw error;
+          // The folder went (another handle cleared .tmp at start): make it again, once.
+          this.folders.delete(tmpDir);
+          await this.folder(tmpDir);
+          await writeFile(tmp, body);
+        });
       } else {
         await pipeline(body instanceof Readable ? body : Readable.from(body), createWriteStream(tmp));
       }
