@@ -58,10 +58,15 @@ export interface ServeProcess {
 }
 
 /** Starts `fanout serve --port 0 ...` and resolves with the URL it printed. */
-export async function startServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
-  const bin = await cliBin();
+export async function startServe(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { bin?: string; cwd?: string } = {},
+): Promise<ServeProcess> {
+  const bin = options.bin ?? (await cliBin());
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], {
+    const child = spawn(bin.endsWith('.mjs') ? process.execPath : bin, [...(bin.endsWith('.mjs') ? [bin] : []), 'serve', '--port', '0', ...args], {
+      cwd: options.cwd,
       env: { ...process.env, FANOUT_DATA_DIR: '', FANOUT_TOKEN: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
