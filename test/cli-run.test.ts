@@ -177,6 +177,9 @@ describe('client commands on the local data folder', () => {
   it('results filters locally as the API does', async () => {
     const none = await fanout(['results', jobId, '--data-dir', data, '--ok', 'false']);
     expect(none).toMatchObject({ code: 0, stdout: '' });
+    const typo = await fanout(['results', jobId, '--data-dir', data, '--error', 'timeuot']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('--error: expected one of invalid_url, blocked');
     const missing = await fanout(['status', '01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e0f', '--data-dir', data]);
     expect(missing.code).toBe(2);
   });

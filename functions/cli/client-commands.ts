@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS } from '../core/input.ts';
 import { checkJobId } from '../core/layout.ts';
+import { ERROR_CODES } from '../core/record.ts';
 import type { JobStatus } from '../core/status.ts';
 import { clientConfig, FanoutClient } from './client.ts';
 import { addJobFlags, jobOptionsFromFlags, wholeNumber } from './job-flags.ts';
@@ -103,6 +104,23 @@ async function settle(backend: JobsBackend, status: JobStatus): Promise<JobStatu
   return status;
 }
 
+/**
+ * Refuses filters that can match nothing because they name no known value (a typo would
+ * otherwise print nothing and exit 0).
+ *
+ * @throws {UsageError} naming the flag.
+ */
+export function checkFilters(filters: URLSearchParams): void {
+  const ok = filters.get('ok');
+  if (ok !== null && ok !== 'true' && ok !== 'false') throw new UsageError(`--ok: expected true or false, got ${JSON.stringify(ok)}`);
+  const status = filters.get('status');
+  if (status !== null && !/^[1-5]\d\d$/.test(status)) throw new UsageError(`--status: expected an HTTP status from 100 to 599, got ${JSON.stringify(status)}`);
+  const error = filters.get('error');
+  if (error !== null && !(ERROR_CODES as readonly string[]).includes(error)) {
+    throw new UsageError(`--error: expected one of ${ERROR_CODES.join(', ')}, got ${JSON.stringify(error)}`);
+  }
+}
+
 /** --api and --token; with `local`, also --data-dir (used when no API is given). */
 function apiOptions(command: Command, local = true): Command {
   command
@@ -195,6 +213,7 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     const backend = backendOf(flags);
     const filters = new URLSearchParams();
     for (const name of ['ok', 'status', 'error'] as const) if (flags[name] !== undefined) filters.set(name, flags[name]!);
+    checkFilters(filters);
     const body = await backend.results(jobId, filters);
     await pipeline(body, flags.out ? createWriteStream(flags.out) : process.stdout, { end: Boolean(flags.out) });
     exit(0);
@@ -226,7 +245,9 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
       .option('--limit <n>', 'how many', '20')
       .option('--json', 'as JSON'),
   ).action(async (flags: ClientFlags & { limit: string; json?: boolean }) => {
-    const page = await backendOf(flags).jobs(wholeNumber('--limit', flags.limit, 1, 1000));
+    const backend = backendOf(flags);
+    const page = await backend.jobs(wholeNumber('--limit', flags.limit, 1, 1000));
+    if (!flags.json && page.jobs.length === 0) process.stderr.write(`fanout: no jobs in ${backend.where}\n`);
     if (flags.json) process.stdout.write(JSON.stringify(page, null, 2) + '\n');
     else {
       for (const j of page.jobs) {

@@ -61,20 +61,23 @@ function rate(done: number, since: number): number {
   return seconds > 0 ? Math.round(done / seconds) : 0;
 }
 
-/** The bar's format for a terminal this wide: the bar shrinks, then goes, before anything wraps. */
+/** The bar's format for a terminal this wide: the bar shrinks, then goes, then figures go, before anything wraps. */
 export function barFormat(total: number, columns: number): { format: string; barsize: number } {
   const digits = String(total).length;
-  // ' 100% | T/T | RRRRRRR/s | ETA 1h00m | failed T'
-  const figures = 1 + 4 + 3 + 2 * digits + 1 + 3 + 9 + 3 + 9 + 3 + 7 + digits;
-  const room = columns - 1 - figures - 1;
-  if (room >= PROGRESS_DEFAULTS.minBarWidth) {
-    return {
-      format: ' {bar} {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted} | failed {failed}',
-      barsize: Math.min(PROGRESS_DEFAULTS.barWidth, room),
-    };
-  }
-  if (columns - 1 >= figures) return { format: ' {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted} | failed {failed}', barsize: 0 };
-  return { format: '{percentage}% {value}/{total} failed {failed}', barsize: 0 };
+  const width = columns - 1; // the last column would wrap on some terminals
+  // Widest each part gets: 100%, T/T, a 7-digit rate, an ETA like 999h59m, T failures.
+  const figures = ' {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted} | failed {failed}';
+  const figuresWidth = ' 100% | '.length + 2 * digits + 1 + ' | 1234567/s | ETA 999h59m | failed '.length + digits;
+  const room = width - figuresWidth - 1;
+  if (room >= PROGRESS_DEFAULTS.minBarWidth) return { format: ` {bar}${figures}`, barsize: Math.min(PROGRESS_DEFAULTS.barWidth, room) };
+  const shorter: [string, number][] = [
+    [figures, figuresWidth],
+    ['{percentage}% {value}/{total} failed {failed}', 5 + 2 * digits + 1 + 8 + digits],
+    ['{percentage}% {value}/{total}', 5 + 2 * digits + 1],
+    ['{percentage}%', 4],
+  ];
+  const [format] = shorter.find(([, w]) => w <= width) ?? shorter.at(-1)!;
+  return { format, barsize: 0 };
 }
 
 function bar(total: number, options: ProgressOptions, stream: NodeJS.WriteStream): Progress {
