@@ -96,6 +96,7 @@ describe('the data folder is locked by the process using it', () => {
   it('a second serve or fetch on a folder in use exits 2 naming the holder; after it stops, the folder is free', async () => {
     const data = join(dir, 'locked');
     const server = await startServe(['--data-dir', data]);
+    expect(server.output()).toContain('address guard: private, loopback and link-local addresses blocked; --allow-private or FANOUT_ALLOW_CIDRS');
     try {
       const fetched = await fanout(['fetch', '-', '--data-dir', data], { stdin: `${origin.url}/ok\n` });
       expect(fetched.code).toBe(2);

@@ -2,7 +2,7 @@
  * `fanout serve`: the HTTP API, dashboard, workers and schedules on this machine.
  */
 import type { Command } from 'commander';
-import { AddressGuard } from '../core/engine/guard.ts';
+import { AddressGuard, type GuardConfig } from '../core/engine/guard.ts';
 import { lockDataDir } from '../local/lock.ts';
 import { startServer } from '../local/serve.ts';
 import { dataDirOf } from './fetch-command.ts';
@@ -15,6 +15,18 @@ interface ServeFlags {
   workers?: string;
   schedules?: string;
   allowPrivate?: boolean;
+}
+
+/**
+ * What jobs may reach, for the banner, with the way to change it.
+ *
+ * @example
+ * guardText({ blockPrivate: true, allowCidrs: [] }) // 'private, loopback and link-local addresses blocked (...)'
+ */
+export function guardText(config: GuardConfig): string {
+  if (!config.blockPrivate) return 'off: jobs may reach private, loopback and link-local addresses (FANOUT_ALLOW_PRIVATE / --allow-private)';
+  const allowed = config.allowCidrs?.length ? `; allowed all the same: ${config.allowCidrs.join(', ')} (FANOUT_ALLOW_CIDRS)` : '';
+  return `private, loopback and link-local addresses blocked${allowed}; --allow-private or FANOUT_ALLOW_CIDRS=ADDRESS/32 opens them`;
 }
 
 export function serveCommand(program: Command): void {
@@ -47,7 +59,10 @@ export function serveCommand(program: Command): void {
         throw error;
       });
       const auth = process.env.FANOUT_TOKEN ? 'bearer token required' : 'no token (loopback only)';
-      process.stdout.write(`fanout serve: listening on ${server.url} (${auth}); dashboard ${server.url}/ , API docs ${server.url}/docs\n`);
+      process.stdout.write(
+        `fanout serve: listening on ${server.url} (${auth}); dashboard ${server.url}/ , API docs ${server.url}/docs\n` +
+          `  address guard: ${guardText(server.runtime.fetcher.guard.config)}\n`,
+      );
       if (server.schedules) {
         for (const [name, next] of Object.entries(server.schedules.nextRuns())) process.stdout.write(`  schedule ${name}: next run ${next ?? 'disabled'}\n`);
       }
