@@ -61,6 +61,10 @@ describe('interrupt is not cancel', () => {
     expect(before.done).toBeLessThan(60);
     expect(before.byError).toEqual({});
 
+    const watched = await fanout(['status', jobId, '--watch', '--data-dir', data]);
+    expect(watched.code).toBe(2);
+    expect(watched.stderr).toContain(`job ${jobId} is not running: no fanout process uses ${data}; finish it with: fanout resume ${jobId}`);
+
     const resumed = await fanout(['resume', jobId, '--data-dir', data]);
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toContain(`job ${jobId} completed`);

@@ -63,6 +63,9 @@ export async function watchJob(backend: JobsBackend, jobId: string, quiet = fals
   });
   try {
     while (!ENDED.includes(status.state)) {
+      if (backend.running?.(jobId) === false) {
+        throw new UsageError(`job ${jobId} is not running: no fanout process uses ${backend.where}; finish it with: fanout resume ${jobId}`);
+      }
       progress.update(status.done, status.failed);
       await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));
       status = await backend.status(jobId);

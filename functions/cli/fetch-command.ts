@@ -60,6 +60,8 @@ interface Run {
   progress: Progress;
   /** Set once the job exists: the interrupt message names it. */
   jobId?: string;
+  /** Set once the job has ended: an interrupt then has nothing to resume. */
+  ended?: boolean;
   release(): void;
 }
 
@@ -82,9 +84,11 @@ function openRun(flags: FetchFlags, command: string): Run {
     run.progress.stop();
     const dirFlag = flags.dataDir ? ` --data-dir ${flags.dataDir}` : '';
     process.stderr.write(
-      run.jobId
-        ? `\nfanout: interrupted; resume with: fanout resume ${run.jobId}${dirFlag}\n`
-        : '\nfanout: interrupted before the job was created; nothing to resume\n',
+      run.ended
+        ? `\nfanout: interrupted; job ${run.jobId} had ended already\n`
+        : run.jobId
+          ? `\nfanout: interrupted; resume with: fanout resume ${run.jobId}${dirFlag}\n`
+          : '\nfanout: interrupted before the job was created; nothing to resume\n',
     );
     process.exit(SIGNAL_EXIT[signal]); // the lock goes with the process (lock.ts)
   };
@@ -129,6 +133,7 @@ export async function runResume(jobId: string, flags: FetchFlags): Promise<numbe
     run.jobId = jobId;
     const before = await jobStatus(run.runtime.store, jobId);
     if (before.finishedAt !== null) {
+      run.ended = true;
       process.stderr.write(`fanout: job ${jobId} had already ended (${before.state}); nothing to resume\n`);
       return await report(run, jobId, flags, Date.parse(before.finishedAt) - Date.parse(before.createdAt), 0);
     }
@@ -171,6 +176,7 @@ async function runToEnd(run: Run, jobId: string, flags: FetchFlags, started: num
   });
   try {
     await runtime.waitForJob(jobId);
+    run.ended = true;
   } finally {
     run.progress.stop();
     await runtime.stop();

@@ -22,6 +22,11 @@ export interface JobsBackend {
   cancel(jobId: string): Promise<JobStatus>;
   /** Where the jobs are, for messages. */
   readonly where: string;
+  /**
+   * Whether anything is running the job's chunks; undefined when that cannot be known (an API
+   * always runs its jobs).
+   */
+  running?(jobId: string): boolean;
 }
 
 /** The jobs of a local data folder. */
@@ -38,6 +43,11 @@ export class LocalJobs implements JobsBackend {
 
   status(jobId: string): Promise<JobStatus> {
     return jobStatus(this.store, jobId);
+  }
+
+  /** A local job runs only while a process (`serve`, `fetch`, `resume`) holds the folder. */
+  running(): boolean {
+    return lockHolder(this.dataDir) !== null;
   }
 
   /** Jobs newest first (job ids are time-ordered UUIDv7s). */
