@@ -26,10 +26,11 @@ function list(name: string, urls: string[]): string {
   return file;
 }
 
-function resultFiles(data: string): string[] {
+/** Chunks finished (their summaries written) in a data folder's jobs. */
+function chunksDone(data: string): string[] {
   const jobs = join(data, 'jobs');
   if (!existsSync(jobs)) return [];
-  return readdirSync(jobs).flatMap((job) => (existsSync(join(jobs, job, 'results')) ? readdirSync(join(jobs, job, 'results')) : []));
+  return readdirSync(jobs).flatMap((job) => (existsSync(join(jobs, job, 'chunks')) ? readdirSync(join(jobs, job, 'chunks')) : []));
 }
 
 /** Starts a fetch of slow URLs and interrupts it once some chunks are written. */
@@ -37,7 +38,7 @@ async function interruptedFetch(name: string, signal: NodeJS.Signals) {
   const data = join(dir, name);
   const urls = Array.from({ length: 60 }, (_, i) => `${origin.url}/delay?ms=150&${name}=${i}`);
   const run = await spawnFanout(['fetch', list(`${name}.txt`, urls), '--data-dir', data, '--chunk-size', '5', '--concurrency', '5', '--workers', '1']);
-  await until(() => resultFiles(data).length >= 2, 20_000, 'two chunks written');
+  await until(() => chunksDone(data).filter((f) => f.endsWith('.json')).length >= 2, 20_000, 'two chunks written');
   run.child.kill(signal);
   const ended = await run.done;
   const jobId = /^fanout: job (\S+): 60 URLs in 12 chunks$/m.exec(ended.stderr)?.[1];
@@ -93,6 +94,24 @@ describe('interrupt is not cancel', () => {
     const again = await fanout(['cancel', jobId, '--data-dir', data]);
     expect(again.code).toBe(2);
     expect(again.stderr).toContain('already ended');
+  });
+});
+
+describe('--out', () => {
+  it('grows as chunks complete, in input order, while later chunks are still being fetched', async () => {
+    const data = join(dir, 'out');
+    const out = join(dir, 'out.ndjson');
+    const fast = Array.from({ length: 10 }, (_, i) => `${origin.url}/ok?o=${i}`);
+    const slow = Array.from({ length: 10 }, (_, i) => `${origin.url}/hang?o=${i}`);
+    const run = await spawnFanout(['fetch', list('out.txt', [...fast, ...slow]), '--data-dir', data, '--out', out, '--chunk-size', '10', '--workers', '1', '--timeout-ms', '3000', '--retries', '0']);
+    const lines = () => (existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter(Boolean) : []);
+    await until(() => lines().length >= 10 || run.child.exitCode !== null, 20_000, 'the first chunk in --out');
+    // The second chunk's URLs hang until their 3 s timeout: the first chunk is out before the job ends.
+    expect(run.child.exitCode).toBeNull();
+    expect(lines().map((l) => JSON.parse(l).index)).toEqual(fast.map((_, i) => i));
+    const ended = await run.done;
+    expect(ended.code).toBe(0);
+    expectOnePerIndex(lines().map((l) => JSON.parse(l)), 20);
   });
 });
 

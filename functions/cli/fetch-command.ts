@@ -2,15 +2,13 @@
  * `fanout fetch FILE|-`: one job on the embedded runtime, from a file or stdin, with a progress bar,
  * a summary, and optionally every record written out in input order.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
 import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
-import { readResults } from '../core/results.ts';
 import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
@@ -18,6 +16,7 @@ import { lockDataDir } from '../local/lock.ts';
 import { loadJob } from '../core/job.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
 import { createProgress, failureSummary, progressMode, type Progress } from './progress.ts';
+import { OutFile } from './out-file.ts';
 import { formatSummary } from './summary.ts';
 
 export interface FetchFlags extends Record<string, unknown> {
@@ -62,6 +61,8 @@ interface Run {
   jobId?: string;
   /** Set once the job has ended: an interrupt then has nothing to resume. */
   ended?: boolean;
+  /** --out, written as chunks complete. */
+  out?: OutFile;
   release(): void;
 }
 
@@ -161,6 +162,7 @@ function startWorkers(runtime: EmbeddedRuntime, workers: number, chunks: number)
 async function runToEnd(run: Run, jobId: string, flags: FetchFlags, started: number, doneBefore = 0): Promise<number> {
   const { runtime } = run;
   const before = await jobStatus(runtime.store, jobId);
+  if (flags.out !== undefined) run.out = new OutFile(runtime.store, jobId, before.chunks.total, flags.out);
   const mode = flags.progress === false ? 'off' : progressMode({ quiet: flags.quiet, tty: process.stderr.isTTY === true });
   run.progress = createProgress(before.total, mode, {
     doneBefore,
@@ -191,8 +193,8 @@ async function report(run: Run, jobId: string, flags: FetchFlags, elapsedMs: num
   const stdoutBusy = flags.json === true || flags.out === '-';
   const summaryStream = stdoutBusy ? process.stderr : process.stdout;
   if (flags.out !== undefined) {
-    const target = flags.out === '-' ? process.stdout : createWriteStream(flags.out);
-    await pipeline(Readable.from(readResults(runtime.store, jobId)), target, { end: flags.out !== '-' });
+    run.out ??= new OutFile(runtime.store, jobId, status.chunks.total, flags.out);
+    await run.out.finish();
   }
   const job = await loadJob(runtime.store, jobId);
   summaryStream.write(formatSummary(status, { elapsedMs, dataDir, doneBefore, perHost: job.options.perHost }));
@@ -207,7 +209,7 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .command('fetch')
     .description('fetch every URL of FILE (or - for stdin) on this machine; one record per URL')
     .argument('<file>', 'URL list: text (one URL per line), NDJSON, or JSON {"urls": [...]}; - for stdin')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout)')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout); grows as chunks complete')
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--format <format>', `input format: ${INPUT_FORMATS.join(', ')} (default auto)`)
@@ -222,7 +224,7 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .command('resume')
     .description('finish a job that an interrupted or killed `fanout fetch` left unfinished')
     .argument('<job-id>', 'the job id (a folder under DATA_DIR/jobs/)')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout)')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout); grows as chunks complete')
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--block-private', 'refuse private, loopback and link-local addresses')
