@@ -4,7 +4,6 @@
 import type { Command } from 'commander';
 import { AddressGuard, type GuardConfig } from '../core/engine/guard.ts';
 import { lockDataDir } from '../local/lock.ts';
-import { startServer } from '../local/serve.ts';
 import { dataDirOf } from './fetch-command.ts';
 import { wholeNumber, workersOf } from './job-flags.ts';
 
@@ -45,6 +44,8 @@ export function serveCommand(program: Command): void {
       const dataDir = dataDirOf(flags.dataDir);
       // One process runs a folder's jobs: a second serve or fetch would fetch the same chunks twice.
       const lock = lockDataDir(dataDir, 'fanout serve');
+      // Loaded here: the HTTP API and the dashboard are not needed by the other commands.
+      const { startServer } = await import('../local/serve.ts');
       const server = await startServer({
         host: flags.host,
         port,
