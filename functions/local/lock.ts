@@ -41,13 +41,19 @@ function readHolder(path: string): LockHolder | null {
   }
 }
 
-/** Whether a process with this pid is running (on this host). */
+/** Whether a process with this pid is running (on this host) and may be a fanout. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false; // EPERM: exists, owned by someone else
+  }
+  // A pid reused by an unrelated program (after a reboot, say) does not hold the folder.
+  try {
+    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return command === '' || /node|fanout/i.test(command);
+  } catch {
+    return true; // no /proc (macOS): trust the pid
   }
 }
 
@@ -68,7 +74,7 @@ export function lockHolder(dataDir: string): LockHolder | null {
 export function lockedMessage(dataDir: string, holder: LockHolder): string {
   return (
     `the data folder ${dataDir} is in use by ${holder.command} (pid ${holder.pid}${holder.host === hostname() ? '' : ` on ${holder.host}`}, ` +
-    `since ${holder.since}): stop it or use another --data-dir`
+    `since ${holder.since}): stop it or use another --data-dir (if no such process runs, remove ${join(dataDir, LOCK_DEFAULTS.file)})`
   );
 }
 
