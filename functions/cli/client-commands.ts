@@ -188,12 +188,11 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
       return exit(0);
     }
     const started = Date.now();
-    const first = await backend.status(jobId);
     const status = await watchJob(backend, jobId, flags.quiet === true);
+    // The job's own time and rate, from its creation: the watch may have started at any point.
     const summary = formatSummary(status, {
       elapsedMs: status.finishedAt ? Date.parse(status.finishedAt) - Date.parse(status.createdAt) : Date.now() - started,
       dataDir: backend.where,
-      doneBefore: first.done === status.done ? 0 : first.done,
     });
     if (flags.json) {
       process.stderr.write(summary);
