@@ -192,7 +192,7 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     // The job's own time and rate, from its creation: the watch may have started at any point.
     const summary = formatSummary(status, {
       elapsedMs: status.finishedAt ? Date.parse(status.finishedAt) - Date.parse(status.createdAt) : Date.now() - started,
-      dataDir: backend.where,
+      ...(backend instanceof LocalJobs ? { dataDir: backend.where } : { resultsAt: `fanout results ${jobId} --api ${backend.where}` }),
     });
     if (flags.json) {
       process.stderr.write(summary);

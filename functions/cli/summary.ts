@@ -31,7 +31,10 @@ const secondsText = (seconds: number) => (seconds < 10 ? seconds.toFixed(2) : se
 export interface SummaryContext {
   /** Wall time of this run. */
   elapsedMs: number;
-  dataDir: string;
+  /** The local data folder, when the job's files are on this machine. */
+  dataDir?: string;
+  /** Where the records are otherwise, e.g. `fanout results JOB --api URL`. */
+  resultsAt?: string;
   /** Records the job had before this run (a resumed job): the rate is this run's own. */
   doneBefore?: number;
   /** The job's --per-host, to say when waiting for a connection slot held the run back. */
@@ -75,6 +78,7 @@ export function formatSummary(status: WithQueue, context: SummaryContext): strin
     );
   }
   const files = status.results.files.length;
-  lines.push(`  results: ${context.dataDir}/jobs/${status.jobId}/ (${plural(files, 'result file')})`);
+  const where = context.dataDir !== undefined ? `${context.dataDir}/jobs/${status.jobId}/` : (context.resultsAt ?? `fanout results ${status.jobId}`);
+  lines.push(`  results: ${where} (${plural(files, 'result file')})`);
   return lines.join('\n') + '\n';
 }
