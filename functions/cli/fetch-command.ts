@@ -49,6 +49,11 @@ async function openSource(file: string): Promise<Readable> {
   return createReadStream(file);
 }
 
+/** A word a shell reads back as itself (the resume line is meant to be pasted). */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 /** Exit codes of an interrupted run: 128 + the signal's number, as shells report them. */
 export const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
@@ -83,7 +88,7 @@ function openRun(flags: FetchFlags, command: string): Run {
   runtime.on('error', (error, context) => run.progress.log(`fanout: warning: ${context}: ${(error as Error).message}`));
   const onSignal = (signal: keyof typeof SIGNAL_EXIT) => {
     run.progress.stop();
-    const dirFlag = flags.dataDir ? ` --data-dir ${flags.dataDir}` : '';
+    const dirFlag = flags.dataDir ? ` --data-dir ${shellWord(flags.dataDir)}` : '';
     process.stderr.write(
       run.ended
         ? `\nfanout: interrupted; job ${run.jobId} had ended already\n`
