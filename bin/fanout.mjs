@@ -21,7 +21,10 @@ function newest(dir) {
 }
 
 if (existsSync(sources)) {
-  const stale = !existsSync(built) || statSync(built).mtimeMs < newest(sources);
+  // The sources, the build script and the installed dependencies (through the lock file).
+  const inputs = ['../scripts/build-cli.ts', '../package-lock.json'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const changed = Math.max(newest(sources), ...inputs.filter((p) => existsSync(p)).map((p) => statSync(p).mtimeMs));
+  const stale = !existsSync(built) || statSync(built).mtimeMs < changed;
   if (stale) {
     process.stderr.write('fanout: building build/cli from the sources (npm run build:cli)\n');
     const root = fileURLToPath(new URL('..', import.meta.url));
