@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// The fanout CLI: the compiled build in build/cli (made by scripts/build-cli.ts; `npm ci`,
-// `npm install` and `npm pack` run it through `prepare`). The installed package holds only the
-// build. In a checkout, a build older than the sources is made again first (about a second), so
-// `npx fanout` never runs stale code there.
+// The fanout CLI: the compiled build in build/cli, made by scripts/build-cli.ts (`npm pack` and
+// `npm publish` run it through `prepack`). The installed package holds only the build. In a
+// checkout, a missing build, or one older than the sources, is made first (about a second), so
+// `npm ci && npx fanout ...` works and never runs stale code. (A `prepare` script would build at
+// `npm ci` too, but npm 11 then warns about an unapproved install script on every install of the
+// package, although it never runs there.)
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

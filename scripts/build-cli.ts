@@ -1,6 +1,6 @@
 /**
- * Builds the installed CLI (run by `npm ci`/`npm install` in a clone and by `npm pack`, through the
- * `prepare` script): plain JavaScript in build/cli, so `fanout` needs neither tsx nor esbuild at run
+ * Builds the installed CLI (run by `npm pack`/`npm publish` through the `prepack` script, and by
+ * bin/fanout.mjs in a checkout whose build is missing or stale): plain JavaScript in build/cli, so `fanout` needs neither tsx nor esbuild at run
  * time and installs with no dependencies at all.
  * - fanout.mjs: the command (functions/cli/entry.ts); the commands load as a separate chunk, so
  *   `fanout --version` parses almost nothing;

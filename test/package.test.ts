@@ -39,7 +39,7 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
 beforeAll(async () => {
   origin = await startOrigin();
   execFileSync('mkdir', ['-p', home]);
-  // `npm pack` runs `prepare`, which builds build/cli from the sources.
+  // `npm pack` runs `prepack`, which builds build/cli from the sources.
   const packed = execFileSync('npm', ['pack', '--pack-destination', dir, '--silent'], { cwd: root, encoding: 'utf8' }).trim().split('\n').at(-1)!;
   execFileSync('npm', ['install', '-g', '--prefix', prefix, join(dir, packed), '--offline', '--no-audit', '--no-fund', '--silent'], {
     cwd: home,
