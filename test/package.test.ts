@@ -4,7 +4,7 @@
  * of the checkout. fetch (with worker threads), serve (dashboard and offline API docs) and the
  * client commands.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ const home = join(dir, 'home'); // an unrelated folder: where the user runs fano
 const bin = join(prefix, 'bin', 'fanout');
 const installed = join(prefix, 'lib', 'node_modules', 'fanout');
 let origin: Origin;
+let installOutput = '';
 
 /** Runs the installed command from the unrelated folder. */
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
@@ -41,14 +42,21 @@ beforeAll(async () => {
   execFileSync('mkdir', ['-p', home]);
   // `npm pack` runs `prepack`, which builds build/cli from the sources.
   const packed = execFileSync('npm', ['pack', '--pack-destination', dir, '--silent'], { cwd: root, encoding: 'utf8' }).trim().split('\n').at(-1)!;
-  execFileSync('npm', ['install', '-g', '--prefix', prefix, join(dir, packed), '--offline', '--no-audit', '--no-fund', '--silent'], {
+  const install = spawnSync('npm', ['install', '-g', '--prefix', prefix, join(dir, packed), '--offline', '--no-audit', '--no-fund'], {
     cwd: home,
     encoding: 'utf8',
   });
+  installOutput = install.stdout + install.stderr;
+  if (install.status !== 0) throw new Error(`npm install failed: ${installOutput}`);
 }, 60_000);
 afterAll(() => origin.close());
 
 describe('the installed package', () => {
+  it('installs offline, with no install script for npm to warn about', () => {
+    expect(installOutput).toContain('added 1 package');
+    expect(installOutput).not.toMatch(/install-scripts|warn/);
+  });
+
   it('ships compiled JavaScript and nothing it does not need, and has no dependencies', () => {
     const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'));
     expect(manifest.private).toBeUndefined();
