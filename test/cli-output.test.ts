@@ -5,6 +5,9 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { addJobFlags, jobOptionsFromFlags, type OptionsSchema } from '../functions/cli/job-flags.ts';
 import { docsRoutes, swaggerAssetsDir } from '../functions/api/routes/meta.ts';
 import { barFormat, createProgress, failureSummary, progressMode } from '../functions/cli/progress.ts';
 import { formatSummary } from '../functions/cli/summary.ts';
@@ -147,5 +150,51 @@ describe('/docs', () => {
   it('falls back to the CDN where no copy is at hand (a Lambda bundle)', async () => {
     const page = await (await docsRoutes(new OpenAPIHono(), undefined).request('/docs')).text();
     expect(page).toContain('SwaggerUIBundle');
+  });
+});
+
+describe('flags from the options schema', () => {
+  // Options as another branch may add them: each gets its flag with no change to the CLI.
+  const schema = z
+    .object({
+      ratePerHost: z.number().positive().max(1000).nullable().default(null),
+      insecure: z.boolean().default(false),
+      http2: z.boolean().default(true),
+      headerEnv: z.record(z.string(), z.string()).default({}),
+      proxy: z.string().nullable().default(null),
+      mode: z.enum(['fast', 'careful']).default('fast').describe('how to go about it'),
+      retries: z.number().int().min(0).max(10).default(2),
+    })
+    .strict() as unknown as OptionsSchema;
+
+  it('gives every option a flag of its type, named after it, and passes the values back by option name', () => {
+    const command = addJobFlags(new Command('x').exitOverride(), schema);
+    command.parse(
+      ['--rate-per-host', '2.5', '--insecure', '--no-http2', '--header-env', 'authorization=API_TOKEN', '--header-env', 'x-key=KEY',
+        '--proxy', 'http://proxy.test:3128', '--mode', 'careful', '--retries', '0'],
+      { from: 'user' },
+    );
+    expect(jobOptionsFromFlags(command.opts(), schema)).toEqual({
+      ratePerHost: 2.5,
+      insecure: true,
+      http2: false,
+      headerEnv: { authorization: 'API_TOKEN', 'x-key': 'KEY' },
+      proxy: 'http://proxy.test:3128',
+      mode: 'careful',
+      retries: 0,
+    });
+  });
+
+  it('leaves out what was not given, and states ranges, choices, defaults and the schema\'s description in help', () => {
+    const command = addJobFlags(new Command('x').exitOverride(), schema);
+    command.parse([], { from: 'user' });
+    const given = jobOptionsFromFlags(command.opts(), schema);
+    expect(Object.keys(given).filter((k) => k !== 'http2')).toEqual([]);
+    const help = command.helpInformation().replace(/\s+/g, ' ');
+    expect(help).toContain('--retries <n> extra attempts on network errors, 429 and 5xx (whole number from 0 to 10; default 2)');
+    expect(help).toContain('--mode <value> how to go about it (fast | careful; default fast)');
+    expect(help).toContain('--no-http2 turn off: speak HTTP/2 where the server offers it');
+    expect(help).toContain('--rate-per-host <rate>');
+    expect(() => command.parse(['--retries', '11'], { from: 'user' })).toThrow('--retries: expected a whole number from 0 to 10, got "11"');
   });
 });

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { z } from 'zod';
 import { OptionsError, UsageError } from '../core/errors.ts';
-import { DEFAULT_OPTIONS, jobOptionsSchema } from '../core/options.ts';
+import { jobOptionsSchema } from '../core/options.ts';
 
 /**
  * What the schema cannot say: the contract's flag names where they differ from the option's
@@ -59,6 +59,10 @@ export interface JobFlag {
   /** Where commander keeps the value (the flag in camelCase). */
   key: string;
   kind: Kind;
+  /** The option's default, from the schema (undefined when it has none). */
+  fallback: unknown;
+  /** The schema's own description of the option, if it has one. */
+  description?: string;
 }
 
 /** The schema of an option without its default, optional, nullable and transform wrappers. */
@@ -89,21 +93,29 @@ function kindOf(schema: z.ZodType): Kind | undefined {
 }
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const camel = (flag: string) => flag.replace(/^--/, '').replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+const camel = (flag: string) => flag.replace(/^--(no-)?/, '').replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/** The options schema the flags come from: any zod object of options. */
+export type OptionsSchema = z.ZodObject<z.ZodRawShape>;
 
 /**
- * Every job option that has a flag, in the schema's order.
+ * Every job option that has a flag, in the schema's order. A boolean that defaults to true is
+ * turned off with `--no-NAME`.
  *
  * @example
- * jobFlags().find((f) => f.option === 'perHost') // { flag: '--per-host', key: 'perHost', kind: { type: 'number', ... } }
+ * jobFlags().find((f) => f.option === 'perHost') // { flag: '--per-host', key: 'perHost', kind: { type: 'number', ... }, fallback: 8 }
  */
-export function jobFlags(): JobFlag[] {
+export function jobFlags(schema: OptionsSchema = jobOptionsSchema as unknown as OptionsSchema): JobFlag[] {
   const flags: JobFlag[] = [];
-  for (const [option, schema] of Object.entries(jobOptionsSchema.shape)) {
-    const kind = kindOf(schema as z.ZodType);
+  for (const [option, field] of Object.entries(schema.shape)) {
+    const kind = kindOf(field as z.ZodType);
     if (!kind) continue;
-    const flag = FLAG_TEXT[option]?.flag ?? `--${kebab(option)}`;
-    flags.push({ option, flag, key: camel(flag), kind });
+    const parsed = (field as z.ZodType).safeParse(undefined);
+    const fallback = parsed.success ? parsed.data : undefined;
+    const name = FLAG_TEXT[option]?.flag ?? `--${kebab(option)}`;
+    const flag = kind.type === 'boolean' && fallback === true ? `--no-${name.slice(2)}` : name;
+    const description = (field as { description?: string }).description;
+    flags.push({ option, flag, key: camel(flag), kind, fallback, ...(description ? { description } : {}) });
   }
   return flags;
 }
@@ -164,9 +176,8 @@ function readText(flag: string) {
   };
 }
 
-/** "(default 64)", from DEFAULT_OPTIONS; nothing for empty defaults. */
-function defaultText(option: string): string {
-  const value = (DEFAULT_OPTIONS as Record<string, unknown>)[option];
+/** "default 64", from the schema; nothing for empty defaults. */
+function defaultText(value: unknown): string {
   if (value === null || value === undefined || value === false || value === '') return '';
   if (typeof value === 'object' && Object.keys(value).length === 0) return '';
   return `default ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`;
@@ -174,23 +185,24 @@ function defaultText(option: string): string {
 
 /** The help line of a flag: what it does, then range or choices and default from the schema. */
 export function flagHelp(flag: JobFlag): string {
-  const schema = jobOptionsSchema.shape[flag.option as keyof typeof jobOptionsSchema.shape] as z.ZodType;
-  const text = (schema as { description?: string }).description ?? FLAG_TEXT[flag.option]?.help ?? flag.option;
+  const text = flag.description ?? FLAG_TEXT[flag.option]?.help ?? flag.option;
+  if (flag.flag.startsWith('--no-')) return `turn off: ${text}`;
   const facts: string[] = [];
   if (flag.kind.type === 'number') facts.push(`${flag.kind.int ? 'whole number' : 'number'} ${rangeText(flag.kind.min, flag.kind.max)}`.trim());
   if (flag.kind.type === 'enum') facts.push(flag.kind.values.join(' | '));
-  const fallback = defaultText(flag.option);
+  const fallback = defaultText(flag.fallback);
   if (fallback) facts.push(fallback);
   return facts.length > 0 ? `${text} (${facts.join('; ')})` : text;
 }
 
 /** Adds a flag for every job option to a command. */
-export function addJobFlags(command: Command): Command {
-  for (const flag of jobFlags()) {
+export function addJobFlags(command: Command, schema?: OptionsSchema): Command {
+  for (const flag of jobFlags(schema)) {
     const value = FLAG_TEXT[flag.option]?.value ?? (flag.kind.type === 'number' ? 'n' : 'value');
     const help = flagHelp(flag);
     if (flag.kind.type === 'boolean') {
-      command.addOption(new Option(flag.flag, help));
+      // No default on the command: an option not given stays out, and the schema's default applies.
+      command.addOption(new Option(flag.flag, help).default(undefined));
       continue;
     }
     const option = new Option(`${flag.flag} <${value}>`, help);
@@ -203,9 +215,9 @@ export function addJobFlags(command: Command): Command {
 }
 
 /** The job options given on the command line, keyed by option name (unset ones left out). */
-export function jobOptionsFromFlags(flags: Record<string, unknown>): Record<string, unknown> {
+export function jobOptionsFromFlags(flags: Record<string, unknown>, schema?: OptionsSchema): Record<string, unknown> {
   const options: Record<string, unknown> = {};
-  for (const { option, key } of jobFlags()) if (flags[key] !== undefined) options[option] = flags[key];
+  for (const { option, key } of jobFlags(schema)) if (flags[key] !== undefined) options[option] = flags[key];
   return options;
 }
 
