@@ -147,6 +147,24 @@ describe('the data folder is locked by the process using it', () => {
   });
 });
 
+describe('stopping fanout serve', () => {
+  it('a first SIGTERM stops after the chunks in hand, a second at once (143), and the folder is free again', async () => {
+    const data = join(dir, 'serve-stop');
+    const server = await startServe(['--data-dir', data], { FANOUT_ALLOW_CIDRS: '127.0.0.1/32' });
+    const urls = Array.from({ length: 20 }, (_, i) => `${origin.url}/hang?s=${i}`);
+    const submitted = await fanout(['submit', list('serve-stop.txt', urls), '--api', server.url, '--timeout-ms', '60000']);
+    expect(submitted.code).toBe(0);
+    await until(() => origin.hits.has('/hang?s=0'), 10_000, 'the first request');
+    server.child.kill('SIGTERM');
+    await until(() => server.output().includes('stopping after the chunks in hand (SIGTERM again to stop at once)'), 10_000, 'the first stop');
+    expect(server.child.exitCode).toBeNull(); // a minute of hanging requests to go
+    const exited = new Promise<number | null>((resolve) => server.child.once('exit', (code) => resolve(code)));
+    server.child.kill('SIGTERM');
+    expect(await exited).toBe(143);
+    expect(existsSync(join(data, '.lock'))).toBe(false);
+  });
+});
+
 describe('bad input leaves nothing behind', () => {
   it.each([
     ['a non-http line', `${'http://a.test/'}\nftp://b.test/\n`],

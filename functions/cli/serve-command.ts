@@ -67,14 +67,22 @@ export function serveCommand(program: Command): void {
       if (server.schedules) {
         for (const [name, next] of Object.entries(server.schedules.nextRuns())) process.stdout.write(`  schedule ${name}: next run ${next ?? 'disabled'}\n`);
       }
-      const stop = async () => {
-        process.stdout.write('fanout serve: stopping\n');
+      // The first signal stops gracefully (chunks in hand are finished and written); a second one
+      // stops at once: chunks not written are fetched again when serve next starts.
+      let stopping = false;
+      const stop = async (signal: NodeJS.Signals) => {
+        if (stopping) {
+          process.stdout.write('fanout serve: stopped at once; unfinished chunks run again at the next start\n');
+          process.exit(signal === 'SIGINT' ? 130 : 143); // the lock goes with the process (lock.ts)
+        }
+        stopping = true;
+        process.stdout.write(`fanout serve: stopping after the chunks in hand (${signal} again to stop at once)\n`);
         await server.close();
         lock.release();
         process.exit(0);
       };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      process.on('SIGINT', (signal) => void stop(signal));
+      process.on('SIGTERM', (signal) => void stop(signal));
       await new Promise(() => {}); // serve until stopped
     });
 }
