@@ -37,6 +37,21 @@ describe('lockDataDir', () => {
     expect(existsSync(join(data, 'jobs', 'x'))).toBe(true);
   });
 
+  it('removes job folders whose planning never finished, and keeps jobs', () => {
+    const data = join(dir, 'plans');
+    const orphan = '01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e0f';
+    const job = '01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e10';
+    const sliced = '01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e11';
+    for (const id of [orphan, job, sliced]) mkdirSync(join(data, 'jobs', id, 'input'), { recursive: true });
+    writeFileSync(join(data, 'jobs', orphan, 'input', '000000.ndjson.gz'), 'x');
+    writeFileSync(join(data, 'jobs', job, 'job.json'), '{}');
+    writeFileSync(join(data, 'jobs', sliced, 'planning.json'), '{}');
+    lockDataDir(data, 'fanout fetch').release();
+    expect(existsSync(join(data, 'jobs', orphan))).toBe(false);
+    expect(existsSync(join(data, 'jobs', job, 'job.json'))).toBe(true);
+    expect(existsSync(join(data, 'jobs', sliced, 'planning.json'))).toBe(true);
+  });
+
   it('takes over the lock of a process that is gone', () => {
     const data = join(dir, 'c');
     mkdirSync(data);

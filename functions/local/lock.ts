@@ -4,10 +4,11 @@
  * a file, DATA_DIR/.lock, created atomically (a hard link fails if it exists, like O_EXCL) and
  * holding the pid of its holder; it is stale, and taken over, once that process is gone.
  */
-import { linkSync, mkdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
+import { isJobId, layout } from '../core/layout.ts';
 import { LocalStore } from './local-store.ts';
 
 /** Lock defaults, stated once. */
@@ -58,6 +59,27 @@ function alive(pid: number): boolean {
 }
 
 /**
+ * Removes the job folders a process killed while planning left behind: chunk inputs with no
+ * job.json (written last) and no planning.json (a job planned in slices). Such a folder can never
+ * run, and nobody is planning while we hold the lock.
+ */
+function removeUnfinishedPlans(root: string): void {
+  const jobs = join(root, 'jobs');
+  let names: string[];
+  try {
+    names = readdirSync(jobs);
+  } catch {
+    return; // no jobs yet
+  }
+  for (const name of names) {
+    if (!isJobId(name)) continue;
+    const folder = join(jobs, name);
+    if (existsSync(join(root, layout.job(name))) || existsSync(join(root, layout.planning(name)))) continue;
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/**
  * Who holds the data folder now, or null when nobody does (no lock, or a stale one).
  *
  * @example
@@ -79,8 +101,9 @@ export function lockedMessage(dataDir: string, holder: LockHolder): string {
 }
 
 /**
- * Takes the data folder's lock (creating the folder if needed) and removes temporary files a
- * killed process left in DATA_DIR/.tmp: nobody else writes there while we hold the lock.
+ * Takes the data folder's lock (creating the folder if needed) and removes what a killed process
+ * left: temporary files in DATA_DIR/.tmp and job folders whose planning never finished. Nobody else
+ * writes there while we hold the lock.
  *
  * @throws {UsageError} (exit 2) naming the holder when another live process holds it.
  * @example
@@ -121,6 +144,7 @@ export function lockDataDir(dataDir: string, command: string): DataDirLock {
     }
   }
   LocalStore.removeTemporaryFiles(root);
+  removeUnfinishedPlans(root);
 
   let released = false;
   const release = () => {
