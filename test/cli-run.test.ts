@@ -62,6 +62,9 @@ describe('interrupt is not cancel', () => {
     expect(before.done).toBeLessThan(60);
     expect(before.byError).toEqual({});
 
+    expect(partial.stderr).toContain(`fanout: no fanout process runs job ${jobId} now; finish it with: fanout resume ${jobId}`);
+    const listed = await fanout(['jobs', '--data-dir', data]);
+    expect(listed.stdout).toMatch(new RegExp(`^${jobId}  stopped `));
     const watched = await fanout(['status', jobId, '--watch', '--data-dir', data]);
     expect(watched.code).toBe(2);
     expect(watched.stderr).toContain(`job ${jobId} is not running: no fanout process uses ${data}; finish it with: fanout resume ${jobId}`);

@@ -184,7 +184,11 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     checkJobId(jobId);
     const backend = backendOf(flags);
     if (!flags.watch) {
-      printStatus(await backend.status(jobId));
+      const status = await backend.status(jobId);
+      printStatus(status);
+      if (!ENDED.includes(status.state) && backend.running?.(jobId) === false) {
+        process.stderr.write(`fanout: no fanout process runs job ${jobId} now; finish it with: fanout resume ${jobId}\n`);
+      }
       return exit(0);
     }
     const started = Date.now();
@@ -252,9 +256,14 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     if (!flags.json && page.jobs.length === 0) process.stderr.write(`fanout: no jobs in ${backend.where}\n`);
     if (flags.json) process.stdout.write(JSON.stringify(page, null, 2) + '\n');
     else {
+      // A local job nobody runs is not "running": it waits for `fanout resume`.
+      const idle = backend.running?.('') === false;
+      let stopped = 0;
       for (const j of page.jobs) {
-        process.stdout.write(`${j.jobId}  ${j.state.padEnd(9)}  ${`${j.done}/${j.total}`.padStart(15)}  failed ${j.failed}  ${j.createdAt}  ${j.source ?? ''}\n`);
+        const state = idle && !ENDED.includes(j.state) ? (stopped++, 'stopped') : j.state;
+        process.stdout.write(`${j.jobId}  ${state.padEnd(9)}  ${`${j.done}/${j.total}`.padStart(15)}  failed ${j.failed}  ${j.createdAt}  ${j.source ?? ''}\n`);
       }
+      if (stopped > 0) process.stderr.write(`fanout: ${stopped} stopped job(s): finish one with fanout resume JOB, or end it with fanout cancel JOB\n`);
     }
     exit(0);
   });

@@ -23,8 +23,8 @@ export interface JobsBackend {
   /** Where the jobs are, for messages. */
   readonly where: string;
   /**
-   * Whether anything is running the job's chunks; undefined when that cannot be known (an API
-   * always runs its jobs).
+   * Whether anything runs jobs here now (a process holds the folder); undefined where that is not
+   * a question (an API runs its jobs).
    */
   running?(jobId: string): boolean;
 }
