@@ -1,5 +1,6 @@
 /**
- * `fanout submit|status|results|cancel|jobs`: clients of a running API, local or on AWS.
+ * `fanout submit|status|results|cancel|jobs`: clients of a running API, local or on AWS, or, for all
+ * but `submit`, of the local data folder when no API is named.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -24,9 +25,16 @@ interface ApiFlags {
 
 /** Lists above this go through POST /uploads instead of one request. */
 const UPLOAD_ABOVE_BYTES = 8 * 1024 * 1024;
-const WATCH_INTERVAL_MS = 1_000;
-/** How long `cancel` waits for the job to end before reporting it as still cancelling. */
-const CANCEL_SETTLE_MS = 5_000;
+/** Client defaults, stated once. */
+export const CLIENT_DEFAULTS = {
+  /** `status --watch` and `submit --wait` poll this often. */
+  watchIntervalMs: 1_000,
+  /** How long `cancel` waits for the job to end before reporting it as still cancelling. */
+  cancelSettleMs: 5_000,
+} as const;
+
+/** States after which a job changes no more. */
+const ENDED: readonly string[] = ['completed', 'cancelled', 'rejected'];
 
 const CONTENT_TYPES: Record<string, string> = {
   text: 'text/plain',
@@ -54,6 +62,10 @@ export function optionsQuery(options: Record<string, unknown>): URLSearchParams 
 /**
  * Polls a job until it ends, drawing the same progress as `fanout fetch` (a bar on a terminal,
  * lines otherwise, nothing with `quiet`).
+ *
+ * @throws {UsageError} when the job is local and no process runs it (it would never end).
+ * @example
+ * const status = await watchJob(backendOf(flags), jobId);
  */
 export async function watchJob(backend: JobsBackend, jobId: string, quiet = false): Promise<JobStatus> {
   let status = await backend.status(jobId);
@@ -67,7 +79,7 @@ export async function watchJob(backend: JobsBackend, jobId: string, quiet = fals
         throw new UsageError(`job ${jobId} is not running: no fanout process uses ${backend.where}; finish it with: fanout resume ${jobId}`);
       }
       progress.update(status.done, status.failed);
-      await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));
+      await new Promise((r) => setTimeout(r, CLIENT_DEFAULTS.watchIntervalMs));
       status = await backend.status(jobId);
     }
     progress.update(status.done, status.failed);
@@ -76,9 +88,6 @@ export async function watchJob(backend: JobsBackend, jobId: string, quiet = fals
   }
   return status;
 }
-
-/** States after which a job changes no more. */
-const ENDED: readonly string[] = ['completed', 'cancelled', 'rejected'];
 
 function printStatus(status: JobStatus): void {
   process.stdout.write(JSON.stringify(status, null, 2) + '\n');
@@ -99,7 +108,7 @@ export function backendOf(flags: ClientFlags): JobsBackend {
 
 /** Waits a little for a cancelled job to end, so `cancel` reports where it ended, not "running". */
 async function settle(backend: JobsBackend, status: JobStatus): Promise<JobStatus> {
-  const until = Date.now() + CANCEL_SETTLE_MS;
+  const until = Date.now() + CLIENT_DEFAULTS.cancelSettleMs;
   while (!ENDED.includes(status.state) && Date.now() < until) {
     await new Promise((r) => setTimeout(r, 200));
     status = await backend.status(status.jobId);
