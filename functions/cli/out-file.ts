@@ -11,8 +11,8 @@ import { createGunzip } from 'node:zlib';
 import { layout } from '../core/layout.ts';
 import type { ObjectStore } from '../core/ports.ts';
 
-/** How often the next chunk is looked for while the job runs. */
-export const OUT_POLL_MS = 250;
+/** --out defaults, stated once: how often the next chunk is looked for while the job runs. */
+export const OUT_DEFAULTS = { pollMs: 250 } as const;
 
 export class OutFile {
   private next = 0;
@@ -33,7 +33,7 @@ export class OutFile {
     private readonly jobId: string,
     private readonly chunks: number,
     readonly path: string,
-    private readonly pollMs = OUT_POLL_MS,
+    private readonly pollMs: number = OUT_DEFAULTS.pollMs,
   ) {
     this.target = path === '-' ? process.stdout : createWriteStream(path);
     this.following = this.follow();
