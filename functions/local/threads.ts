@@ -89,11 +89,20 @@ export class QueueProxy implements Queue {
 let threadScript: Promise<string> | undefined;
 
 /**
- * The worker threads' code, bundled once per process into plain JavaScript with esbuild. Node 20
- * does not give worker threads the main thread's TypeScript loader; with the bundle they need none,
- * and start in milliseconds instead of compiling every module again.
+ * The worker threads' code as a plain JavaScript file. In the built CLI it is
+ * build/cli/thread-worker.mjs, made by scripts/build-cli.ts beside the code running now: nothing is
+ * compiled at run time. Running from the TypeScript sources (tests, development), it is bundled
+ * once per process with esbuild, a development dependency: Node 20 does not give worker threads the
+ * main thread's TypeScript loader, and the bundle is always the current code.
+ *
+ * @example
+ * new Worker(await threadBundle(), { workerData: config });
  */
 export function threadBundle(): Promise<string> {
+  if (!import.meta.url.endsWith('.ts')) {
+    threadScript ??= Promise.resolve(fileURLToPath(new URL('./thread-worker.mjs', import.meta.url)));
+    return threadScript;
+  }
   threadScript ??= (async () => {
     const { build } = await import('esbuild');
     const outfile = join(tmpdir(), `fanout-thread-${process.pid}-${Date.now()}.mjs`);
