@@ -122,7 +122,7 @@ export type SliceOutcome = { kind: 'continued'; message: string } | { kind: 'pla
  */
 export async function planSlice(
   store: ObjectStore,
-  queue: Queue,
+  queue: Pick<Queue, 'send'>,
   body: string,
   { deadline, marginMs = CONTINUATION_DEFAULTS.marginMs }: { deadline?: number; marginMs?: number } = {},
 ): Promise<SliceOutcome> {

@@ -71,7 +71,7 @@ export async function planJob(store: ObjectStore, queue: Queue, request: PlanReq
 }
 
 /** Sends a message for each of `chunkNumbers` (default: every chunk of the job). */
-export async function enqueueChunks(queue: Queue, job: JobMeta, chunkNumbers?: number[]): Promise<void> {
+export async function enqueueChunks(queue: Pick<Queue, 'send'>, job: JobMeta, chunkNumbers?: number[]): Promise<void> {
   const numbers = chunkNumbers ?? Array.from({ length: job.chunks }, (_, i) => i);
   for (let i = 0; i < numbers.length; i += SEND_BATCH) {
     await queue.send(numbers.slice(i, i + SEND_BATCH).map((chunk) => chunkMessage(job.jobId, chunk)));

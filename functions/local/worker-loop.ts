@@ -1,12 +1,12 @@
 /**
- * A worker loop: receives chunk messages from a queue and processes them, keeping a few chunks in
- * flight (more while no request waits for a concurrency slot), acknowledging each when written and
- * making it visible again soon when it failed. Runs in the main thread (one loop per worker) or in a
- * worker thread (thread-worker.ts) against a queue proxied to the main thread.
+ * A worker loop: receives messages from a queue and hands each to the shared message handler
+ * (core/messages.ts), keeping a few in flight (more while no request waits for a concurrency slot),
+ * acknowledging each when handled and making it visible again soon when it failed. Runs in the main
+ * thread or in a worker thread (thread-worker.ts) against a queue proxied to the main thread.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { handleMessage, type MessageDeps, type MessageResult } from '../core/messages.ts';
 import type { Queue, ReceivedMessage } from '../core/ports.ts';
-import { processChunk, type WorkerDeps } from '../core/worker.ts';
 
 /** Loop defaults, stated once. */
 export const LOOP_DEFAULTS = {
@@ -25,7 +25,9 @@ export const LOOP_DEFAULTS = {
 
 export interface WorkerLoopOptions {
   queue: Queue;
-  deps: WorkerDeps;
+  deps: MessageDeps;
+  /** Called with what each handled message did (the runtime reports callbacks from it). */
+  onResult?(result: MessageResult): void;
   signal: AbortSignal;
   maxChunksInFlight?: number;
   retryDelayMs?: number;
@@ -72,10 +74,11 @@ export class WorkerLoop {
     );
     heartbeat.unref();
     try {
-      await processChunk(deps, message.body, { finalReceive: message.receiveCount >= queue.maxReceiveCount });
+      const result = await handleMessage(deps, message.body, { receiveCount: message.receiveCount, maxReceiveCount: queue.maxReceiveCount });
       await queue.delete(message.receipt);
+      this.options.onResult?.(result);
     } catch (error) {
-      this.options.onError(error, `chunk message ${message.body} (delivery ${message.receiveCount})`);
+      this.options.onError(error, `message ${message.body} (delivery ${message.receiveCount})`);
       await queue.changeVisibility(message.receipt, this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs).catch(() => {});
     } finally {
       clearInterval(heartbeat);
