@@ -128,10 +128,13 @@ async function handleDeadLetter(deps: MessageDeps, type: MessageType, body: stri
       const result = await writeFailedChunk(deps, job, chunk, `chunk ${chunk} failed on ${context.deliveries ? `all ${context.deliveries}` : 'every'} deliveries`);
       return { outcome: result.outcome, chunk: result };
     } catch (error) {
-      // Not even chunk_failed records can be written: count the chunk as failed and lost, so the
-      // job still ends (its manifest and status name the chunk in lostChunks).
-      await countChunk(deps, job, chunk, lostChunkCounts(chunkItemCount(job, chunk)), { lost: true });
-      return { outcome: 'lost', error };
+      // Earlier tries may meet a passing fault: try again.
+      if (context.receiveCount < context.maxReceiveCount) throw error;
+      // The last try, and not even chunk_failed records can be written: count the chunk as failed
+      // and lost, so the job still ends (its manifest and status name the chunk in lostChunks).
+      const counts = lostChunkCounts(chunkItemCount(job, chunk));
+      await countChunk(deps, job, chunk, counts, { lost: true });
+      return { outcome: 'lost', chunk: { jobId, chunk, outcome: 'lost', counts }, error };
     }
   }
   if (type === 'plan') {

@@ -40,7 +40,8 @@ export interface WorkerDeps extends FinishDeps {
   cancelPollMs?: number;
 }
 
-export type ChunkOutcome = 'written' | 'already-done' | 'lost-race' | 'chunk-failed' | 'continued';
+/** `lost`: not even chunk_failed records could be written; the chunk is counted as failed in the ledger. */
+export type ChunkOutcome = 'written' | 'already-done' | 'lost-race' | 'chunk-failed' | 'continued' | 'lost';
 
 export interface ChunkResult {
   jobId: string;
