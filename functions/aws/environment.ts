@@ -7,6 +7,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
+import { CONTINUATION_DEFAULTS } from '../core/continuation.ts';
 import { StoreLedger, bindLedger, type Ledger } from '../core/ledger.ts';
 import { DynamoLedger } from './dynamo-ledger.ts';
 import { s3ClientConfig, S3Store } from './s3-store.ts';
@@ -97,4 +98,17 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): AwsRuntime {
 /** Forgets the cached runtime (tests change the environment between cases). */
 export function resetAwsRuntime(): void {
   cached = undefined;
+}
+
+/**
+ * The largest per-attempt `timeoutMs` a job may ask for on AWS: one attempt must fit in a worker's
+ * time with the continuation margin kept at both ends (setup, and writing the part file), or a chunk
+ * could never make progress (each delivery would hand it on untouched).
+ *
+ * @example
+ * if (options.timeoutMs > maxJobTimeoutMs(awsRuntime().env)) throw new OptionsError(...);
+ */
+export function maxJobTimeoutMs(env: Pick<AwsEnv, 'FANOUT_WORKER_TIMEOUT_SECONDS'>): number {
+  const workerMs = (env.FANOUT_WORKER_TIMEOUT_SECONDS ?? AWS_ENV_DEFAULTS.workerTimeoutSeconds) * 1000;
+  return workerMs - 2 * CONTINUATION_DEFAULTS.marginMs;
 }

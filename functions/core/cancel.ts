@@ -3,6 +3,7 @@
  * get `cancelled` records (their workers write them without fetching), in-flight requests are
  * aborted, and the job ends as `cancelled` with one record per line like any other.
  */
+import { setMaxListeners } from 'node:events';
 import { finishJob, type FinishDeps } from './finish.ts';
 import { loadJob } from './job.ts';
 import { layout } from './layout.ts';
@@ -34,4 +35,40 @@ export async function cancelJob(
   const ledger = deps.ledger ?? ledgerFor(store);
   if ((await ledger.progress(jobId)).chunksDone < job.chunks) return { cancelled: true, manifest: null };
   return { cancelled: true, manifest: await finishJob({ ...deps, store, ledger }, job, 'cancel') };
+}
+
+/**
+ * Per-job abort signals inside one process (the embedded runtime's threads abort their in-flight
+ * requests at once instead of waiting for the next poll of the cancel marker).
+ *
+ * @example
+ * const cancels = new CancelRegistry();
+ * const deps = { ..., cancelSignal: (jobId) => cancels.signal(jobId) };
+ * cancels.cancel(jobId);
+ */
+export class CancelRegistry {
+  private readonly controllers = new Map<string, AbortController>();
+
+  private controller(jobId: string): AbortController {
+    let controller = this.controllers.get(jobId);
+    if (!controller) {
+      controller = new AbortController();
+      setMaxListeners(0, controller.signal); // one listener per chunk in flight
+      this.controllers.set(jobId, controller);
+    }
+    return controller;
+  }
+
+  signal(jobId: string): AbortSignal {
+    return this.controller(jobId).signal;
+  }
+
+  cancel(jobId: string): void {
+    this.controller(jobId).abort(new Error('cancelled'));
+  }
+
+  /** Drops a finished job's signal. */
+  forget(jobId: string): void {
+    this.controllers.delete(jobId);
+  }
 }

@@ -202,9 +202,9 @@ export class StoreLedger implements Ledger {
     this.load = summaryLoader(store);
   }
 
-  async recordChunk(job: JobMeta, _chunk: number, _counts: Counts, options: RecordOptions = {}): Promise<RecordOutcome> {
-    // The chunk's summary is already written (lost chunks leave a summary too, marked lost).
-    if (options.lost) await this.store.put(layout.chunkDone(job.jobId, _chunk), JSON.stringify({ chunk: _chunk, ..._counts, lost: true }), { ifAbsent: true });
+  async recordChunk(job: JobMeta, chunk: number, counts: Counts, options: RecordOptions = {}): Promise<RecordOutcome> {
+    // The worker wrote the chunk's summary already; a lost chunk leaves one here, marked lost.
+    if (options.lost) await this.store.put(layout.chunkDone(job.jobId, chunk), JSON.stringify({ chunk, ...counts, lost: true }), { ifAbsent: true });
     let done = 0;
     for await (const key of this.store.list(layout.chunksPrefix(job.jobId))) if (key.endsWith('.json')) done++;
     return { complete: done >= job.chunks, chunksDone: done, counted: true };

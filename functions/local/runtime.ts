@@ -6,9 +6,9 @@
  * job, and after a crash {@link EmbeddedRuntime.recover} re-enqueues every chunk that has no summary
  * yet and every callback still pending in its outbox.
  */
-import { EventEmitter, setMaxListeners } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { callbackMessage, readCallbackOutbox } from '../core/callback.ts';
-import { cancelJob } from '../core/cancel.ts';
+import { CancelRegistry, cancelJob } from '../core/cancel.ts';
 import type { Counts } from '../core/counts.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
@@ -61,7 +61,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   /** Job totals: finishing a chunk and status cost no store request (core/ledger.ts). */
   readonly ledger: MemoryLedger;
   private readonly deps: MessageDeps;
-  private readonly cancels = new Map<string, AbortController>();
+  private readonly cancels = new CancelRegistry();
   private readonly waiters = new Map<string, ((manifest: Manifest) => void)[]>();
   private readonly stopController = new AbortController();
   private loop: WorkerLoop | undefined;
@@ -92,7 +92,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       queue: this.queue,
       onRecord: (jobId, record) => this.emit('progress', jobId, 1, record.ok ? 0 : 1),
       onJobFinished: (manifest) => this.finish(manifest),
-      cancelSignal: (jobId) => this.cancelController(jobId).signal,
+      cancelSignal: (jobId) => this.cancels.signal(jobId),
       callbackSecret: async () => options.callbackSecret,
       callbackRetryBaseMs: options.callbackRetryBaseMs,
     };
@@ -109,16 +109,6 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     const record = result.delivery?.record;
     if (record && result.jobId) this.emit('callback', result.jobId, record);
     if (result.outcome === 'abandoned') this.emit('error', result.error, `dead letter of job ${result.jobId} given up`);
-  }
-
-  private cancelController(jobId: string): AbortController {
-    let controller = this.cancels.get(jobId);
-    if (!controller) {
-      controller = new AbortController();
-      setMaxListeners(0, controller.signal); // one listener per chunk in flight
-      this.cancels.set(jobId, controller);
-    }
-    return controller;
   }
 
   /**
@@ -193,7 +183,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   private finish(manifest: Manifest): void {
-    this.cancels.delete(manifest.jobId);
+    this.cancels.forget(manifest.jobId);
     this.emit('finished', manifest);
     for (const resolve of this.waiters.get(manifest.jobId) ?? []) resolve(manifest);
     this.waiters.delete(manifest.jobId);
@@ -219,7 +209,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   async cancel(jobId: string): Promise<boolean> {
     const { cancelled } = await cancelJob(this.store, jobId, this.deps);
     if (cancelled) {
-      this.cancelController(jobId).abort(new Error('cancelled'));
+      this.cancels.cancel(jobId);
       for (const thread of this.threads) thread.cancel(jobId);
     }
     return cancelled;

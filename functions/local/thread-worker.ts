@@ -3,8 +3,8 @@
  * queue (see threads.ts). Progress is reported in batches; a finished chunk's counts go to the main
  * thread, whose ledger counts them and finishes the job after the last one.
  */
-import { setMaxListeners } from 'node:events';
 import { parentPort, workerData } from 'node:worker_threads';
+import { CancelRegistry } from '../core/cancel.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import { AddressGuard } from '../core/engine/guard.ts';
 import type { Ledger } from '../core/ledger.ts';
@@ -23,18 +23,8 @@ const post = (message: FromThread) => port.postMessage(message);
 const queue = new QueueProxy(port, config.maxReceiveCount, config.visibilityTimeoutMs);
 const fetcher = new Fetcher(new AddressGuard(config.guard));
 const stop = new AbortController();
-const cancels = new Map<string, AbortController>();
+const cancels = new CancelRegistry();
 const progress = new Map<string, { done: number; failed: number }>();
-
-function cancelController(jobId: string): AbortController {
-  let controller = cancels.get(jobId);
-  if (!controller) {
-    controller = new AbortController();
-    setMaxListeners(0, controller.signal);
-    cancels.set(jobId, controller);
-  }
-  return controller;
-}
 
 /** The main thread's ledger, seen from here: chunks are posted to it; it alone finishes jobs. */
 const mainLedger: Ledger = {
@@ -62,7 +52,7 @@ const deps: MessageDeps = {
     if (!record.ok) p.failed++;
     progress.set(jobId, p);
   },
-  cancelSignal: (jobId) => cancelController(jobId).signal,
+  cancelSignal: (jobId) => cancels.signal(jobId),
   callbackSecret: async () => config.callbackSecret,
   callbackRetryBaseMs: config.callbackRetryBaseMs,
 };
@@ -75,7 +65,7 @@ const ticker = setInterval(flushProgress, PROGRESS_EVERY_MS);
 
 port.on('message', (message: ToThread) => {
   if (message.type === 'reply') queue.settle(message);
-  else if (message.type === 'cancel') cancelController(message.jobId).abort(new Error('cancelled'));
+  else if (message.type === 'cancel') cancels.cancel(message.jobId);
   else if (message.type === 'stop') stop.abort();
 });
 
