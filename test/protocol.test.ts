@@ -16,7 +16,9 @@ import { chunkMessage } from '../functions/core/job.ts';
 import { layout } from '../functions/core/layout.ts';
 import { MemoryLedger, type Ledger } from '../functions/core/ledger.ts';
 import { handleMessage, type MessageDeps } from '../functions/core/messages.ts';
-import type { ObjectStore } from '../functions/core/ports.ts';
+import type { Body, ObjectStore } from '../functions/core/ports.ts';
+import { makeRecord } from '../functions/core/record.ts';
+import { writeChunkFile } from '../functions/core/chunk-writer.ts';
 import { jobStatus, readManifest } from '../functions/core/status.ts';
 import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
@@ -273,3 +275,67 @@ describe('constant cost', () => {
     console.log(`DynamoDB ledger: ${perChunk} S3 + ${dynamoPerChunk} DynamoDB requests per chunk; status ${large.statusRequests} S3 + 1 Query`);
   }, 30_000);
 });
+
+describe('hostile records and full disks (issue 14)', () => {
+  it('a record that cannot be serialised becomes a too_large failure for that URL only', async () => {
+    const store = new LocalStore(tempDir());
+    const job = await planUrls(store, new MemoryQueue(), [1, 2, 3].map((i) => `${origin.url}/ok?big=${i}`));
+    const record = (index: number) =>
+      makeRecord({ index, url: `${origin.url}/ok?big=${index + 1}`, id: null, ok: true, status: 200, finalUrl: null, redirects: 0, headers: {}, bytes: 5, truncated: false, attempts: 1, startedAt: new Date().toISOString(), durationMs: 1, error: null }, { body: 'hello', bodyEncoding: 'utf8' });
+    // The middle body stands for one past V8's string limit: serialising it throws as V8 does.
+    const huge = record(1);
+    (huge as unknown as { body: unknown }).body = { toJSON: () => { throw new RangeError('Invalid string length'); } };
+    async function* records() {
+      yield record(0);
+      yield huge;
+      yield record(2);
+    }
+    const outcome = await writeChunkFile(store, { resultsKey: layout.results(job.jobId, 0) }, records());
+    expect(outcome.counts).toMatchObject({ count: 3, succeeded: 2, failed: 1, byError: { too_large: 1 } });
+    const stored = await readRecords(store, job.jobId);
+    expectOnePerIndex(stored, 3);
+    expect(stored.map((r) => r.error?.code ?? null)).toEqual([null, 'too_large', null]);
+    expect(stored[1]).toMatchObject({ ok: false, status: 200, bytes: 5 });
+    expect(stored[1]!.body).toBeUndefined();
+  });
+
+  it('a full disk is retried with backoff: fetched records never become chunk_failed, and the job ends when space returns', async () => {
+    const dataDir = tempDir();
+    const disk = new FullDisk(new LocalStore(dataDir));
+    const runtime = new EmbeddedRuntime({ dataDir, store: disk, guard, maxReceiveCount: 2, retryDelayMs: 10 });
+    const errors: string[] = [];
+    runtime.on('error', (_e, context) => errors.push(context));
+    const input = await openInput(Readable.from([Array.from({ length: 6 }, (_, i) => `${origin.url}/ok?full=${i}`).join('\n') + '\n']));
+    const job = await runtime.submit(input, { chunkSize: 2 });
+    disk.full = true;
+    runtime.start();
+    try {
+      // More failed writes than the queue's deliveries would allow (2 per message).
+      await until(() => disk.refused >= 8);
+      expect(await readManifest(disk, job.jobId)).toBeNull();
+      disk.full = false;
+      const manifest = await runtime.waitForJob(job.jobId);
+      expect(manifest).toMatchObject({ state: 'completed', total: 6, done: 6, succeeded: 6, failed: 0 });
+      expect(manifest.byError).toEqual({});
+      expect(runtime.queue.deadLetters).toHaveLength(0);
+      expectOnePerIndex(await readRecords(disk, job.jobId), 6);
+      expect(errors.length).toBeGreaterThanOrEqual(8); // each refused write was reported
+    } finally {
+      await runtime.stop();
+    }
+  });
+});
+
+/** A folder store whose disk can be made full: writes of results and summaries fail with ENOSPC. */
+class FullDisk extends FaultyStore {
+  full = false;
+  refused = 0;
+
+  override async put(key: string, body: Body, options?: { ifAbsent?: boolean; contentType?: string }) {
+    if (this.full && /\/(results|chunks)\//.test(key)) {
+      this.refused++;
+      throw Object.assign(new Error(`ENOSPC: no space left on device, write '${key}'`), { code: 'ENOSPC' });
+    }
+    return super.put(key, body, options);
+  }
+}

@@ -20,7 +20,8 @@ import { chunkMessage, chunkMessageSchema, loadJob, type ChunkMessage, type JobM
 import { layout } from './layout.ts';
 import { readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
-import { failedRecord, makeRecord, type FetchRecord } from './record.ts';
+import { isStoreFull } from './store-errors.ts';
+import { failedRecord, isStringLimitError, makeRecord, tooLargeRecord, type FetchRecord } from './record.ts';
 import { finishJob, type FinishDeps } from './finish.ts';
 import { ledgerFor, type RecordOptions } from './ledger.ts';
 import type { ChunkSummary } from './status.ts';
@@ -199,7 +200,8 @@ export async function processChunk(deps: WorkerDeps, body: string, options: Proc
   try {
     return await fetchChunk(deps, job, message, options);
   } catch (error) {
-    if (!options.finalReceive) throw error;
+    // A full store is not the chunk's fault: it is retried when space returns, never failed.
+    if (!options.finalReceive || isStoreFull(error)) throw error;
     return failChunk(deps, job, chunk, error);
   }
 }
@@ -240,7 +242,11 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     }
     const result = await fetcher.fetch(item, options, signal);
     if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
-    const record = await withBody(store, job, result);
+    const record = await withBody(store, job, result).catch((error) => {
+      // A body too large to encode into the record fails its URL alone.
+      if (!isStringLimitError(error)) throw error;
+      return tooLargeRecord(result.record, `the body (${result.record.bytes} bytes) is too large to keep in the record: ${(error as Error).message}`);
+    });
     deps.onRecord?.(jobId, record);
     return record;
   };

@@ -26,7 +26,7 @@ import { countChunk } from '../core/worker.ts';
 import { LocalStore } from './local-store.ts';
 import { MemoryQueue } from './memory-queue.ts';
 import { WorkerThread, threadBundle, type ThreadConfig } from './threads.ts';
-import { WorkerLoop } from './worker-loop.ts';
+import { LOOP_DEFAULTS, WorkerLoop } from './worker-loop.ts';
 
 export interface EmbeddedRuntimeOptions {
   dataDir: string;
@@ -98,10 +98,21 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     };
   }
 
-  /** A worker thread finished a chunk: this thread counts it, and finishes the job after the last. */
-  private async threadChunkDone(jobId: string, chunk: number, counts: Counts, lost: boolean): Promise<void> {
-    const job = await loadJob(this.store, jobId);
-    await countChunk(this.deps, job, chunk, counts, { lost });
+  /**
+   * A worker thread finished a chunk: this thread counts it, and finishes the job after the last.
+   * The thread has acknowledged the message already, so a failure here (a full disk while writing
+   * the manifest) is retried from here, with backoff, until it succeeds or the runtime stops.
+   */
+  private async threadChunkDone(jobId: string, chunk: number, counts: Counts, lost: boolean, tries = 0): Promise<void> {
+    try {
+      const job = await loadJob(this.store, jobId);
+      await countChunk(this.deps, job, chunk, counts, { lost });
+    } catch (error) {
+      this.emit('error', error, `job ${jobId} chunk ${chunk}`);
+      if (this.stopController.signal.aborted) return;
+      const delay = Math.min(LOOP_DEFAULTS.storeFullMaxDelayMs, (this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs) * 2 ** tries);
+      setTimeout(() => void this.threadChunkDone(jobId, chunk, counts, lost, tries + 1), delay).unref();
+    }
   }
 
   /** What a handled message did, as events. */
@@ -140,8 +151,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       };
       const handlers = {
         onProgress: (jobId: string, done: number, failed: number) => this.emit('progress', jobId, done, failed),
-        onChunkDone: (jobId: string, chunk: number, counts: Counts, lost: boolean) =>
-          void this.threadChunkDone(jobId, chunk, counts, lost).catch((error) => this.emit('error', error, `job ${jobId}`)),
+        onChunkDone: (jobId: string, chunk: number, counts: Counts, lost: boolean) => void this.threadChunkDone(jobId, chunk, counts, lost),
         onCallback: (jobId: string, record: FetchRecord) => this.emit('callback', jobId, record),
         onError: (error: Error, context: string) => this.emit('error', error, context),
       };

@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { handleMessage, type MessageDeps, type MessageResult } from '../core/messages.ts';
 import type { Queue, ReceivedMessage } from '../core/ports.ts';
+import { isStoreFull } from '../core/store-errors.ts';
 
 /** Loop defaults, stated once. */
 export const LOOP_DEFAULTS = {
@@ -21,6 +22,8 @@ export const LOOP_DEFAULTS = {
   retryDelayMs: 1_000,
   /** Long-poll wait of a receive. */
   receiveWaitMs: 1_000,
+  /** Longest wait before a message that met a full store is tried again. */
+  storeFullMaxDelayMs: 30_000,
 } as const;
 
 export interface WorkerLoopOptions {
@@ -37,6 +40,9 @@ export interface WorkerLoopOptions {
 export class WorkerLoop {
   /** Chunks in progress. */
   readonly active = new Set<Promise<unknown>>();
+  /** Messages that met a full store, waiting to be sent again: body -> tries so far. */
+  private readonly fullTries = new Map<string, number>();
+  private readonly resends = new Map<NodeJS.Timeout, string>();
 
   constructor(private readonly options: WorkerLoopOptions) {}
 
@@ -62,6 +68,30 @@ export class WorkerLoop {
 
   async drain(): Promise<void> {
     await Promise.allSettled(this.active);
+    // Hand back what waits for space, so nothing is held only in a timer.
+    const waiting = [...this.resends];
+    this.resends.clear();
+    for (const [timer] of waiting) clearTimeout(timer);
+    if (waiting.length > 0) await this.options.queue.send(waiting.map(([, body]) => body)).catch(() => {});
+  }
+
+  /**
+   * A full store is not the message's fault: acknowledge this delivery and send the message again
+   * after a backoff, with a fresh receive count, so it never reaches the dead-letter path (where its
+   * fetched records would become chunk_failed). It resumes by itself when space returns.
+   */
+  private async retryWhenSpace(message: ReceivedMessage): Promise<void> {
+    const { queue } = this.options;
+    const tries = (this.fullTries.get(message.body) ?? 0) + 1;
+    this.fullTries.set(message.body, tries);
+    const delay = Math.min(LOOP_DEFAULTS.storeFullMaxDelayMs, (this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs) * 2 ** (tries - 1));
+    const timer = setTimeout(() => {
+      this.resends.delete(timer);
+      void queue.send([message.body]).catch((error) => this.options.onError(error, `re-sending ${message.body}`));
+    }, delay);
+    timer.unref();
+    this.resends.set(timer, message.body);
+    await queue.delete(message.receipt);
   }
 
   /** One delivery: process, then acknowledge; on failure, make it visible again soon. */
@@ -76,9 +106,11 @@ export class WorkerLoop {
     try {
       const result = await handleMessage(deps, message.body, { receiveCount: message.receiveCount, maxReceiveCount: queue.maxReceiveCount });
       await queue.delete(message.receipt);
+      this.fullTries.delete(message.body);
       this.options.onResult?.(result);
     } catch (error) {
       this.options.onError(error, `message ${message.body} (delivery ${message.receiveCount})`);
+      if (isStoreFull(error)) return await this.retryWhenSpace(message).catch(() => {});
       await queue.changeVisibility(message.receipt, this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs).catch(() => {});
     } finally {
       clearInterval(heartbeat);
