@@ -339,3 +339,25 @@ class FullDisk extends FaultyStore {
     return super.put(key, body, options);
   }
 }
+
+describe('the message handler', () => {
+  it('refuses a malformed live message (retried), and drops a malformed dead letter (never loops)', async () => {
+    const store = new LocalStore(tempDir());
+    const d = deps(store, new MemoryQueue());
+    await expect(handleMessage(d, 'not json', { receiveCount: 1, maxReceiveCount: 3 })).rejects.toThrow(/unknown message type/);
+    const dead = await handleMessage(d, 'not json', { receiveCount: 3, maxReceiveCount: 3, deadLetter: true });
+    expect(dead).toMatchObject({ type: 'unknown', outcome: 'dropped' });
+  });
+
+  it('a finalize message writes the manifest only once every chunk is counted', async () => {
+    const store = new LocalStore(tempDir());
+    const queue = new MemoryQueue();
+    const d = deps(store, queue);
+    const job = await planUrls(store, queue, [`${origin.url}/ok?f=1`, `${origin.url}/ok?f=2`], { chunkSize: 1 });
+    const finalize = JSON.stringify({ type: 'finalize', jobId: job.jobId });
+    expect(await handleMessage(d, finalize, { receiveCount: 1, maxReceiveCount: 3 })).toMatchObject({ outcome: 'incomplete' });
+    await drain(queue, d);
+    expect(await readManifest(store, job.jobId)).toMatchObject({ done: 2 });
+    expect(await handleMessage(d, finalize, { receiveCount: 1, maxReceiveCount: 3 })).toMatchObject({ outcome: 'already-finished' });
+  });
+});

@@ -76,7 +76,12 @@ const envelope = z.object({ type: z.string().optional(), jobId: z.string().optio
  * await queue.delete(message.receipt);
  */
 export async function handleMessage(deps: MessageDeps, body: string, context: MessageContext): Promise<MessageResult> {
-  const parsed = envelope.parse(JSON.parse(body));
+  let parsed: z.infer<typeof envelope> = {};
+  try {
+    parsed = envelope.parse(JSON.parse(body));
+  } catch {
+    // Not JSON: handled below as an unknown message (a live one throws, a dead letter is dropped).
+  }
   const type = (['chunk', 'plan', 'finalize', 'callback'].includes(parsed.type ?? '') ? parsed.type : 'unknown') as MessageType;
   const deadLetter = context.deadLetter ?? false;
   const base = { type, jobId: parsed.jobId, deadLetter };
@@ -107,6 +112,7 @@ async function handleLive(deps: MessageDeps, type: MessageType, body: string, co
   if (type === 'finalize') {
     const { jobId } = finalizeMessageSchema.parse(JSON.parse(body));
     const job = await loadJob(deps.store, jobId);
+    if (await deps.store.exists(layout.manifest(jobId))) return { outcome: 'already-finished', manifest: null };
     const ledger = deps.ledger ?? ledgerFor(deps.store);
     if ((await ledger.progress(jobId)).chunksDone < job.chunks) return { outcome: 'incomplete', manifest: null };
     const manifest = await finishJob(deps, job, 'finalize');

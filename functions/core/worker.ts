@@ -5,6 +5,8 @@
  * Exactly one record per item, whatever happens, rests on three rules:
  * - the result file is created only if absent, so of two deliveries of a message only one file wins;
  * - the chunk's summary is computed from the file that won, and also created only if absent;
+ * - the chunk is then counted in the job's ledger, once per chunk however often it is delivered, and
+ *   the delivery that completes the job finishes it (core/finish.ts): nothing is listed per chunk;
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
 import { setMaxListeners } from 'node:events';
