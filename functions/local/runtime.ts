@@ -21,6 +21,7 @@ import { handleMessage, type MessageDeps, type MessageResult } from '../core/mes
 import { enqueueChunks, planJob } from '../core/plan.ts';
 import type { ObjectStore, ReceivedMessage } from '../core/ports.ts';
 import type { FetchRecord } from '../core/record.ts';
+import { isStoreFull } from '../core/store-errors.ts';
 import { readManifest, type Manifest } from '../core/status.ts';
 import { countChunk } from '../core/worker.ts';
 import { LocalStore } from './local-store.ts';
@@ -101,7 +102,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   /**
    * A worker thread finished a chunk: this thread counts it, and finishes the job after the last.
    * The thread has acknowledged the message already, so a failure here (a full disk while writing
-   * the manifest) is retried from here, with backoff, until it succeeds or the runtime stops.
+   * the manifest) is retried from here, with backoff.
    */
   private async threadChunkDone(jobId: string, chunk: number, counts: Counts, lost: boolean, tries = 0): Promise<void> {
     try {
@@ -109,7 +110,8 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       await countChunk(this.deps, job, chunk, counts, { lost });
     } catch (error) {
       this.emit('error', error, `job ${jobId} chunk ${chunk}`);
-      if (this.stopController.signal.aborted) return;
+      // A full disk passes; anything else gets a few tries (the job resumes at the next start).
+      if (this.stopController.signal.aborted || (!isStoreFull(error) && tries >= LOOP_DEFAULTS.countRetries)) return;
       const delay = Math.min(LOOP_DEFAULTS.storeFullMaxDelayMs, (this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs) * 2 ** tries);
       setTimeout(() => void this.threadChunkDone(jobId, chunk, counts, lost, tries + 1), delay).unref();
     }

@@ -24,6 +24,8 @@ export const LOOP_DEFAULTS = {
   receiveWaitMs: 1_000,
   /** Longest wait before a message that met a full store is tried again. */
   storeFullMaxDelayMs: 30_000,
+  /** Tries the main thread gives counting a thread's chunk when the failure is not a full store. */
+  countRetries: 5,
 } as const;
 
 export interface WorkerLoopOptions {
