@@ -2,7 +2,7 @@
  * The worker: turns one chunk message into one result file. Written once against the ports, used by
  * the embedded runtime and the AWS worker function alike.
  *
- * Exactly one record per item, whatever happens, rests on three rules:
+ * Exactly one record per item, whatever happens, rests on these rules:
  * - the result file is created only if absent, so of two deliveries of a message only one file wins;
  * - the chunk's summary is computed from the file that won, and also created only if absent;
  * - the chunk is then counted in the job's ledger, once per chunk however often it is delivered, and
