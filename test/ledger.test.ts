@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoLedger } from '../functions/aws/dynamo-ledger.ts';
 import { emptyCounts, type Counts } from '../functions/core/counts.ts';
 import type { JobMeta } from '../functions/core/job.ts';
-import { MemoryLedger, type Ledger } from '../functions/core/ledger.ts';
+import { LEDGER_DEFAULTS, MemoryLedger, type Ledger } from '../functions/core/ledger.ts';
 import { parseJobOptions } from '../functions/core/options.ts';
 import { startDynalite, type CountingClient, type Dynalite } from './support/dynalite.ts';
 
@@ -89,12 +89,20 @@ describe.each(ledgers)('the ledger %s', (_name, make) => {
     expect(progress.counts).toMatchObject({ count: 20, succeeded: 10, failed: 10, byError: { chunk_failed: 10 } });
   });
 
-  it('one finisher: the first owner claims, another is refused, the same owner may claim again', async () => {
+  it('one finisher: the first owner claims, another is refused, the same owner may claim again, a lapsed claim is taken over', async () => {
     const ledger = make();
     const j = job(1);
     expect(await ledger.claimFinish(j.jobId, 'chunk#0')).toBe(true);
     expect(await ledger.claimFinish(j.jobId, 'cancel')).toBe(false);
     expect(await ledger.claimFinish(j.jobId, 'chunk#0')).toBe(true);
+    // A claim past its lease (its holder died and is not coming back) may be taken over.
+    vi.useFakeTimers({ now: Date.now() + LEDGER_DEFAULTS.claimLeaseMs + 1_000, toFake: ['Date'] });
+    try {
+      expect(await ledger.claimFinish(j.jobId, 'finalize')).toBe(true);
+      expect(await ledger.claimFinish(j.jobId, 'chunk#0')).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

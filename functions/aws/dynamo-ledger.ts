@@ -7,7 +7,8 @@
  * - `shard#000012`: chunks 12,000-12,999: `done` (number set of the chunks counted), `chunks` (how
  *   many), `lost` (number set), and the counts flattened into number attributes (`n`, `ok`, `fail`,
  *   `bytes`, `s_200`, `e_timeout`, `h_57` for latency bucket 57);
- * - `job`: `shards` (number set of the shards whose chunks are all counted) and `finisher` (the claim).
+ * - `job`: `shards` (number set of the shards whose chunks are all counted), `finisher` and
+ *   `claimedAt` (the finish claim, with a lease).
  *
  * Counting a chunk is ONE UpdateItem on its shard (ADD done, chunks and the counters, on condition
  * that `done` does not contain the chunk): a redelivered chunk fails the condition and is never
@@ -26,7 +27,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { emptyCounts, type Counts } from '../core/counts.ts';
 import type { JobMeta } from '../core/job.ts';
-import type { Ledger, LedgerProgress, RecordOptions, RecordOutcome } from '../core/ledger.ts';
+import { LEDGER_DEFAULTS, type Ledger, type LedgerProgress, type RecordOptions, type RecordOutcome } from '../core/ledger.ts';
 
 /** DynamoDB ledger defaults, stated once. */
 export const DYNAMO_LEDGER_DEFAULTS = {
@@ -212,10 +213,16 @@ export class DynamoLedger implements Ledger {
         new UpdateItemCommand({
           TableName: this.table,
           Key: this.key(jobId, 'job'),
-          UpdateExpression: 'SET #f = :owner, #x = :ttl',
-          ConditionExpression: 'attribute_not_exists(#f) OR #f = :owner',
-          ExpressionAttributeNames: { '#f': 'finisher', '#x': 'expiresAt' },
-          ExpressionAttributeValues: { ':owner': { S: owner }, ':ttl': this.expiresAt() },
+          UpdateExpression: 'SET #f = :owner, #at = :now, #x = :ttl',
+          // A claim whose holder died (and whose message is not coming back) lapses after the lease.
+          ConditionExpression: 'attribute_not_exists(#f) OR #f = :owner OR #at < :stale',
+          ExpressionAttributeNames: { '#f': 'finisher', '#at': 'claimedAt', '#x': 'expiresAt' },
+          ExpressionAttributeValues: {
+            ':owner': { S: owner },
+            ':now': { N: String(Date.now()) },
+            ':stale': { N: String(Date.now() - LEDGER_DEFAULTS.claimLeaseMs) },
+            ':ttl': this.expiresAt(),
+          },
         }),
       );
       return true;

@@ -55,7 +55,10 @@ export interface Ledger {
   recordChunk(job: JobMeta, chunk: number, counts: Counts, options?: RecordOptions): Promise<RecordOutcome>;
   /** The job's totals, in O(1) requests. */
   progress(jobId: string): Promise<LedgerProgress>;
-  /** True for the first owner to ask, and again for that same owner (its redelivery). */
+  /**
+   * True for the first owner to ask, again for that same owner (its redelivery), and for anyone once
+   * a claim is older than LEDGER_DEFAULTS.claimLeaseMs (its holder died and was not redelivered).
+   */
   claimFinish(jobId: string, owner: string): Promise<boolean>;
   /** Drops what the process holds for a finished job (the manifest answers for it from now on). */
   forget?(jobId: string): void;
@@ -78,6 +81,7 @@ interface JobTally {
   lost: number[];
   updatedAt: string | null;
   claimedBy: string | null;
+  claimedAt: number;
 }
 
 /** A chunk as the ledger is rebuilt from: its summary's counts. */
@@ -112,6 +116,8 @@ export function summaryLoader(store: ObjectStore): LedgerLoader {
 export const LEDGER_DEFAULTS = {
   /** Chunk summaries read at once when a ledger is rebuilt from the store. */
   rebuildConcurrency: 32,
+  /** A finish claim older than this may be taken over: longer than any Lambda runs (15 minutes). */
+  claimLeaseMs: 20 * 60 * 1000,
 } as const;
 
 /**
@@ -164,8 +170,10 @@ export class MemoryLedger implements Ledger {
 
   async claimFinish(jobId: string, owner: string): Promise<boolean> {
     const t = await this.tally(jobId);
-    if (t.claimedBy !== null && t.claimedBy !== owner) return false;
+    const now = Date.now();
+    if (t.claimedBy !== null && t.claimedBy !== owner && now - t.claimedAt < LEDGER_DEFAULTS.claimLeaseMs) return false;
     t.claimedBy = owner;
+    t.claimedAt = now;
     return true;
   }
 
@@ -180,7 +188,7 @@ export class MemoryLedger implements Ledger {
 }
 
 function newTally(): JobTally {
-  return { done: new Set(), counts: emptyCounts(), lost: [], updatedAt: null, claimedBy: null };
+  return { done: new Set(), counts: emptyCounts(), lost: [], updatedAt: null, claimedBy: null, claimedAt: 0 };
 }
 
 function add(t: JobTally, chunk: number, counts: Counts, at: string | null): void {
