@@ -37,7 +37,12 @@ const RETRYABLE = new Set(['dns', 'connect', 'tls', 'timeout', 'reset', 'protoco
 
 export const callbackMessageSchema = z.object({ type: z.literal('callback'), jobId: z.string() });
 
-/** The queue message that delivers a finished job's callback. */
+/**
+ * The queue message that delivers a finished job's callback.
+ *
+ * @example
+ * await queue.send([callbackMessage(jobId)]);
+ */
 export function callbackMessage(jobId: string): string {
   return JSON.stringify({ type: 'callback', jobId });
 }
@@ -52,18 +57,34 @@ export interface CallbackEntry {
   error?: string | null;
 }
 
-/** Creates the pending outbox entry (if absent): written before the manifest by the finisher. */
+/**
+ * Creates the pending outbox entry (if absent): written before the manifest by the finisher.
+ *
+ * @example
+ * if (job.options.callbackUrl) await writeCallbackOutbox(store, job.jobId);
+ */
 export async function writeCallbackOutbox(store: ObjectStore, jobId: string): Promise<void> {
   const entry: CallbackEntry = { state: 'pending', attempts: 0, updatedAt: new Date().toISOString() };
   await store.put(layout.callback(jobId), JSON.stringify(entry), { ifAbsent: true, contentType: 'application/json' });
 }
 
+/**
+ * The outbox entry of a job's callback, or null when it has none.
+ *
+ * @example
+ * if ((await readCallbackOutbox(store, jobId))?.state === 'pending') await queue.send([callbackMessage(jobId)]);
+ */
 export async function readCallbackOutbox(store: ObjectStore, jobId: string): Promise<CallbackEntry | null> {
   const data = await store.get(layout.callback(jobId));
   return data ? (JSON.parse(data.toString('utf8')) as CallbackEntry) : null;
 }
 
-/** `sha256=HEX` of `timestamp.body`. */
+/**
+ * `sha256=HEX` of `timestamp.body`.
+ *
+ * @example
+ * signCallback('secret', 1764140000, '{"jobId":"..."}') // 'sha256=...'
+ */
 export function signCallback(secret: string, timestamp: number, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }

@@ -64,13 +64,23 @@ export interface Ledger {
   forget?(jobId: string): void;
 }
 
-/** Items in a chunk: every chunk is full except the last (both planners fill chunks in order). */
+/**
+ * Items in a chunk: every chunk is full except the last (both planners fill chunks in order).
+ *
+ * @example
+ * chunkItemCount({ total: 1_200, chunks: 3, options: { chunkSize: 500 } }, 2) // 200
+ */
 export function chunkItemCount(job: Pick<JobMeta, 'total' | 'chunks' | 'options'>, chunk: number): number {
   const size = job.options.chunkSize;
   return chunk < job.chunks - 1 ? size : job.total - size * (job.chunks - 1);
 }
 
-/** Counts of a chunk whose items all failed with `chunk_failed` without a result file. */
+/**
+ * Counts of a chunk whose items all failed with `chunk_failed` without a result file.
+ *
+ * @example
+ * lostChunkCounts(500) // { count: 500, failed: 500, byError: { chunk_failed: 500 }, ... }
+ */
 export function lostChunkCounts(items: number): Counts {
   return { ...emptyCounts(), count: items, failed: items, byError: { chunk_failed: items } };
 }
@@ -94,7 +104,12 @@ export interface ChunkEntry {
 /** Where a {@link MemoryLedger} finds what was counted before this process started. */
 export type LedgerLoader = (jobId: string) => Promise<ChunkEntry[]>;
 
-/** Reads every chunk summary of a job: the O(chunks) rebuild, done once per job per process. */
+/**
+ * Reads every chunk summary of a job: the O(chunks) rebuild, done once per job per process.
+ *
+ * @example
+ * const ledger = new MemoryLedger(summaryLoader(store));
+ */
 export function summaryLoader(store: ObjectStore): LedgerLoader {
   return async (jobId) => {
     const keys: string[] = [];
@@ -237,7 +252,12 @@ export class StoreLedger implements Ledger {
 /** The ledger each store's callers use unless told otherwise (one per store object, per process). */
 const bound = new WeakMap<ObjectStore, Ledger>();
 
-/** Makes `ledger` the one used with `store` by callers that are not given one (status, cancel). */
+/**
+ * Makes `ledger` the one used with `store` by callers that are not given one (status, cancel).
+ *
+ * @example
+ * bindLedger(store, new DynamoLedger(client, table)); // jobStatus(store, id) now reads DynamoDB
+ */
 export function bindLedger(store: ObjectStore, ledger: Ledger): Ledger {
   bound.set(store, ledger);
   return ledger;
@@ -246,6 +266,9 @@ export function bindLedger(store: ObjectStore, ledger: Ledger): Ledger {
 /**
  * The ledger bound to `store`; by default an in-memory one rebuilt from the chunk summaries (right
  * for one process that does all the counting, and for a short-lived reader such as the CLI).
+ *
+ * @example
+ * const { counts } = await ledgerFor(store).progress(jobId);
  */
 export function ledgerFor(store: ObjectStore): Ledger {
   let ledger = bound.get(store);

@@ -27,7 +27,13 @@ import { countChunk, parseChunkMessage, processChunk, writeFailedChunk, type Chu
 
 export const finalizeMessageSchema = z.object({ type: z.literal('finalize'), jobId: z.string() });
 
-/** The message that asks for a job's manifest (sent by recover when every chunk is counted). */
+/**
+ * The message that asks for a job's manifest: finishes a job whose finisher died (after its claim's
+ * lease), from any runtime.
+ *
+ * @example
+ * await queue.send([finalizeMessage(jobId)]);
+ */
 export function finalizeMessage(jobId: string): string {
   return JSON.stringify({ type: 'finalize', jobId });
 }

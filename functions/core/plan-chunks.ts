@@ -83,13 +83,23 @@ export class ChunkInputWriter {
   }
 }
 
-/** Writes job.json (if absent) and, unless told not to, enqueues every chunk. */
+/**
+ * Writes job.json (if absent) and, unless told not to, enqueues every chunk.
+ *
+ * @example
+ * await commitJob(store, queue, { jobId, createdAt, options, total, chunks: await writer.finish() });
+ */
 export async function commitJob(store: ObjectStore, queue: Pick<Queue, 'send'>, job: JobMeta, enqueue = true): Promise<void> {
   await store.put(layout.job(job.jobId), JSON.stringify(job, null, 2), { ifAbsent: true, contentType: 'application/json' });
   if (enqueue) await enqueueChunks(queue, job);
 }
 
-/** Sends a message for each of `chunkNumbers` (default: every chunk of the job). */
+/**
+ * Sends a message for each of `chunkNumbers` (default: every chunk of the job).
+ *
+ * @example
+ * await enqueueChunks(queue, job, [3, 7]); // re-enqueue two chunks after a restart
+ */
 export async function enqueueChunks(queue: Pick<Queue, 'send'>, job: JobMeta, chunkNumbers?: number[]): Promise<void> {
   const numbers = chunkNumbers ?? Array.from({ length: job.chunks }, (_, i) => i);
   for (let i = 0; i < numbers.length; i += PLAN_DEFAULTS.sendBatch) {

@@ -93,6 +93,9 @@ async function markChunkDone(deps: WorkerDeps, job: JobMeta, chunk: number, coun
 /**
  * Adds a finished chunk to the job's ledger (idempotent) and, when that completes the job, finishes
  * it: constant cost per chunk, nothing listed.
+ *
+ * @example
+ * await countChunk(deps, job, 4, counts); // the chunk that completes the job writes its manifest
  */
 export async function countChunk(deps: FinishDeps, job: JobMeta, chunk: number, counts: Counts, options: RecordOptions = {}): Promise<void> {
   const ledger = deps.ledger ?? ledgerFor(deps.store);
