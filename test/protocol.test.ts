@@ -17,7 +17,7 @@ import { layout } from '../functions/core/layout.ts';
 import { MemoryLedger, type Ledger } from '../functions/core/ledger.ts';
 import { handleMessage, type MessageDeps } from '../functions/core/messages.ts';
 import type { Body, ObjectStore } from '../functions/core/ports.ts';
-import { makeRecord } from '../functions/core/record.ts';
+import { failedRecord, makeRecord } from '../functions/core/record.ts';
 import { writeChunkFile } from '../functions/core/chunk-writer.ts';
 import { jobStatus, readManifest } from '../functions/core/status.ts';
 import { LocalStore } from '../functions/local/local-store.ts';
@@ -280,8 +280,9 @@ describe('hostile records and full disks (issue 14)', () => {
   it('a record that cannot be serialised becomes a too_large failure for that URL only', async () => {
     const store = new LocalStore(tempDir());
     const job = await planUrls(store, new MemoryQueue(), [1, 2, 3].map((i) => `${origin.url}/ok?big=${i}`));
+    // A fetched record with an inline body (built from a failed one so it has every field the record has).
     const record = (index: number) =>
-      makeRecord({ index, url: `${origin.url}/ok?big=${index + 1}`, id: null, ok: true, status: 200, finalUrl: null, redirects: 0, headers: {}, bytes: 5, truncated: false, attempts: 1, startedAt: new Date().toISOString(), durationMs: 1, error: null }, { body: 'hello', bodyEncoding: 'utf8' });
+      makeRecord({ ...failedRecord({ index, url: `${origin.url}/ok?big=${index + 1}` }, 'internal', ''), ok: true, status: 200, bytes: 5, attempts: 1, error: null }, { body: 'hello', bodyEncoding: 'utf8' });
     // The middle body stands for one past V8's string limit: serialising it throws as V8 does.
     const huge = record(1);
     (huge as unknown as { body: unknown }).body = { toJSON: () => { throw new RangeError('Invalid string length'); } };

@@ -12,7 +12,6 @@ import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
 import { readResults } from '../core/results.ts';
 import { jobStatus } from '../core/status.ts';
-import { readLocalEnv } from '../local/environment.ts';
 import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
 import { threadBundle } from '../local/threads.ts';
@@ -32,7 +31,7 @@ export interface FetchFlags extends Record<string, unknown> {
 
 /** The data folder: --data-dir, else FANOUT_DATA_DIR, else ./fanout-data. */
 export function dataDirOf(flag: string | undefined): string {
-  return flag || readLocalEnv().dataDir;
+  return flag || process.env.FANOUT_DATA_DIR || './fanout-data';
 }
 
 async function openSource(file: string): Promise<Readable> {

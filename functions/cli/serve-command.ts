@@ -3,7 +3,6 @@
  */
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
-import { readLocalEnv } from '../local/environment.ts';
 import { startServer } from '../local/serve.ts';
 import { dataDirOf } from './fetch-command.ts';
 import { wholeNumber, workersOf } from './job-flags.ts';
@@ -28,7 +27,6 @@ export function serveCommand(program: Command): void {
     .option('--schedules <file>', 'schedules file to run (default $FANOUT_SCHEDULES)')
     .option('--allow-private', 'let jobs reach private, loopback and link-local addresses (or FANOUT_ALLOW_PRIVATE=1)')
     .action(async (flags: ServeFlags) => {
-      const local = readLocalEnv();
       const env = flags.allowPrivate ? { ...process.env, FANOUT_ALLOW_PRIVATE: '1' } : process.env;
       const server = await startServer({
         host: flags.host,
@@ -36,11 +34,11 @@ export function serveCommand(program: Command): void {
         dataDir: dataDirOf(flags.dataDir),
         workers: workersOf(flags.workers),
         guard: AddressGuard.fromEnv(env, true),
-        token: local.token,
-        schedulesFile: flags.schedules || local.schedulesFile,
-        callbackSecret: local.callbackSecret,
+        token: process.env.FANOUT_TOKEN || undefined,
+        schedulesFile: flags.schedules || process.env.FANOUT_SCHEDULES || undefined,
+        callbackSecret: process.env.FANOUT_CALLBACK_SECRET || undefined,
       });
-      const auth = local.token ? 'bearer token required' : 'no token (loopback only)';
+      const auth = process.env.FANOUT_TOKEN ? 'bearer token required' : 'no token (loopback only)';
       process.stdout.write(`fanout serve: listening on ${server.url} (${auth}); dashboard ${server.url}/ , API docs ${server.url}/docs\n`);
       if (server.schedules) {
         for (const [name, next] of Object.entries(server.schedules.nextRuns())) process.stdout.write(`  schedule ${name}: next run ${next ?? 'disabled'}\n`);
