@@ -82,7 +82,7 @@ export function createAwsApp(rt: AwsRuntime = awsRuntime()) {
     queue: rt.queue,
     token: awsTokenSource(rt.env),
     uploads: s3Uploads(rt),
-    cancel: async (jobId) => (await cancelJob(rt.store, jobId)).cancelled,
+    cancel: async (jobId) => (await cancelJob(rt.store, jobId, { ledger: rt.ledger, queue: rt.queue })).cancelled,
     planInSlicesAboveBytes: planInSlicesAboveBytes(),
     limits: { maxRequestBytes: maxRequestBytes() },
     resultPages: resultPageLimits(),
