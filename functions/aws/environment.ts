@@ -15,8 +15,8 @@ import { SqsQueue } from './sqs-queue.ts';
 
 /** Defaults of the optional variables, stated once. */
 export const AWS_ENV_DEFAULTS = {
-  /** FANOUT_WORKER_TIMEOUT_SECONDS: Lambda's maximum. */
-  workerTimeoutSeconds: 900,
+  /** FANOUT_WORKER_TIMEOUT_SECONDS: the stack's default worker timeout (it always sets the variable). */
+  workerTimeoutSeconds: 300,
   /** FANOUT_DLQ_MAX_RECEIVE_COUNT. */
   dlqMaxReceiveCount: 3,
 } as const;
