@@ -2,6 +2,7 @@
  * `fanout fetch FILE|-`: one job on the embedded runtime, from a file or stdin, with a progress bar,
  * a summary, and optionally every record written out in input order.
  */
+import { readLocalEnv } from '../local/environment.ts';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -34,7 +35,7 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** The data folder: --data-dir, else FANOUT_DATA_DIR, else ./fanout-data. */
 export function dataDirOf(flag: string | undefined): string {
-  return flag || process.env.FANOUT_DATA_DIR || './fanout-data';
+  return flag || readLocalEnv().dataDir;
 }
 
 async function openSource(file: string): Promise<Readable> {

@@ -3,6 +3,7 @@
  */
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
+import { readLocalEnv } from '../local/environment.ts';
 import { lockDataDir } from '../local/lock.ts';
 import { dataDirOf } from './fetch-command.ts';
 import { wholeNumber, workersOf } from './job-flags.ts';
@@ -27,6 +28,7 @@ export function serveCommand(program: Command): void {
     .option('--schedules <file>', 'schedules file to run (default $FANOUT_SCHEDULES)')
     .option('--allow-private', 'let jobs reach private, loopback and link-local addresses (or FANOUT_ALLOW_PRIVATE=1)')
     .action(async (flags: ServeFlags) => {
+      const local = readLocalEnv();
       const env = flags.allowPrivate ? { ...process.env, FANOUT_ALLOW_PRIVATE: '1' } : process.env;
       const port = wholeNumber('--port', flags.port, 0, 65535);
       const dataDir = dataDirOf(flags.dataDir);
@@ -40,14 +42,14 @@ export function serveCommand(program: Command): void {
         dataDir,
         workers: workersOf(flags.workers),
         guard: AddressGuard.fromEnv(env, true),
-        token: process.env.FANOUT_TOKEN || undefined,
-        schedulesFile: flags.schedules || process.env.FANOUT_SCHEDULES || undefined,
-        callbackSecret: process.env.FANOUT_CALLBACK_SECRET || undefined,
+        token: local.token,
+        schedulesFile: flags.schedules || local.schedulesFile,
+        callbackSecret: local.callbackSecret,
       }).catch((error: unknown) => {
         lock.release();
         throw error;
       });
-      const auth = process.env.FANOUT_TOKEN ? 'bearer token required' : 'no token (loopback only)';
+      const auth = local.token ? 'bearer token required' : 'no token (loopback only)';
       process.stdout.write(
         `fanout serve: listening on ${server.url} (${auth}); dashboard ${server.url}/ , API docs ${server.url}/docs\n` +
           `  address guard: ${server.runtime.fetcher.guard.describe()}\n`,
