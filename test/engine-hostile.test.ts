@@ -8,12 +8,16 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { brotliCompressSync, crc32, gzipSync } from 'node:zlib';
-import { Agent } from 'undici';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Agent, Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RecordSchema } from '../functions/api/schemas.ts';
+import { AGENT_DEFAULTS } from '../functions/core/engine/agent.ts';
 import { exchange, EXCHANGE_DEFAULTS } from '../functions/core/engine/exchange.ts';
+import { fetchItem } from '../functions/core/engine/fetch-item.ts';
 import { isRetryableFailure, isRetryableStatus } from '../functions/core/engine/retry.ts';
-import { openFetcher } from './support/engine.ts';
+import { openFetcher, testOptions } from './support/engine.ts';
 import { startRawOrigin, type RawOrigin } from './support/raw-origin.ts';
 
 /** One gzip member holding `data` in stored (uncompressed) deflate blocks: cheap to stack 3,000 deep. */
@@ -54,10 +58,10 @@ beforeAll(async () => {
     body = storedGzip(body);
     if (i === 3 || i === 3000) layered.set(i, body);
   }
-  // gzip of 160 gzip members of 64 MiB of zeros each: 10 GiB decoded from ~23 KB on the wire, so
-  // the whole body is in before decoding has got far.
+  // gzip of 96 gzip members of 64 MiB of zeros each: 6 GiB decoded from 14 KB on the wire, less
+  // than the first decoder's buffer, so the whole response has ended long before decoding has.
   const inner = gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 });
-  doubleBomb = gzipSync(Buffer.concat(Array.from({ length: 160 }, () => inner)), { level: 9 });
+  doubleBomb = gzipSync(Buffer.concat(Array.from({ length: 96 }, () => inner)), { level: 9 });
 
   raw = await startRawOrigin((socket, req) => {
     const [path, query = ''] = req.path.split('?');
@@ -97,6 +101,9 @@ beforeAll(async () => {
             'vary: accept\r\nvary: origin',
           'c',
         );
+      case '/big-headers':
+        // ~100 KB of headers, as some nginx sites send (long cookies, CSP).
+        return respond(socket, `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-big: ${'h'.repeat(100 * 1024)}`, 'ok');
       case '/one-cookie':
         return respond(socket, 'HTTP/1.1 200 OK\r\nset-cookie: only=1', '');
       default:
@@ -144,7 +151,7 @@ describe('stacked Content-Encoding (issue 14 item 2)', () => {
       const deadline = new Error('deadline');
       setTimeout(() => ex.abort(deadline), 300);
       const t0 = Date.now();
-      // 10 GiB to inflate: many seconds of decoding that the abort must not wait for.
+      // 6 GiB to inflate: many seconds of decoding that the abort must not wait for.
       await expect(ex.result).rejects.toBe(deadline);
       expect(Date.now() - t0).toBeLessThan(3_000);
       expect(deadline).toMatchObject({ responseStatus: 200 });
@@ -152,6 +159,35 @@ describe('stacked Content-Encoding (issue 14 item 2)', () => {
       await agent.destroy();
     }
   });
+
+  it('leaves nothing running after the abort: a process that aborts mid-decoding exits at once', async () => {
+    const script = `
+      import { Agent } from 'undici';
+      import { exchange } from ${JSON.stringify(fileURLToPath(new URL('../functions/core/engine/exchange.ts', import.meta.url)))};
+      const agent = new Agent();
+      const ex = exchange(agent, { origin: ${JSON.stringify(raw.url)}, path: '/double-bomb', method: 'GET', headers: {}, body: null },
+        { limit: Number.MAX_SAFE_INTEGER, keep: false });
+      setTimeout(() => {
+        console.log('aborted ' + Date.now());
+        ex.abort(new Error('deadline'));
+      }, 300);
+      await ex.result.catch(() => {});
+      await agent.destroy();`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    const exited = new Promise<number>((resolve) => child.on('exit', () => resolve(Date.now())));
+    const kill = setTimeout(() => child.kill('SIGKILL'), 12_000);
+    try {
+      const exit = await exited;
+      const abortedAt = Number(/aborted (\d+)/.exec(out)?.[1]);
+      // 6 GiB left to inflate would keep it alive for many seconds: nothing may wait on it.
+      expect(exit - abortedAt).toBeLessThan(3_000);
+      expect(child.exitCode).toBe(0);
+    } finally {
+      clearTimeout(kill);
+    }
+  }, 15_000);
 
   it('the attempt deadline cuts a slow-decoding body: timeout, status kept', async () => {
     const t0 = Date.now();
@@ -268,6 +304,29 @@ describe('record fields (issue 12 item 4, issue 11 item 3)', () => {
   });
 });
 
+describe('response headers', () => {
+  it(`an Agent with maxHeaderSize ${EXCHANGE_DEFAULTS.maxHeaderBytes / 1024} KiB keeps ~100 KB of headers`, async () => {
+    const agent = new Agent({ maxHeaderSize: EXCHANGE_DEFAULTS.maxHeaderBytes });
+    try {
+      const { record } = await fetchItem({ index: 0, url: `${raw.url}/big-headers` }, testOptions(), { dispatcher: agent });
+      expect(record).toMatchObject({ ok: true, status: 200, error: null });
+      expect((record.headers['x-big'] as string).length).toBe(100 * 1024);
+    } finally {
+      await agent.destroy();
+    }
+  });
+
+  it('headers past the limit are a protocol error that names the limit', async () => {
+    const { record } = await engine.fetch(`${raw.url}/big-headers`, { retries: 0 });
+    if (AGENT_DEFAULTS.maxHeaderSize >= EXCHANGE_DEFAULTS.maxHeaderBytes) {
+      expect(record).toMatchObject({ ok: true, status: 200 });
+    } else {
+      // undici stops reading before the status reaches its handler: the status cannot be kept.
+      expect(record).toMatchObject({ ok: false, status: null, error: { code: 'protocol', message: `response headers larger than ${AGENT_DEFAULTS.maxHeaderSize / 1024} KiB` } });
+    }
+  });
+});
+
 describe('queuedMs: waiting for a connection slot', () => {
   let server: Server;
   let origin: string;
@@ -293,5 +352,20 @@ describe('queuedMs: waiting for a connection slot', () => {
     expect(queued[0]).toBeLessThan(queued[5]!);
     expect(queued[5]).toBeGreaterThan(300); // waited for at least one 400 ms response
     for (const r of records) expect(r.durationMs).toBeLessThan(1_000); // never counts the wait
+  });
+
+  it('with one connection per host too, when the Agent makes a Pool for it (undici makes a bare Client by default)', async () => {
+    const agent = new Agent({ connections: 1, factory: (o, opts) => new Pool(o, opts) });
+    try {
+      const options = testOptions({ perHost: 1, timeoutMs: 1_000, retries: 0 });
+      const records = await Promise.all(
+        [0, 1, 2, 3].map(async (i) => (await fetchItem({ index: i, url: `${origin}/p${i}` }, options, { dispatcher: agent })).record),
+      );
+      for (const r of records) expect(r).toMatchObject({ ok: true, status: 200, error: null });
+      const queued = records.map((r) => r.queuedMs).sort((a, b) => a - b);
+      expect(queued[3]).toBeGreaterThan(700); // waited for two 400 ms responses at least
+    } finally {
+      await agent.destroy();
+    }
   });
 });
