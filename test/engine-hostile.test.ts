@@ -14,6 +14,7 @@ import { Agent, Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RecordSchema } from '../functions/api/schemas.ts';
 import { AGENT_DEFAULTS } from '../functions/core/engine/agent.ts';
+import { classifyError } from '../functions/core/engine/classify.ts';
 import { exchange, EXCHANGE_DEFAULTS } from '../functions/core/engine/exchange.ts';
 import { fetchItem } from '../functions/core/engine/fetch-item.ts';
 import { isRetryableFailure, isRetryableStatus } from '../functions/core/engine/retry.ts';
@@ -212,6 +213,11 @@ describe('responses undici cannot represent (issue 14 item 9)', () => {
     expect(record).toMatchObject({ ok: false, status: null, attempts: 1, error: { code: 'protocol' } });
     expect(record.error!.message).toMatch(/not asked for/);
     expect(record.error!.message).not.toMatch(/undici|assert|bad response/i);
+  });
+
+  it("undici's assertion failures never reach the record as such", () => {
+    const assertion = Object.assign(new Error('The expression evaluated to a falsy value:\n\n  assert(statusCode >= 100)\n'), { code: 'ERR_ASSERTION' });
+    expect(classifyError(assertion, true)).toEqual({ code: 'protocol', transient: false, message: 'malformed HTTP response' });
   });
 
   it('103 Early Hints before the response is skipped', async () => {
