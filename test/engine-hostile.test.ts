@@ -57,7 +57,7 @@ beforeAll(async () => {
   let body: Buffer = Buffer.from('hello');
   for (let i = 1; i <= 3000; i++) {
     body = storedGzip(body);
-    if (i === 3 || i === 3000) layered.set(i, body);
+    if (i === 5 || i === 6 || i === 3000) layered.set(i, body);
   }
   // gzip of 96 gzip members of 64 MiB of zeros each: 6 GiB decoded from 14 KB on the wire, less
   // than the first decoder's buffer, so the whole response has ended long before decoding has.
@@ -125,14 +125,18 @@ describe('stacked Content-Encoding (issue 14 item 2)', () => {
     // Before: 65-86 s of decoding, ending ok, whatever the deadline.
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(record).toMatchObject({ ok: false, status: 200, attempts: 1, sha256: null, error: { code: 'protocol' } });
-    expect(record.error!.message).toBe('3000 stacked content-encodings; fanout decodes at most 2');
+    expect(record.error!.message).toBe(`3000 stacked content-encodings; fanout decodes at most ${EXCHANGE_DEFAULTS.maxDecodingLayers}`);
     expect(record.headers['content-type']).toBe('text/plain');
     expect(body).toBeNull();
   });
 
-  it('refuses 3 layers, one past the cap', async () => {
-    const { record } = await engine.fetch(`${raw.url}/layers?n=3`);
-    expect(record).toMatchObject({ ok: false, status: 200, error: { code: 'protocol', message: '3 stacked content-encodings; fanout decodes at most 2' } });
+  it('decodes 5 layers, as curl does, and refuses 6', async () => {
+    expect(EXCHANGE_DEFAULTS.maxDecodingLayers).toBe(5);
+    const five = await engine.fetch(`${raw.url}/layers?n=5`);
+    expect(five.record).toMatchObject({ ok: true, status: 200, bytes: 5, error: null });
+    expect(five.body!.toString()).toBe('hello');
+    const { record } = await engine.fetch(`${raw.url}/layers?n=6`);
+    expect(record).toMatchObject({ ok: false, status: 200, error: { code: 'protocol', message: '6 stacked content-encodings; fanout decodes at most 5' } });
   });
 
   it('decodes two layers (gzip then br) as sent', async () => {

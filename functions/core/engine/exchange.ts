@@ -17,10 +17,11 @@ import type { ResponseHeaders } from '../record.ts';
 /** Exchange limits, stated once. */
 export const EXCHANGE_DEFAULTS = {
   /**
-   * Content-Encoding layers decoded at most (`gzip, br` is two). A response with more is a
-   * `protocol` error: thousands of stacked layers are an attack on the decoder, never a real site.
+   * Content-Encoding layers decoded at most (`gzip, br` is two): 5, as curl (MAX_ENCODE_STACK, since
+   * CVE-2022-32206) and undici's fetch. A response with more is a `protocol` error: thousands of
+   * stacked layers are an attack on the decoder, never a real site.
    */
-  maxDecodingLayers: 2,
+  maxDecodingLayers: 5,
   /**
    * Response header bytes the Agent accepts (undici's `maxHeaderSize`); real sites send up to
    * ~80 KB of headers (long cookies, CSP). Wired in agent.ts.
