@@ -24,7 +24,7 @@ export const EXCHANGE_DEFAULTS = {
   maxDecodingLayers: 5,
   /**
    * Response header bytes the Agent accepts (undici's `maxHeaderSize`); real sites send up to
-   * ~80 KB of headers (long cookies, CSP). Wired in agent.ts.
+   * ~80 KB of headers (long cookies, CSP). Meant for the Agent's `maxHeaderSize` in agent.ts.
    */
   maxHeaderBytes: 256 * 1024,
 } as const;
