@@ -105,6 +105,10 @@ beforeAll(async () => {
       case '/big-headers':
         // `kb` KiB of headers: ~100 KB is what some nginx sites send (long cookies, CSP).
         return respond(socket, `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-big: ${'h'.repeat(Number(q.get('kb')) * 1024)}`, 'ok');
+      case '/slow-redirect':
+        return void setTimeout(() => respond(socket, 'HTTP/1.1 302 Found\r\nlocation: /slow-ok'), 300);
+      case '/slow-ok':
+        return void setTimeout(() => respond(socket, 'HTTP/1.1 200 OK\r\ncontent-type: text/plain', 'late'), 300);
       case '/one-cookie':
         return respond(socket, 'HTTP/1.1 200 OK\r\nset-cookie: only=1', '');
       default:
@@ -338,6 +342,14 @@ describe('response headers', () => {
       attempts: 1,
       error: { code: 'protocol', message: `response headers larger than ${AGENT_DEFAULTS.maxHeaderSize / 1024} KiB` },
     });
+  });
+});
+
+describe('the attempt deadline', () => {
+  it('is shared by the redirect hops of an attempt', async () => {
+    // 300 ms per hop, 500 ms for the attempt: the second hop runs out.
+    const { record } = await engine.fetch(`${raw.url}/slow-redirect`, { timeoutMs: 500, retries: 0 });
+    expect(record).toMatchObject({ ok: false, redirects: 1, finalUrl: `${raw.url}/slow-ok`, error: { code: 'timeout' } });
   });
 });
 
