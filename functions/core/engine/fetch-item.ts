@@ -64,6 +64,8 @@ class Deadline {
   private remaining: number;
   private timer: NodeJS.Timeout | undefined;
   private clockAt = 0;
+  /** The attempt is over: a request that gets its slot only now (it was aborted while queued) starts no timer. */
+  private finished = false;
 
   constructor(readonly ms: number) {
     this.remaining = ms;
@@ -78,7 +80,7 @@ class Deadline {
   }
 
   start(): void {
-    if (this.timer !== undefined) return;
+    if (this.timer !== undefined || this.finished) return;
     this.clockAt = performance.now();
     this.timer = setTimeout(Deadline.fire, Math.max(0, this.remaining), this);
   }
@@ -88,6 +90,12 @@ class Deadline {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.remaining -= performance.now() - this.clockAt;
+  }
+
+  /** Stops the clock for good. */
+  finish(): void {
+    this.stop();
+    this.finished = true;
   }
 
   private static fire(deadline: Deadline): void {
@@ -306,7 +314,7 @@ async function attempt(
     const { code, transient, message } = classifyError(error, midBody);
     return { kind: 'error', error: { code, message }, retryable: isRetryableFailure(transient, midBody, method), partial };
   } finally {
-    deadline.stop();
+    deadline.finish();
     cancel?.removeEventListener('abort', onCancel);
   }
 }
