@@ -69,7 +69,7 @@ const chunksOf = (r: ScaleReport) => (r.gaveUp ? Math.max(1, r.status.chunks.don
 
 function print(r: ScaleReport): void {
   const chunks = chunksOf(r);
-  console.log(`\n== ${fmt(r.urls)} URLs in ${fmt(chunks)} chunks (chunkSize ${r.urls / chunks}) ==`);
+  console.log(`\n== ${fmt(r.urls)} URLs in ${fmt(r.chunks)} chunks (chunkSize ${fmt(r.urls / r.chunks)}) ==`);
   console.log(`submit: ${r.submit.ms} ms, request ${fmt(r.submit.eventBytes)} B; S3 ${total(r.submit.requests, 's3')}, SQS ${total(r.submit.requests, 'sqs')}, DynamoDB ${total(r.submit.requests, 'dynamodb')} requests`);
   console.log(`job: ${fmt(r.wallMs / 1000)} s from submit to the queues drained, state ${r.status.state}, ${fmt(r.status.done)}/${fmt(r.status.total)} done, ${r.status.failed} failed${r.gaveUp ? ' (GAVE UP)' : ''}`);
   if (r.gaveUp) console.log(`budget reached: figures below are per chunk over the ${fmt(chunks)} chunks done`);
