@@ -62,7 +62,7 @@ const perChunk = (counts: RequestCounts, chunks: number) =>
   ['s3', 'sqs', 'dynamodb']
     .map((s) => `${s} ${fmt(total(counts, s) / chunks)} (${Object.entries(counts[s] ?? {}).map(([op, n]) => `${op} ${fmt(n / chunks)}`).join(', ') || '-'})`)
     .join('\n    ');
-const usd = (n: number) => `$${n === 0 ? "0" : n < 0.0001 ? n.toExponential(1) : n < 0.01 ? n.toFixed(5) : n.toFixed(2)}`;
+const usd = (n: number) => `$${n === 0 ? '0' : n < 0.0001 ? n.toExponential(1) : n < 0.01 ? n.toFixed(5) : n.toFixed(2)}`;
 
 /** The chunks the figures are divided by: all of them, or those done when the budget ran out. */
 const chunksOf = (r: ScaleReport) => (r.gaveUp ? Math.max(1, r.status.chunks.done) : r.chunks);
