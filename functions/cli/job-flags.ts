@@ -28,6 +28,7 @@ export const FLAG_OF: Record<keyof JobOptions, string> = {
   callbackUrl: '--callback-url',
   insecure: '--insecure',
   ca: '--ca',
+  dedupe: '--dedupe',
 };
 
 function integer(flag: string) {
@@ -86,6 +87,7 @@ export function addJobFlags(command: Command): Command {
   command.option('--callback-url <url>', 'POSTed the final status when the job ends');
   command.option('--insecure', 'skip TLS certificate verification');
   command.option('--ca <file>', 'PEM file of certificates to trust besides the system roots', pemFile);
+  command.option('--dedupe', 'fetch each URL once; later lines of it get a record with duplicateOf');
   return command;
 }
 

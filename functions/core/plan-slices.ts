@@ -59,6 +59,8 @@ export interface ListSubmission {
   /** Store key of the list. */
   list: string;
   format: InputFormat;
+  /** CSV: the URL column. */
+  urlColumn?: string;
   options: Record<string, unknown>;
   source: string;
   /** Lists larger than this are planned in slices by the workers; unset: always at once. */
@@ -83,14 +85,16 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
   const size = await store.size(submission.list);
   if (size === null) throw new NotFoundError(`no list at ${submission.list}`);
   if (submission.planInSlicesAboveBytes !== undefined && size > submission.planInSlicesAboveBytes) {
-    if (submission.format === 'json') throw new InputError('a list this large must be text or NDJSON, not a JSON document', undefined, 'format');
+    if (submission.format === 'json' || submission.format === 'csv') {
+      throw new InputError(`a list this large must be text or NDJSON, not ${submission.format === 'csv' ? 'CSV' : 'a JSON document'}`, undefined, 'format');
+    }
     const options = parseJobOptions(submission.options);
     const jobId = uuidv7();
     const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list };
     await startPlanning(store, queue, meta, submission.format);
     return { jobId, total: null, chunks: null, state: 'planning' };
   }
-  const input = await openInput((await store.getStream(submission.list))!, submission.format);
+  const input = await openInput((await store.getStream(submission.list))!, submission.format, { urlColumn: submission.urlColumn });
   const job = await planJob(store, queue, { input, options: submission.options, source: submission.source });
   return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
 }

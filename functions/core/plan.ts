@@ -7,6 +7,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { IndexedItem, OpenedInput } from './input.ts';
 import { chunkMessage, type JobMeta } from './job.ts';
 import { layout } from './layout.ts';
+import { markDuplicates } from './dedupe.ts';
 import { gzipNdjson } from './ndjson.ts';
 import { parseJobOptions } from './options.ts';
 import type { ObjectStore, Queue } from './ports.ts';
@@ -48,7 +49,7 @@ export async function planJob(store: ObjectStore, queue: Queue, request: PlanReq
 
   try {
     let batch: IndexedItem[] = [];
-    for await (const item of request.input.items) {
+    for await (const item of options.dedupe ? markDuplicates(request.input.items) : request.input.items) {
       batch.push(item);
       total++;
       if (batch.length === options.chunkSize) {

@@ -20,7 +20,7 @@ import { chunkMessage, chunkMessageSchema, loadJob, type ChunkMessage, type JobM
 import { layout } from './layout.ts';
 import { readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
-import { failedRecord, makeRecord, type FetchRecord } from './record.ts';
+import { duplicateRecord, failedRecord, makeRecord, withItemFields, type FetchRecord } from './record.ts';
 import { finalizeIfComplete, type ChunkSummary, type Manifest } from './status.ts';
 
 /** Worker defaults, stated once. */
@@ -232,6 +232,12 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
 
   const run = async (item: IndexedItem): Promise<FetchRecord | typeof HANDED_ON> => {
     if (time && !cancel.aborted && !time.canStart()) return (handedOn = true), HANDED_ON;
+    if (item.duplicateOf !== undefined) {
+      // The `dedupe` option: its first occurrence is fetched; this line only points at it.
+      const record = duplicateRecord(item as IndexedItem & { duplicateOf: number });
+      deps.onRecord?.(jobId, record);
+      return record;
+    }
     if (cancel.aborted) {
       const record = failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched');
       deps.onRecord?.(jobId, record);
@@ -239,7 +245,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     }
     const result = await fetcher.fetch(item, options, signal);
     if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
-    const record = await withBody(store, job, result);
+    const record = withItemFields(await withBody(store, job, result), item);
     deps.onRecord?.(jobId, record);
     return record;
   };
