@@ -18,6 +18,7 @@ import { threadBundle } from '../local/threads.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
 import { createProgress } from './progress.ts';
 import { formatSummary } from './summary.ts';
+import { outFormatOf, recordsToCsv } from './out-csv.ts';
 
 export interface FetchFlags extends Record<string, unknown> {
   workers?: string;
@@ -25,6 +26,8 @@ export interface FetchFlags extends Record<string, unknown> {
   json?: boolean;
   dataDir?: string;
   format?: string;
+  urlColumn?: string;
+  outFormat?: string;
   blockPrivate?: boolean;
   progress?: boolean;
 }
@@ -63,14 +66,27 @@ function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: st
  * outcome), 130 when interrupted (records of unfetched URLs say `cancelled`).
  */
 export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
-  const format = (flags.format ?? 'auto') as InputFormat;
-  if (!INPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
+  const format = inputFormatOf(file, flags.format);
+  if (flags.out !== undefined) outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
   const { runtime, dataDir, workers } = openRuntime(flags);
   const started = Date.now();
-  const input = await openInput(await openSource(file), format);
+  const input = await openInput(await openSource(file), format, { urlColumn: flags.urlColumn });
   const job = await runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
   startWorkers(runtime, workers, job.chunks);
   return runToEnd(runtime, job.jobId, flags, dataDir, started);
+}
+
+/**
+ * The input format: `--format` when given, else CSV for a `.csv` file (the only case where CSV is
+ * safe to assume), else sniffed from the first line.
+ *
+ * @example
+ * inputFormatOf('list.csv', undefined) // 'csv'
+ */
+export function inputFormatOf(file: string, flag: string | undefined): InputFormat {
+  const format = (flag ?? (file !== '-' && /\.csv$/i.test(file) ? 'csv' : 'auto')) as InputFormat;
+  if (!INPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
+  return format;
 }
 
 /** `fanout resume JOB`: re-enqueues what a killed run left unfinished and runs it to the end. */
@@ -129,7 +145,9 @@ async function runToEnd(runtime: EmbeddedRuntime, jobId: string, flags: FetchFla
   const summaryStream = stdoutBusy ? process.stderr : process.stdout;
   if (flags.out !== undefined) {
     const target = flags.out === '-' ? process.stdout : createWriteStream(flags.out);
-    await pipeline(Readable.from(readResults(runtime.store, jobId)), target, { end: flags.out !== '-' });
+    const records = Readable.from(readResults(runtime.store, jobId));
+    if (outFormatOf(flags.out, flags.outFormat) === 'csv') await pipeline(records, recordsToCsv(), target, { end: flags.out !== '-' });
+    else await pipeline(records, target, { end: flags.out !== '-' });
   }
   summaryStream.write(formatSummary(status, Date.now() - started, dataDir));
   if (flags.out !== undefined && flags.out !== '-') summaryStream.write(`  records: ${flags.out} (${status.done})\n`);
@@ -142,8 +160,10 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
   const command = program
     .command('fetch')
     .description('fetch every URL of FILE (or - for stdin) on this machine; one record per URL')
-    .argument('<file>', 'URL list: text (one URL per line), NDJSON, or JSON {"urls": [...]}; - for stdin')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout)')
+    .argument('<file>', 'URL list: text (one URL per line), NDJSON, JSON {"urls": [...]} or CSV (a .csv file); - for stdin')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout), or as CSV to a .csv file')
+    .option('--out-format <format>', 'ndjson | csv (default: csv for a .csv file, else ndjson)')
+    .option('--url-column <name>', 'CSV input: the column holding the URL (default url)')
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--format <format>', `input format: ${INPUT_FORMATS.join(', ')} (default auto)`)
@@ -157,7 +177,8 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .command('resume')
     .description('finish a job that an interrupted or killed `fanout fetch` left unfinished')
     .argument('<job-id>', 'the job id (a folder under DATA_DIR/jobs/)')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout)')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout), or as CSV to a .csv file')
+    .option('--out-format <format>', 'ndjson | csv (default: csv for a .csv file, else ndjson)')
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--block-private', 'refuse private, loopback and link-local addresses')
