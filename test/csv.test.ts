@@ -188,4 +188,12 @@ describe('CSV through the API (text/csv)', () => {
     const records = await readRecords(runtime.store, jobId);
     expect(records.map((r) => r.fields?.name)).toEqual(Array.from({ length: 12 }, (_, i) => `n${i}`));
   });
+
+  it('answers 400 naming the line of a text/plain URL with a note after it', async () => {
+    const res = await post('/jobs', `${origin.url}/ok\n${origin.url}/a some note\n`, 'text/plain');
+    expect(res.status).toBe(400);
+    const problem = (await res.json()) as { detail: string; line: number };
+    expect(problem.line).toBe(2);
+    expect(problem.detail).toMatch(/^line 2: whitespace inside the URL .*; put notes on their own line starting with #$/);
+  });
 });
