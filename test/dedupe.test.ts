@@ -29,9 +29,17 @@ describe('DedupeSet', () => {
   it('remembers the first index of each key through growth', () => {
     const set = new DedupeSet(16);
     const n = 50_000;
-    for (let i = 0; i < n; i++) expect(set.firstIndex(`http://h.test/${i}`, i)).toBeUndefined();
+    let fresh = 0;
+    for (let i = 0; i < n; i++) if (set.firstIndex(`http://h.test/${i}`, i) === undefined) fresh++;
+    expect(fresh).toBe(n);
     expect(set.size).toBe(n);
-    for (let i = 0; i < n; i += 97) expect(set.firstIndex(`http://h.test/${i}`, n + i)).toBe(i);
+    const wrong: number[] = [];
+    for (let i = 0; i < n; i += 7) if (set.firstIndex(`http://h.test/${i}`, n + i) !== i) wrong.push(i);
+    expect(wrong).toEqual([]);
+    // and a set read back from its bytes (slices of a large upload) knows the same
+    const copy = DedupeSet.fromBuffer(set.toBuffer());
+    expect(copy.size).toBe(n);
+    expect([copy.firstIndex('http://h.test/12345', 0), copy.firstIndex('http://h.test/new', n)]).toEqual([12345, undefined]);
     expect(set.size).toBe(n);
   });
 
@@ -114,5 +122,43 @@ describe('a job with dedupe', () => {
       ['b', { note: 'second' }, 0],
     ]);
     expect(origin.hits.get('/ok?csvdd=1')).toBe(1);
+  });
+});
+
+describe('dedupe in a list planned in slices (large uploads on AWS)', () => {
+  it('hands the set from slice to slice, so duplicates across slices are marked; a redelivered slice gives the same marks', async () => {
+    const { LocalStore } = await import('../functions/local/local-store.ts');
+    const { submitStoredList, planSlice } = await import('../functions/core/plan-slices.ts');
+    const { layout } = await import('../functions/core/layout.ts');
+    const { readNdjsonGz } = await import('../functions/core/ndjson.ts');
+    const store = new LocalStore(tempDir());
+    const sent: string[] = [];
+    const queue = { send: async (bodies: string[]) => void sent.push(...bodies) } as unknown as import('../functions/core/ports.ts').Queue;
+    const lines = Array.from({ length: 40 }, (_, i) => `http://h.test/${i % 9}`);
+    await store.put('lists/big.txt', lines.join('\n') + '\n');
+    const submitted = await submitStoredList(store, queue, { list: 'lists/big.txt', format: 'text', options: { dedupe: true, chunkSize: 5 }, source: 'test', planInSlicesAboveBytes: 10 });
+    expect(submitted.state).toBe('planning');
+    // a deadline already passed: every slice hands on after one chunk
+    let message = sent.shift()!;
+    let slices = 0;
+    for (;;) {
+      const outcome = await planSlice(store, queue, message, { deadline: 0, marginMs: 0 });
+      slices++;
+      if (outcome.kind !== 'continued') {
+        expect(outcome.kind).toBe('planned');
+        break;
+      }
+      if (slices === 3) expect((await planSlice(store, queue, outcome.message, { deadline: 0, marginMs: 0 })).kind).toBe('continued'); // a redelivery
+      message = outcome.message;
+    }
+    expect(slices).toBe(9); // 8 chunks, each slice handing on, and a last slice finding the end
+    const items: IndexedItem[] = [];
+    for (let chunk = 0; chunk < 8; chunk++) {
+      for await (const item of readNdjsonGz<IndexedItem>((await store.getStream(layout.input(submitted.jobId, chunk)))!)) items.push(item);
+    }
+    expect(items.map((i) => i.duplicateOf ?? null)).toEqual(lines.map((_, i) => (i < 9 ? null : i % 9)));
+    const left: string[] = [];
+    for await (const key of store.list(`${layout.jobPrefix(submitted.jobId)}plan/`)) left.push(key);
+    expect(left).toEqual([]);
   });
 });

@@ -10,6 +10,8 @@
  */
 import { hash } from 'node:crypto';
 import type { IndexedItem, InputItem } from './input.ts';
+import { layout } from './layout.ts';
+import type { ObjectStore } from './ports.ts';
 
 /** Dedupe defaults, stated once. */
 export const DEDUPE_DEFAULTS = {
@@ -91,6 +93,31 @@ export class DedupeSet {
     return undefined;
   }
 
+  /** The set as bytes, to hand on to the next slice of a list planned in slices. */
+  toBuffer(): Buffer {
+    const slots = this.first.length;
+    const out = Buffer.alloc(8 + 12 * slots);
+    out.writeUInt32LE(this.count, 0);
+    out.writeUInt32LE(slots, 4);
+    for (const [i, array] of [this.hi, this.lo, this.first].entries()) {
+      Buffer.from(array.buffer, array.byteOffset, array.byteLength).copy(out, 8 + i * 4 * slots);
+    }
+    return out;
+  }
+
+  /** A set written by {@link toBuffer}. */
+  static fromBuffer(bytes: Buffer): DedupeSet {
+    const count = bytes.readUInt32LE(0);
+    const slots = bytes.readUInt32LE(4);
+    if (bytes.length !== 8 + 12 * slots) throw new Error(`dedupe state of ${bytes.length} bytes is not ${slots} slots`);
+    const set = new DedupeSet(slots);
+    for (const [i, array] of [set.hi, set.lo, set.first].entries()) {
+      bytes.copy(Buffer.from(array.buffer, array.byteOffset, array.byteLength), 0, 8 + i * 4 * slots, 8 + (i + 1) * 4 * slots);
+    }
+    set.count = count;
+    return set;
+  }
+
   /** The slot holding (hi, lo), or the empty slot where it belongs. */
   private find(hi: number, lo: number): number {
     const slots = this.first.length;
@@ -128,4 +155,42 @@ export async function* markDuplicates(items: AsyncIterable<IndexedItem>, set = n
     const first = set.firstIndex(requestKey(item), item.index);
     yield first === undefined ? item : { ...item, duplicateOf: first };
   }
+}
+
+/**
+ * Marks one item when its request was seen before (the slices of a large upload, item by item).
+ *
+ * @example
+ * const item = markDuplicate(set, { ...parsed, index });
+ */
+export function markDuplicate(set: DedupeSet, item: IndexedItem): IndexedItem {
+  const first = set.firstIndex(requestKey(item), item.index);
+  if (first !== undefined) item.duplicateOf = first;
+  return item;
+}
+
+/**
+ * Where a list planned in slices keeps the set for the slice starting at `offset`: keyed by the
+ * offset, so a redelivered slice starts from the same set and rewrites the same chunk inputs.
+ */
+function stateKey(jobId: string, offset: number): string {
+  return `${layout.jobPrefix(jobId)}plan/dedupe-${offset}.bin`;
+}
+
+/** The set a slice starting at `offset` begins with (a new one for the first slice). */
+export async function loadDedupeState(store: ObjectStore, jobId: string, offset: number): Promise<DedupeSet> {
+  if (offset === 0) return new DedupeSet();
+  const bytes = await store.get(stateKey(jobId, offset));
+  if (!bytes) throw new Error(`dedupe state for job ${jobId} at offset ${offset} is missing`);
+  return DedupeSet.fromBuffer(bytes);
+}
+
+/** Keeps the set for the slice that starts at `offset`. */
+export async function saveDedupeState(store: ObjectStore, jobId: string, offset: number, set: DedupeSet): Promise<void> {
+  await store.put(stateKey(jobId, offset), set.toBuffer(), { contentType: 'application/octet-stream' });
+}
+
+/** Removes the sets once the job is planned (or rejected). */
+export async function deleteDedupeState(store: ObjectStore, jobId: string): Promise<void> {
+  await store.deletePrefix(`${layout.jobPrefix(jobId)}plan/`);
 }

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { CONTINUATION_DEFAULTS } from './continuation.ts';
+import { deleteDedupeState, loadDedupeState, markDuplicate, saveDedupeState } from './dedupe.ts';
 import { FanoutError, InputError, NotFoundError } from './errors.ts';
 import { openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
 import type { JobMeta } from './job.ts';
@@ -148,6 +149,8 @@ export async function planSlice(
   const { chunkSize } = meta.options;
   let { line, index, chunk, format } = message;
   let batch: IndexedItem[] = [];
+  // The `dedupe` option: the set of URLs seen is handed from slice to slice.
+  const seen = meta.options.dedupe ? await loadDedupeState(store, jobId, message.offset) : undefined;
   const stopAt = deadline === undefined ? Infinity : deadline - marginMs;
 
   try {
@@ -161,12 +164,14 @@ export async function planSlice(
         }
         format = trimmed.startsWith('{') ? 'ndjson' : 'text';
       }
-      batch.push({ ...parseItemLine(trimmed, format, line), index: index++ });
+      const item: IndexedItem = { ...parseItemLine(trimmed, format, line), index: index++ };
+      batch.push(seen ? markDuplicate(seen, item) : item);
       if (batch.length === chunkSize) {
         await store.put(layout.input(jobId, chunk++), gzipNdjson(batch));
         batch = [];
         if (Date.now() >= stopAt) {
           stream.destroy();
+          if (seen) await saveDedupeState(store, jobId, end, seen);
           const next: PlanMessage = { type: 'plan', jobId, offset: end, line, index, chunk, format };
           return { kind: 'continued', message: JSON.stringify(next) };
         }
@@ -178,12 +183,14 @@ export async function planSlice(
     if (!(error instanceof FanoutError) || error.status >= 500) throw error;
     const rejection: Rejection = { message: error.message, ...(error instanceof InputError && error.line !== undefined ? { line: error.line } : {}) };
     await store.deletePrefix(`${layout.jobPrefix(jobId)}input/`);
+    if (seen) await deleteDedupeState(store, jobId);
     await store.put(layout.rejected(jobId), JSON.stringify(rejection), { ifAbsent: true, contentType: 'application/json' });
     return { kind: 'rejected', rejection };
   }
 
   const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks: chunk, source: meta.source };
   await store.put(layout.job(jobId), JSON.stringify(job, null, 2), { ifAbsent: true, contentType: 'application/json' });
+  if (seen) await deleteDedupeState(store, jobId);
   await enqueueChunks(queue, job);
   return { kind: 'planned', job };
 }
