@@ -67,6 +67,7 @@ function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: st
  */
 export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
   const format = inputFormatOf(file, flags.format);
+  if (flags.urlColumn !== undefined && format !== 'csv') throw new UsageError('--url-column applies to CSV input: a .csv file, or --format csv');
   if (flags.out !== undefined) outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
   const { runtime, dataDir, workers } = openRuntime(flags);
   const started = Date.now();
