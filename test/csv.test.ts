@@ -196,4 +196,29 @@ describe('CSV through the API (text/csv)', () => {
     expect(problem.line).toBe(2);
     expect(problem.detail).toMatch(/^line 2: whitespace inside the URL .*; put notes on their own line starting with #$/);
   });
+
+  it('fanout submit sends a .csv file as text/csv with --url-column, directly and through an upload', async () => {
+    const { serve } = await import('@hono/node-server');
+    const { fanout } = await import('./support/cli.ts');
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+      const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+    });
+    try {
+      const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const list = join(tempDir(), 'list.csv');
+      writeFileSync(list, `name,link\nx,${origin.url}/ok?sub=1\ny,${origin.url}/ok?sub=2\n`);
+      for (const extra of [[], ['--upload']]) {
+        const run = await fanout(['submit', list, '--url-column', 'link', '--api', api, '--token', 'tok', ...extra]);
+        expect(run.stderr).toMatch(/2 URLs in 1 chunks/);
+        expect(run.code).toBe(0);
+        const jobId = run.stdout.trim();
+        await runtime.waitForJob(jobId);
+        expect((await readRecords(runtime.store, jobId)).map((r) => r.fields)).toEqual([{ name: 'x' }, { name: 'y' }]);
+      }
+    } finally {
+      server.close();
+    }
+  });
 });

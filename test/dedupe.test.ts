@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { optionsFromQuery } from '../functions/api/submit.ts';
 import { DedupeSet, markDuplicates, requestKey } from '../functions/core/dedupe.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { openInput, type IndexedItem } from '../functions/core/input.ts';
@@ -65,7 +66,8 @@ describe('markDuplicates', () => {
     ]);
   });
 
-  it('is an option, off by default', () => {
+  it('is an option, off by default, also as ?dedupe=true', () => {
+    expect(optionsFromQuery(new URLSearchParams('dedupe=true&insecure=false&concurrency=3'))).toEqual({ dedupe: true, insecure: false, concurrency: 3 });
     expect(parseJobOptions({}).dedupe).toBe(false);
     expect(parseJobOptions({ dedupe: true }).dedupe).toBe(true);
     expect(() => parseJobOptions({ dedupe: 'yes' })).toThrow(/dedupe/);
