@@ -131,7 +131,7 @@ export const jobOptionsSchema = z
      * Fetch each URL once: later lines of the same request (normalized URL, method, headers, body)
      * get a record with `duplicateOf` and no request.
      */
-    dedupe: z.boolean().default(false),
+    dedupe: z.boolean().default(false).describe('fetch each URL once; later lines of it get a record with duplicateOf and no request'),
   })
   .strict();
 
