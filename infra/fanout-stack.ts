@@ -39,7 +39,11 @@ export interface FanoutSettings {
   workerMemoryMb: number;
   /** Deliveries of a chunk message before the dead-letter queue. */
   maxReceiveCount: number;
-  /** Deliveries of a dead letter (turned into chunk_failed records) before it is parked. */
+  /**
+   * Receives of a message, counted from its first delivery on the chunk queue, before a dead letter
+   * is parked. Above maxReceiveCount, so a dead letter gets at least the difference in tries on the
+   * dead-letter queue whether or not SQS resets the count when it moves a message there.
+   */
   deadLetterMaxReceiveCount: number;
   /** Jobs (records, bodies) expire after this many days. */
   retentionDays: number;
@@ -56,7 +60,7 @@ export const DEFAULT_SETTINGS: FanoutSettings = {
   workerTimeoutSeconds: 300,
   workerMemoryMb: 1024,
   maxReceiveCount: 5,
-  deadLetterMaxReceiveCount: 5,
+  deadLetterMaxReceiveCount: 10,
   retentionDays: 30,
   schedulesFile: 'schedules.json',
   alarmEmail: '',
@@ -82,6 +86,9 @@ export function settingsFrom(scope: Construct, overrides: Partial<FanoutSettings
     out[key] = settingValue(key, DEFAULT_SETTINGS[key], value);
   }
   const settings = out as unknown as FanoutSettings;
+  if (settings.deadLetterMaxReceiveCount <= settings.maxReceiveCount) {
+    throw new Error(`setting deadLetterMaxReceiveCount: must be above maxReceiveCount (${settings.maxReceiveCount}), got ${settings.deadLetterMaxReceiveCount}`);
+  }
   if (settings.alarmEmail && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(settings.alarmEmail)) {
     throw new Error(`setting alarmEmail: not an e-mail address: ${settings.alarmEmail}`);
   }
@@ -211,6 +218,8 @@ export class FanoutStack extends Stack {
       FANOUT_TOKEN_SECRET_ARN: this.tokenSecret.secretArn,
       FANOUT_LEDGER_TABLE: this.ledger.tableName,
       FANOUT_MAX_RECEIVE_COUNT: String(settings.maxReceiveCount),
+      // The worker's last try of a dead letter (it then counts the chunk as lost rather than throw).
+      FANOUT_DLQ_MAX_RECEIVE_COUNT: String(settings.deadLetterMaxReceiveCount),
       FANOUT_VISIBILITY_TIMEOUT: String(settings.workerTimeoutSeconds * 6),
       // The API refuses a timeoutMs the worker could never wait for.
       FANOUT_WORKER_TIMEOUT_SECONDS: String(settings.workerTimeoutSeconds),

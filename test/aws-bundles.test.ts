@@ -66,7 +66,8 @@ describe('the built Lambda bundles', () => {
     const { code, stdout, stderr } = await run(node24, env);
     expect(stderr).toBe('');
     expect(code).toBe(0);
-    const out = JSON.parse(stdout);
+    // The worker prints its metrics (EMF) on stdout too; the driver's summary is the last line.
+    const out = JSON.parse(stdout.trim().split('\n').at(-1)!);
     expect(out.node).toMatch(/^v24\./);
     expect(out.status).toMatchObject({ state: 'completed', total: 30, done: 30, succeeded: 30, chunks: { total: 5, done: 5 } });
     expect(out.indexes).toEqual(urls.map((_, i) => i));

@@ -28,8 +28,9 @@ describe('fanout fetch: bad input and usage (exit 2, nothing created)', () => {
   });
 
   it.each([
-    [['--concurrency', '0'], '--concurrency: Too small'],
-    [['--concurrency', 'many'], '--concurrency: expected a whole number, got "many"'],
+    [['--concurrency', '0'], '--concurrency: expected a whole number from 1 to 10000, got "0"'],
+    [['--concurrency', '-1'], '--concurrency: expected a whole number from 1 to 10000, got "-1"'],
+    [['--concurrency', 'many'], '--concurrency: expected a whole number from 1 to 10000, got "many"'],
     [['--bodies', 'some'], '--bodies: Invalid option'],
     [['--header', 'no-colon'], '--header: expected "name: value"'],
     [['--header', 'x: a\r\nInjected: 1'], '--header'],
@@ -77,8 +78,10 @@ describe('fanout fetch: the main job', () => {
     const out = join(dir, 'out.ndjson');
     const data = join(dir, 'data');
     const run = await fanout(['fetch', file, '--out', out, '--data-dir', data, '--chunk-size', '1000']);
-    expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
+    // Without a terminal: the job id first, so a user whose run dies knows what to resume.
+    expect(run.stderr).toMatch(/^fanout: job [0-9a-f-]{36}: 10000 URLs in 10 chunks\n/);
+    expect(run.stderr).not.toContain('warning');
     expect(run.stdout).toMatch(/completed in/);
     expect(run.stdout).toContain('10000 URLs: 10000 ok, 0 failed');
     expect(run.stdout).toMatch(/latency: p50 [\d.]+ ms, p95 [\d.]+ ms, p99 [\d.]+ ms/);
@@ -126,6 +129,7 @@ describe('fanout fetch: the main job', () => {
     expect(status).toMatchObject({ state: 'completed', total: 3, done: 3, succeeded: 1, failed: 2, byStatus: { 200: 1, 503: 1, 302: 1 } });
     expect(status.byError).toEqual({ too_many_redirects: 1 });
     expect(run.stderr).toContain('3 URLs: 1 ok, 2 failed');
+    expect(run.stderr.split('\n')[0]).toMatch(/^fanout: job \S+: 3 URLs in 1 chunk$/);
     const [echo, unavailable, redirect] = readFileSync(join(dir, 'out.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const echoed = JSON.parse(echo.body);
     expect(echoed).toMatchObject({ method: 'PUT', body: 'payload', headers: { 'x-token': 'abc', 'user-agent': 'tester/9' } });
@@ -150,7 +154,18 @@ describe('fanout fetch: the main job', () => {
     const run = await fanout(['fetch', '-', '--out', '-', '--data-dir', join(dir, 'data')], { stdin: `${origin.url}/ok?size=1\n` });
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ index: 0, ok: true, body: 'x' });
-    expect(run.stderr).toContain('1 URLs: 1 ok');
+    expect(run.stderr).toContain('1 URL: 1 ok');
+  });
+
+  it('--quiet leaves stderr empty; the summary says "1 result file" and no status line when nothing responded', async () => {
+    const dir = tempDir();
+    const run = await fanout(['fetch', '-', '--quiet', '--data-dir', join(dir, 'data'), '--block-private'], { stdin: `${origin.url}/ok\n` });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toContain('1 URL: 0 ok, 1 failed');
+    expect(run.stdout).toContain('(1 result file)');
+    expect(run.stdout).not.toMatch(/status: -|latency: p50 -/);
+    expect(run.stdout).toContain('errors: blocked 1');
   });
 
   it('uses FANOUT_DATA_DIR, then ./fanout-data', async () => {
@@ -159,5 +174,32 @@ describe('fanout fetch: the main job', () => {
     expect(jobsIn(join(dir, 'env-data'))).toHaveLength(1);
     await fanout(['fetch', '-'], { stdin: `${origin.url}/ok\n`, cwd: dir, env: { FANOUT_DATA_DIR: '' } });
     expect(jobsIn(join(dir, 'fanout-data'))).toHaveLength(1);
+  });
+});
+
+describe('fanout help', () => {
+  it('lists exit codes and environment variables', async () => {
+    const help = await fanout(['--help']);
+    expect(help.code).toBe(0);
+    for (const text of ['Exit codes:', '130', '143', 'FANOUT_DATA_DIR', 'FANOUT_API', 'FANOUT_TOKEN', 'FANOUT_ALLOW_PRIVATE',
+      'FANOUT_ALLOW_CIDRS', 'FANOUT_SCHEDULES', 'FANOUT_CALLBACK_SECRET', 'FANOUT_DEBUG']) {
+      expect(help.stdout).toContain(text);
+    }
+  });
+
+  it('states each option\'s range and default as the options schema has them', async () => {
+    const { DEFAULT_OPTIONS, jobOptionsSchema } = await import('../functions/core/options.ts');
+    const { jobFlags } = await import('../functions/cli/job-flags.ts');
+    const help = (await fanout(['fetch', '--help'])).stdout.replace(/\s+/g, ' ');
+    const flags = jobFlags();
+    expect(flags.map((f) => f.option)).toEqual(expect.arrayContaining(['concurrency', 'perHost', 'headers', 'body', 'bodies', 'callbackUrl']));
+    for (const flag of flags) {
+      expect(help).toContain(flag.flag);
+      if (flag.kind.type !== 'number') continue;
+      const schema = jobOptionsSchema.shape[flag.option as 'concurrency'];
+      const inner = schema.unwrap() as unknown as { minValue: number; maxValue: number };
+      const fallback = (DEFAULT_OPTIONS as Record<string, unknown>)[flag.option];
+      expect(help).toContain(`whole number from ${inner.minValue} to ${inner.maxValue}; default ${fallback})`);
+    }
   });
 });

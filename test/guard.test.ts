@@ -80,10 +80,14 @@ describe('AddressGuard', () => {
   });
 
   it('describes itself in one line, ranges in canonical form', () => {
-    expect(new AddressGuard({ blockPrivate: false }).describe()).toBe('private addresses reachable (guard off)');
-    expect(new AddressGuard({ blockPrivate: true }).describe()).toBe('private addresses blocked');
+    expect(new AddressGuard({ blockPrivate: false }).describe()).toBe(
+      'off: jobs may reach private, loopback and link-local addresses (FANOUT_ALLOW_PRIVATE / --allow-private)',
+    );
+    expect(new AddressGuard({ blockPrivate: true }).describe()).toBe(
+      'private, loopback and link-local addresses blocked; --allow-private or FANOUT_ALLOW_CIDRS=ADDRESS/32 opens them',
+    );
     expect(new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.2/32', ' FD00:0::/16 '] }).describe()).toBe(
-      'private addresses blocked; allowed: 127.0.0.2/32, fd00::/16',
+      'private, loopback and link-local addresses blocked; allowed: 127.0.0.2/32, fd00::/16 (FANOUT_ALLOW_CIDRS)',
     );
   });
 
@@ -160,7 +164,7 @@ describe('FANOUT_ALLOW_CIDRS, parsed strictly', () => {
     const dir = mkdtempSync(join(tmpdir(), 'fanout-guard-'));
     const server = await startServe(['--data-dir', dir, '--workers', '1'], { FANOUT_ALLOW_CIDRS: '127.0.0.2/32' });
     try {
-      await expect.poll(() => server.output()).toMatch(/address guard: private addresses blocked; allowed: 127\.0\.0\.2\/32/);
+      await expect.poll(() => server.output()).toMatch(/address guard: private, loopback and link-local addresses blocked; allowed: 127\.0\.0\.2\/32/);
     } finally {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

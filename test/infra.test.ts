@@ -55,7 +55,7 @@ const custom = () =>
   (customized ??= synth({}, {
     maxConcurrency: '40',
     workerTimeoutSeconds: '600',
-    deadLetterMaxReceiveCount: '3',
+    deadLetterMaxReceiveCount: '12',
     tracing: 'true',
     alarmEmail: 'ops@example.com',
   }));
@@ -111,13 +111,16 @@ describe('the CDK stack', () => {
     const parked = refTo(template, 'AWS::SQS::Queue', 'ParkedDeadLetters');
     const queues = template.findResources('AWS::SQS::Queue') as Resources;
     expect(Object.keys(queues)).toHaveLength(3);
-    expect(queues[deadLetters]!.Properties.RedrivePolicy).toEqual({ maxReceiveCount: 5, deadLetterTargetArn: { 'Fn::GetAtt': [parked, 'Arn'] } });
+    expect(queues[deadLetters]!.Properties.RedrivePolicy).toEqual({ maxReceiveCount: 10, deadLetterTargetArn: { 'Fn::GetAtt': [parked, 'Arn'] } });
     expect(queues[parked]!.Properties.RedrivePolicy).toBeUndefined();
     expect(queues[parked]!.Properties).toMatchObject({ MessageRetentionPeriod: 14 * 86400, SqsManagedSseEnabled: true });
     // Nothing consumes the parked queue: only the chunk queue and the dead letters feed the worker.
     const sources = Object.values(template.findResources('AWS::Lambda::EventSourceMapping') as Resources).map((m) => m.Properties.EventSourceArn['Fn::GetAtt'][0]);
     expect(sources.sort()).toEqual([deadLetters, refTo(template, 'AWS::SQS::Queue', 'Chunks')].sort());
-    custom().template.hasResourceProperties('AWS::SQS::Queue', { RedrivePolicy: { maxReceiveCount: 3, deadLetterTargetArn: Match.anyValue() } });
+    custom().template.hasResourceProperties('AWS::SQS::Queue', { RedrivePolicy: { maxReceiveCount: 12, deadLetterTargetArn: Match.anyValue() } });
+    // The worker's last try of a dead letter is the one before SQS parks it.
+    expect(environments(custom().template).Worker!.FANOUT_DLQ_MAX_RECEIVE_COUNT).toBe('12');
+    expect(() => synth({}, { deadLetterMaxReceiveCount: '5' })).toThrow(/deadLetterMaxReceiveCount: must be above maxReceiveCount/);
   });
 
   it('runs the three functions on nodejs24.x arm64 with JSON logs and the contract environment', () => {

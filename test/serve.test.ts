@@ -38,7 +38,7 @@ describe('fanout serve, driven by the CLI clients and a real HTTP client', () =>
     expect(submitted.stderr).toContain('60 URLs in 9 chunks');
     expect(submitted.code).toBe(0);
     const jobId = submitted.stdout.trim();
-    const watched = await fanout(['status', jobId, '--watch', ...api()]);
+    const watched = await fanout(['status', jobId, '--watch', '--json', ...api()]);
     expect(watched.code).toBe(0);
     expect(JSON.parse(watched.stdout)).toMatchObject({ state: 'completed', total: 60, done: 60, succeeded: 60 });
     const results = await fanout(['results', jobId, ...api()]);
@@ -78,7 +78,7 @@ describe('fanout serve, driven by the CLI clients and a real HTTP client', () =>
     const t0 = Date.now();
     const cancelled = await fanout(['cancel', jobId, ...api()]);
     expect(cancelled.code).toBe(0);
-    const watched = await fanout(['status', jobId, '--watch', ...api()]);
+    const watched = await fanout(['status', jobId, '--watch', '--json', ...api()]);
     expect(Date.now() - t0).toBeLessThan(8_000);
     expect(JSON.parse(watched.stdout)).toMatchObject({ state: 'cancelled', done: 200, byError: { cancelled: 200 } });
     const again = await fanout(['cancel', jobId, ...api()]);
@@ -141,7 +141,7 @@ describe('fanout serve security and durability', () => {
     await first.stop('SIGKILL');
     const second = await startServe(['--data-dir', data], { FANOUT_ALLOW_CIDRS: '127.0.0.1/32' });
     try {
-      const watched = await fanout(['status', jobId, '--watch', '--api', second.url]);
+      const watched = await fanout(['status', jobId, '--watch', '--json', '--api', second.url]);
       expect(JSON.parse(watched.stdout)).toMatchObject({ state: 'completed', total: 120, done: 120, succeeded: 120 });
       const results = await fanout(['results', jobId, '--api', second.url]);
       expectOnePerIndex(results.stdout.trim().split('\n').map((l) => JSON.parse(l)), 120);

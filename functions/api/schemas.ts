@@ -73,6 +73,10 @@ export const JobStatus = z
     latencyMs: z.object({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }),
     bytes: z.number().int(),
     cancelRequested: z.boolean(),
+    lostChunks: z
+      .array(z.number().int())
+      .optional()
+      .openapi({ description: 'chunks whose records could not be written even as chunk_failed (counted as failed); present only when any' }),
     source: z.string().nullable(),
     results: z.object({
       manifest: z.string().nullable(),

@@ -3,24 +3,51 @@
  * clients built from it, once per container. Clients use the SDK's default resolution, so the
  * standard AWS_* variables (region, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS, ...) apply.
  */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
+import { CONTINUATION_DEFAULTS } from '../core/continuation.ts';
+import { StoreLedger, bindLedger, type Ledger } from '../core/ledger.ts';
+import { DynamoLedger } from './dynamo-ledger.ts';
 import { s3ClientConfig, S3Store } from './s3-store.ts';
 import { SqsQueue } from './sqs-queue.ts';
+
+/** Defaults of the optional variables, stated once. */
+export const AWS_ENV_DEFAULTS = {
+  /** FANOUT_WORKER_TIMEOUT_SECONDS: the stack's default worker timeout (it always sets the variable). */
+  workerTimeoutSeconds: 300,
+  /** FANOUT_DLQ_MAX_RECEIVE_COUNT. */
+  dlqMaxReceiveCount: 3,
+} as const;
 
 const envSchema = z.object({
   FANOUT_BUCKET: z.string().min(1),
   FANOUT_QUEUE_URL: z.string().url(),
   FANOUT_TOKEN_SECRET_ARN: z.string().optional(),
   FANOUT_TOKEN: z.string().optional(),
+  /** Signs completion callbacks; wins over FANOUT_CALLBACK_SECRET_ARN when set. */
   FANOUT_CALLBACK_SECRET: z.string().optional(),
+  /** Secrets Manager secret holding the callback signing secret (the stack's way). */
+  FANOUT_CALLBACK_SECRET_ARN: z.string().optional(),
+  /**
+   * The DynamoDB ledger table (pk S, sk S, TTL expiresAt): completion and status at constant cost.
+   * Without it the store is listed on every chunk (O(chunks) each), which only suits small tests.
+   */
+  FANOUT_LEDGER_TABLE: z.string().optional(),
+  /** The worker function's timeout, seconds: job timeoutMs must leave room within it. */
+  FANOUT_WORKER_TIMEOUT_SECONDS: z.coerce.number().int().min(1).optional(),
   /** The chunk queue's redrive maxReceiveCount (the stack sets both from one value). */
   FANOUT_MAX_RECEIVE_COUNT: z.coerce.number().int().min(1).default(5),
   /** The chunk queue's visibility timeout, seconds. */
   FANOUT_VISIBILITY_TIMEOUT: z.coerce.number().int().min(1).default(960),
   /** The dead-letter queue's ARN: records from it get chunk_failed records. */
   FANOUT_DLQ_ARN: z.string().optional(),
+  /**
+   * Tries a dead letter gets (its ApproximateReceiveCount on the dead-letter queue); on the last one
+   * the handler gives up without throwing, so a poison message cannot loop.
+   */
+  FANOUT_DLQ_MAX_RECEIVE_COUNT: z.coerce.number().int().min(1).optional(),
 });
 
 export type AwsEnv = z.infer<typeof envSchema>;
@@ -39,6 +66,8 @@ export interface AwsRuntime {
   env: AwsEnv;
   store: S3Store;
   queue: SqsQueue;
+  /** DynamoDB with FANOUT_LEDGER_TABLE, else the store-listing fallback; bound to `store`. */
+  ledger: Ledger;
 }
 
 let cached: AwsRuntime | undefined;
@@ -49,9 +78,14 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): AwsRuntime {
   const config = readAwsEnv(env);
   const s3 = new S3Client(s3ClientConfig(env));
   const sqs = new SQSClient({});
+  const store = new S3Store(s3, config.FANOUT_BUCKET);
+  const ledger = config.FANOUT_LEDGER_TABLE ? new DynamoLedger(new DynamoDBClient({}), config.FANOUT_LEDGER_TABLE) : new StoreLedger(store);
+  // jobStatus and cancelJob called with this store (the API) read the same ledger.
+  bindLedger(store, ledger);
   cached = {
     env: config,
-    store: new S3Store(s3, config.FANOUT_BUCKET),
+    store,
+    ledger,
     queue: new SqsQueue(sqs, {
       queueUrl: config.FANOUT_QUEUE_URL,
       maxReceiveCount: config.FANOUT_MAX_RECEIVE_COUNT,
@@ -64,4 +98,17 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): AwsRuntime {
 /** Forgets the cached runtime (tests change the environment between cases). */
 export function resetAwsRuntime(): void {
   cached = undefined;
+}
+
+/**
+ * The largest per-attempt `timeoutMs` a job may ask for on AWS: one attempt must fit in a worker's
+ * time with the continuation margin kept at both ends (setup, and writing the part file), or a chunk
+ * could never make progress (each delivery would hand it on untouched).
+ *
+ * @example
+ * if (options.timeoutMs > maxJobTimeoutMs(awsRuntime().env)) throw new OptionsError(...);
+ */
+export function maxJobTimeoutMs(env: Pick<AwsEnv, 'FANOUT_WORKER_TIMEOUT_SECONDS'>): number {
+  const workerMs = (env.FANOUT_WORKER_TIMEOUT_SECONDS ?? AWS_ENV_DEFAULTS.workerTimeoutSeconds) * 1000;
+  return workerMs - 2 * CONTINUATION_DEFAULTS.marginMs;
 }

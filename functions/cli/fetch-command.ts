@@ -2,23 +2,24 @@
  * `fanout fetch FILE|-`: one job on the embedded runtime, from a file or stdin, with a progress bar,
  * a summary, and optionally every record written out in input order.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { readLocalEnv } from '../local/environment.ts';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
 import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
-import { readResults } from '../core/results.ts';
 import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
-import { threadBundle } from '../local/threads.ts';
+import { lockDataDir } from '../local/lock.ts';
+import { loadJob } from '../core/job.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
-import { createProgress } from './progress.ts';
+import { createProgress, failureSummary, progressMode, type Progress } from './progress.ts';
+import { OutFile } from './out-file.ts';
+import { outFormatOf } from './out-csv.ts';
 import { formatSummary } from './summary.ts';
-import { outFormatOf, recordsToCsv } from './out-csv.ts';
 
 export interface FetchFlags extends Record<string, unknown> {
   workers?: string;
@@ -30,11 +31,14 @@ export interface FetchFlags extends Record<string, unknown> {
   outFormat?: string;
   blockPrivate?: boolean;
   progress?: boolean;
+  quiet?: boolean;
 }
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** The data folder: --data-dir, else FANOUT_DATA_DIR, else ./fanout-data. */
 export function dataDirOf(flag: string | undefined): string {
-  return flag || process.env.FANOUT_DATA_DIR || './fanout-data';
+  return flag || readLocalEnv().dataDir;
 }
 
 async function openSource(file: string): Promise<Readable> {
@@ -49,32 +53,86 @@ async function openSource(file: string): Promise<Readable> {
   return createReadStream(file);
 }
 
-function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: string; workers: number } {
+/** A word a shell reads back as itself (the resume line is meant to be pasted). */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Exit codes of an interrupted run: 128 + the signal's number, as shells report them. */
+export const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
+interface Run {
+  runtime: EmbeddedRuntime;
+  dataDir: string;
+  workers: number;
+  progress: Progress;
+  /** Set once the job exists: the interrupt message names it. */
+  jobId?: string;
+  /** Set once the job has ended: an interrupt then has nothing to resume. */
+  ended?: boolean;
+  /** --out, written as chunks complete. */
+  out?: OutFile;
+  release(): void;
+}
+
+/**
+ * Locks the data folder and opens the runtime. Ctrl-C or SIGTERM from here on stops the run at
+ * once: requests in flight are dropped with the process, chunks not finished are not written, and
+ * every record already written stays, so `fanout resume JOB` carries on. Only `fanout cancel`
+ * writes `cancelled` records.
+ */
+function openRun(flags: FetchFlags, command: string): Run {
   const dataDir = dataDirOf(flags.dataDir);
   // The user is the operator here: private addresses are reachable unless --block-private.
   const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
   const workers = workersOf(flags.workers);
+  const lock = lockDataDir(dataDir, command);
   const runtime = new EmbeddedRuntime({ dataDir, guard });
-  // The worker threads' code is bundled while the input is read and planned.
-  void threadBundle().catch(() => {});
-  runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
-  return { runtime, dataDir, workers };
+  const run: Run = { runtime, dataDir, workers, progress: createProgress(0, 'off'), release: () => {} };
+  runtime.on('error', (error, context) => run.progress.log(`fanout: warning: ${context}: ${(error as Error).message}`));
+  const onSignal = (signal: keyof typeof SIGNAL_EXIT) => {
+    run.progress.stop();
+    const dirFlag = flags.dataDir ? ` --data-dir ${shellWord(flags.dataDir)}` : '';
+    process.stderr.write(
+      run.ended
+        ? `\nfanout: interrupted; job ${run.jobId} had ended already\n`
+        : run.jobId
+          ? `\nfanout: interrupted; resume with: fanout resume ${run.jobId}${dirFlag}\n`
+          : '\nfanout: interrupted before the job was created; nothing to resume\n',
+    );
+    process.exit(SIGNAL_EXIT[signal]); // the lock goes with the process (lock.ts)
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  run.release = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    lock.release();
+  };
+  return run;
 }
 
 /**
  * Runs the command. Resolves to the exit code: 0 when the job completed (whatever each URL's
- * outcome), 130 when interrupted (records of unfetched URLs say `cancelled`).
+ * outcome); an interrupt exits the process with 130 (SIGINT) or 143 (SIGTERM), the job resumable.
  */
 export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
   const format = inputFormatOf(file, flags.format);
   if (flags.urlColumn !== undefined && format !== 'csv') throw new UsageError('--url-column applies to CSV input: a .csv file, or --format csv');
   if (flags.out !== undefined) outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
-  const { runtime, dataDir, workers } = openRuntime(flags);
-  const started = Date.now();
-  const input = await openInput(await openSource(file), format, { urlColumn: flags.urlColumn });
-  const job = await runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
-  startWorkers(runtime, workers, job.chunks);
-  return runToEnd(runtime, job.jobId, flags, dataDir, started);
+  const source = await openSource(file);
+  const run = openRun(flags, 'fanout fetch');
+  try {
+    const started = Date.now();
+    const input = await openInput(source, format, { urlColumn: flags.urlColumn });
+    const job = await run.runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
+    run.jobId = job.jobId;
+    if (!flags.quiet) process.stderr.write(`fanout: job ${job.jobId}: ${plural(job.total, 'URL')} in ${plural(job.chunks, 'chunk')}\n`);
+    startWorkers(run.runtime, run.workers, job.chunks);
+    return await runToEnd(run, job.jobId, flags, started);
+  } finally {
+    run.release();
+  }
 }
 
 /**
@@ -90,14 +148,34 @@ export function inputFormatOf(file: string, flag: string | undefined): InputForm
   return format;
 }
 
-/** `fanout resume JOB`: re-enqueues what a killed run left unfinished and runs it to the end. */
+/** `--out` as the flags say: NDJSON, or CSV for a .csv file or --out-format csv. */
+function outFile(store: EmbeddedRuntime['store'], jobId: string, chunks: number, flags: FetchFlags & { out: string }): OutFile {
+  return new OutFile(store, jobId, chunks, flags.out, undefined, outFormatOf(flags.out, flags.outFormat));
+}
+
+/** `fanout resume JOB`: re-enqueues what an interrupted or killed run left unfinished and runs it to the end. */
 export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
   checkJobId(jobId);
-  const { runtime, dataDir, workers } = openRuntime(flags);
-  const started = Date.now();
-  await runtime.resume(jobId);
-  startWorkers(runtime, workers, runtime.queue.size);
-  return runToEnd(runtime, jobId, flags, dataDir, started);
+  const run = openRun(flags, 'fanout resume');
+  try {
+    const started = Date.now();
+    run.jobId = jobId;
+    const before = await jobStatus(run.runtime.store, jobId);
+    if (before.finishedAt !== null) {
+      run.ended = true;
+      process.stderr.write(`fanout: job ${jobId} had already ended (${before.state}); nothing to resume\n`);
+      return await report(run, jobId, flags, Date.parse(before.finishedAt) - Date.parse(before.createdAt), 0);
+    }
+    await run.runtime.resume(jobId);
+    const chunks = run.runtime.queue.size;
+    if (!flags.quiet) {
+      process.stderr.write(`fanout: resuming job ${jobId}: ${before.done}/${before.total} URLs done, ${plural(chunks, 'chunk')} to fetch\n`);
+    }
+    startWorkers(run.runtime, run.workers, chunks);
+    return await runToEnd(run, jobId, flags, started, before.done);
+  } finally {
+    run.release();
+  }
 }
 
 /**
@@ -108,52 +186,49 @@ function startWorkers(runtime: EmbeddedRuntime, workers: number, chunks: number)
   runtime.start(chunks > 1 ? Math.min(workers, chunks) : 0);
 }
 
-/** Draws progress, handles Ctrl-C, then prints the summary and writes --out/--json. */
-async function runToEnd(runtime: EmbeddedRuntime, jobId: string, flags: FetchFlags, dataDir: string, started: number): Promise<number> {
+/** Draws progress until the job ends, then prints the summary and writes --out/--json. */
+async function runToEnd(run: Run, jobId: string, flags: FetchFlags, started: number, doneBefore = 0): Promise<number> {
+  const { runtime } = run;
   const before = await jobStatus(runtime.store, jobId);
-  const showProgress = flags.progress !== false && process.stderr.isTTY === true && !flags.json;
-  const progress = createProgress(before.total, showProgress);
+  if (flags.out !== undefined) run.out = outFile(runtime.store, jobId, before.chunks.total, { ...flags, out: flags.out });
+  const mode = flags.progress === false ? 'off' : progressMode({ quiet: flags.quiet, tty: process.stderr.isTTY === true });
+  run.progress = createProgress(before.total, mode, {
+    doneBefore,
+    failures: async () => failureSummary(await jobStatus(runtime.store, jobId)),
+  });
   let done = before.done;
   let failed = before.failed;
   runtime.on('progress', (progressJobId, records, failures) => {
     if (progressJobId !== jobId) return;
     done += records;
     failed += failures;
-    progress.update(done, failed);
+    run.progress.update(done, failed);
   });
-
-  let interrupted = false;
-  const onSignal = () => {
-    if (interrupted) process.exit(130); // a second Ctrl-C: leave now
-    interrupted = true;
-    process.stderr.write('\nfanout: cancelling; unfetched URLs get "cancelled" records (Ctrl-C again to quit at once)\n');
-    void runtime.cancel(jobId);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
   try {
     await runtime.waitForJob(jobId);
+    run.ended = true;
   } finally {
-    progress.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    run.progress.stop();
     await runtime.stop();
   }
+  return report(run, jobId, flags, Date.now() - started, doneBefore);
+}
 
+/** The summary, --out and --json of a job that has ended. */
+async function report(run: Run, jobId: string, flags: FetchFlags, elapsedMs: number, doneBefore: number): Promise<number> {
+  const { runtime, dataDir } = run;
   const status = await jobStatus(runtime.store, jobId);
   const stdoutBusy = flags.json === true || flags.out === '-';
   const summaryStream = stdoutBusy ? process.stderr : process.stdout;
   if (flags.out !== undefined) {
-    const target = flags.out === '-' ? process.stdout : createWriteStream(flags.out);
-    const records = Readable.from(readResults(runtime.store, jobId));
-    if (outFormatOf(flags.out, flags.outFormat) === 'csv') await pipeline(records, recordsToCsv(), target, { end: flags.out !== '-' });
-    else await pipeline(records, target, { end: flags.out !== '-' });
+    run.out ??= outFile(runtime.store, jobId, status.chunks.total, { ...flags, out: flags.out });
+    await run.out.finish();
   }
-  summaryStream.write(formatSummary(status, Date.now() - started, dataDir));
+  const job = await loadJob(runtime.store, jobId);
+  summaryStream.write(formatSummary(status, { elapsedMs, dataDir, doneBefore, perHost: job.options.perHost }));
   if (flags.out !== undefined && flags.out !== '-') summaryStream.write(`  records: ${flags.out} (${status.done})\n`);
   if (flags.json) process.stdout.write(JSON.stringify(status, null, 2) + '\n');
-  return interrupted ? 130 : 0;
+  return 0;
 }
 
 /** Registers `fanout fetch`. */
@@ -162,7 +237,7 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .command('fetch')
     .description('fetch every URL of FILE (or - for stdin) on this machine; one record per URL')
     .argument('<file>', 'URL list: text (one URL per line), NDJSON, JSON {"urls": [...]} or CSV (a .csv file); - for stdin')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout), or as CSV to a .csv file')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout) or as CSV to a .csv file; grows as chunks complete')
     .option('--out-format <format>', 'ndjson | csv (default: csv for a .csv file, else ndjson)')
     .option('--url-column <name>', 'CSV input: the column holding the URL (default url)')
     .option('--json', 'print the final status as JSON on stdout')
@@ -170,7 +245,8 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .option('--format <format>', `input format: ${INPUT_FORMATS.join(', ')} (default auto)`)
     .option('--block-private', 'refuse private, loopback and link-local addresses (FANOUT_ALLOW_CIDRS opens some)')
     .option('--workers <n>', 'worker threads, each with its own connections and concurrency (default: the core count)')
-    .option('--no-progress', 'no progress bar');
+    .option('--no-progress', 'no progress bar or progress lines (the job line and summary stay)')
+    .option('-q, --quiet', 'print nothing on stderr but errors: no job line, no progress');
   addJobFlags(command);
   command.action(async (file: string, flags: FetchFlags) => exit(await runFetch(file, flags)));
 
@@ -178,12 +254,13 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .command('resume')
     .description('finish a job that an interrupted or killed `fanout fetch` left unfinished')
     .argument('<job-id>', 'the job id (a folder under DATA_DIR/jobs/)')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout), or as CSV to a .csv file')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout) or as CSV to a .csv file; grows as chunks complete')
     .option('--out-format <format>', 'ndjson | csv (default: csv for a .csv file, else ndjson)')
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--block-private', 'refuse private, loopback and link-local addresses')
     .option('--workers <n>', 'worker threads (default: the core count)')
-    .option('--no-progress', 'no progress bar')
+    .option('--no-progress', 'no progress bar or progress lines (the job line and summary stay)')
+    .option('-q, --quiet', 'print nothing on stderr but errors: no job line, no progress')
     .action(async (jobId: string, flags: FetchFlags) => exit(await runResume(jobId, flags)));
 }

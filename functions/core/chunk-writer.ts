@@ -10,10 +10,24 @@ import { createGzip } from 'node:zlib';
 import { countRecord, emptyCounts, type Counts } from './counts.ts';
 import { gzipOptions, readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
-import { serializeRecord, type FetchRecord } from './record.ts';
+import { isStringLimitError, serializeRecord, tooLargeRecord, type FetchRecord } from './record.ts';
 
 /** Characters of serialized records handed to gzip at once. */
 const WRITE_BATCH_CHARS = 64 * 1024;
+
+/**
+ * Serialises a record; one that cannot be (past V8's string limit) is replaced by its `too_large`
+ * failure record, so that URL fails alone.
+ */
+export function serializeOrReplace(record: FetchRecord): { record: FetchRecord; line: string } {
+  try {
+    return { record, line: serializeRecord(record) };
+  } catch (error) {
+    if (!isStringLimitError(error)) throw error;
+    const replaced = tooLargeRecord(record, `the record (a ${record.bytes}-byte body) is larger than a string can hold: ${(error as Error).message}`);
+    return { record: replaced, line: serializeRecord(replaced) };
+  }
+}
 
 /** Thrown into the result file's stream when a delivery stops early: that file must not be created. */
 export class StoppedEarly extends Error {
@@ -109,11 +123,19 @@ export async function writeChunkFile(
     if (!ok) await Promise.race([once(gzip, 'drain'), failed]);
   };
   try {
-    for await (const record of records) {
+    for await (const produced of records) {
       if (failure) throw failure;
+      const { record, line } = serializeOrReplace(produced);
       countRecord(counts, record);
       written++;
-      pending += serializeRecord(record);
+      if (line.length >= WRITE_BATCH_CHARS) {
+        // A large line goes to gzip alone: appended to the batch it could pass the string limit.
+        if (pending.length > 0) await flush();
+        pending = line;
+        await flush();
+        continue;
+      }
+      pending += line;
       if (pending.length >= WRITE_BATCH_CHARS) await flush();
     }
     if (pending.length > 0) await flush();

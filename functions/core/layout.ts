@@ -14,6 +14,7 @@
  * jobs/JOB/bodies/INDEX              bodies when bodies=store
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
  * jobs/JOB/manifest.json             written once when the job ends
+ * jobs/JOB/callback.json             the completion callback's outbox entry: pending, delivered or failed (extension)
  * uploads/UPLOAD/upload.json         an upload slot made by POST /uploads (extension)
  * uploads/UPLOAD/list                the list sent to it (extension)
  * ```
@@ -62,6 +63,7 @@ export const layout = {
   body: (jobId: string, index: number) => `jobs/${checkJobId(jobId)}/bodies/${index}`,
   cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,
   manifest: (jobId: string) => `jobs/${checkJobId(jobId)}/manifest.json`,
+  callback: (jobId: string) => `jobs/${checkJobId(jobId)}/callback.json`,
   upload: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/upload.json`,
   uploadList: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/list`,
 };

@@ -12,9 +12,9 @@ import { FanoutError, InputError, NotFoundError } from './errors.ts';
 import { openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
 import type { JobMeta } from './job.ts';
 import { layout } from './layout.ts';
-import { gzipNdjson } from './ndjson.ts';
 import { parseJobOptions, type JobOptions } from './options.ts';
-import { enqueueChunks, planJob } from './plan.ts';
+import { ChunkInputWriter, commitJob, enqueueChunks } from './plan-chunks.ts';
+import { planJob } from './plan.ts';
 import { v7 as uuidv7 } from 'uuid';
 import type { ObjectStore, Queue } from './ports.ts';
 
@@ -127,7 +127,7 @@ export type SliceOutcome = { kind: 'continued'; message: string } | { kind: 'pla
  */
 export async function planSlice(
   store: ObjectStore,
-  queue: Queue,
+  queue: Pick<Queue, 'send'>,
   body: string,
   { deadline, marginMs = CONTINUATION_DEFAULTS.marginMs }: { deadline?: number; marginMs?: number } = {},
 ): Promise<SliceOutcome> {
@@ -146,12 +146,12 @@ export async function planSlice(
   const stream = await store.getStream(meta.list, { start: message.offset });
   if (!stream) throw new Error(`list ${meta.list} vanished`);
 
-  const { chunkSize } = meta.options;
-  let { line, index, chunk, format } = message;
-  let batch: IndexedItem[] = [];
+  let { line, index, format } = message;
+  const writer = new ChunkInputWriter(store, jobId, meta.options.chunkSize, message.chunk);
   // The `dedupe` option: the set of URLs seen is handed from slice to slice.
   const seen = meta.options.dedupe ? await loadDedupeState(store, jobId, message.offset) : undefined;
   const stopAt = deadline === undefined ? Infinity : deadline - marginMs;
+  let chunks = 0;
 
   try {
     for await (const { text, end } of linesWithOffsets(stream as AsyncIterable<Buffer>, message.offset)) {
@@ -165,21 +165,19 @@ export async function planSlice(
         format = trimmed.startsWith('{') ? 'ndjson' : 'text';
       }
       const item: IndexedItem = { ...parseItemLine(trimmed, format, line), index: index++ };
-      batch.push(seen ? markDuplicate(seen, item) : item);
-      if (batch.length === chunkSize) {
-        await store.put(layout.input(jobId, chunk++), gzipNdjson(batch));
-        batch = [];
-        if (Date.now() >= stopAt) {
-          stream.destroy();
-          if (seen) await saveDedupeState(store, jobId, end, seen);
-          const next: PlanMessage = { type: 'plan', jobId, offset: end, line, index, chunk, format };
-          return { kind: 'continued', message: JSON.stringify(next) };
-        }
+      if ((await writer.add(seen ? markDuplicate(seen, item) : item)) && Date.now() >= stopAt) {
+        stream.destroy();
+        // The next slice starts after these chunks: they must be in the store first.
+        await writer.drain();
+        if (seen) await saveDedupeState(store, jobId, end, seen);
+        const next: PlanMessage = { type: 'plan', jobId, offset: end, line, index, chunk: writer.chunk, format };
+        return { kind: 'continued', message: JSON.stringify(next) };
       }
     }
-    if (batch.length > 0) await store.put(layout.input(jobId, chunk++), gzipNdjson(batch));
+    chunks = await writer.finish();
     if (index === 0) throw new InputError('the input holds no URL');
   } catch (error) {
+    await writer.abandon();
     if (!(error instanceof FanoutError) || error.status >= 500) throw error;
     const rejection: Rejection = { message: error.message, ...(error instanceof InputError && error.line !== undefined ? { line: error.line } : {}) };
     await store.deletePrefix(`${layout.jobPrefix(jobId)}input/`);
@@ -188,9 +186,9 @@ export async function planSlice(
     return { kind: 'rejected', rejection };
   }
 
-  const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks: chunk, source: meta.source };
-  await store.put(layout.job(jobId), JSON.stringify(job, null, 2), { ifAbsent: true, contentType: 'application/json' });
+  const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks, source: meta.source };
+  await commitJob(store, queue, job);
+  // Only once the job is committed: a redelivered slice before that needs its set.
   if (seen) await deleteDedupeState(store, jobId);
-  await enqueueChunks(queue, job);
   return { kind: 'planned', job };
 }

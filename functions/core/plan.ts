@@ -4,18 +4,15 @@
  * per chunk. If any line is bad, everything written so far is removed: invalid input creates nothing.
  */
 import { v7 as uuidv7 } from 'uuid';
-import type { IndexedItem, OpenedInput } from './input.ts';
-import { chunkMessage, type JobMeta } from './job.ts';
+import type { OpenedInput } from './input.ts';
+import type { JobMeta } from './job.ts';
 import { layout } from './layout.ts';
 import { markDuplicates } from './dedupe.ts';
-import { gzipNdjson } from './ndjson.ts';
 import { parseJobOptions } from './options.ts';
+import { ChunkInputWriter, commitJob, enqueueChunks } from './plan-chunks.ts';
 import type { ObjectStore, Queue } from './ports.ts';
 
-/** Chunk inputs written at once while planning. */
-const PLAN_WRITE_CONCURRENCY = 8;
-/** Messages handed to the queue per send call (the queue batches further as its backend requires). */
-const SEND_BATCH = 100;
+export { enqueueChunks };
 
 export interface PlanRequest {
   input: OpenedInput;
@@ -33,48 +30,24 @@ export interface PlanRequest {
  * @example
  * const job = await planJob(store, queue, { input: await openInput(fs.createReadStream('urls.txt')) });
  */
-export async function planJob(store: ObjectStore, queue: Queue, request: PlanRequest): Promise<JobMeta> {
+export async function planJob(store: ObjectStore, queue: Pick<Queue, 'send'>, request: PlanRequest): Promise<JobMeta> {
   const options = parseJobOptions({ ...request.input.options, ...request.options });
   const jobId = uuidv7();
+  const writer = new ChunkInputWriter(store, jobId, options.chunkSize);
   let total = 0;
-  let chunks = 0;
-  const writes = new Set<Promise<unknown>>();
-
-  const flush = async (items: IndexedItem[]) => {
-    const write = store.put(layout.input(jobId, chunks++), gzipNdjson(items));
-    writes.add(write);
-    write.finally(() => writes.delete(write)).catch(() => {});
-    if (writes.size >= PLAN_WRITE_CONCURRENCY) await Promise.race(writes);
-  };
-
+  let chunks: number;
   try {
-    let batch: IndexedItem[] = [];
     for await (const item of options.dedupe ? markDuplicates(request.input.items) : request.input.items) {
-      batch.push(item);
       total++;
-      if (batch.length === options.chunkSize) {
-        await flush(batch);
-        batch = [];
-      }
+      await writer.add(item);
     }
-    if (batch.length > 0) await flush(batch);
-    await Promise.all(writes);
+    chunks = await writer.finish();
   } catch (error) {
-    await Promise.allSettled(writes);
+    await writer.abandon();
     await store.deletePrefix(layout.jobPrefix(jobId));
     throw error;
   }
-
   const job: JobMeta = { jobId, createdAt: new Date().toISOString(), options, total, chunks, source: request.source };
-  await store.put(layout.job(jobId), JSON.stringify(job, null, 2), { ifAbsent: true, contentType: 'application/json' });
-  if (request.enqueue !== false) await enqueueChunks(queue, job);
+  await commitJob(store, queue, job, request.enqueue !== false);
   return job;
-}
-
-/** Sends a message for each of `chunkNumbers` (default: every chunk of the job). */
-export async function enqueueChunks(queue: Queue, job: JobMeta, chunkNumbers?: number[]): Promise<void> {
-  const numbers = chunkNumbers ?? Array.from({ length: job.chunks }, (_, i) => i);
-  for (let i = 0; i < numbers.length; i += SEND_BATCH) {
-    await queue.send(numbers.slice(i, i + SEND_BATCH).map((chunk) => chunkMessage(job.jobId, chunk)));
-  }
 }

@@ -16,6 +16,8 @@ export const ERROR_CODES = [
   'cancelled',
   'chunk_failed',
   'internal',
+  /** The record could not be kept within the limits (e.g. past V8's string length): that URL fails alone. */
+  'too_large',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -164,6 +166,22 @@ export function withItemFields(record: FetchRecord, item: IndexedItem): FetchRec
   const { body, bodyEncoding, bodyKey, ...rest } = record;
   const bodyFields = bodyKey !== undefined ? { bodyKey } : body !== undefined ? { body, bodyEncoding } : undefined;
   return makeRecord({ ...rest, fields: item.fields }, bodyFields);
+}
+
+/**
+ * The same record without its body, failed with `too_large`: what is stored for a record that cannot
+ * be serialised (a body past V8's string limit), so only that URL fails, never its chunk.
+ *
+ * @example
+ * tooLargeRecord(record, 'the record is larger than a string can hold')
+ */
+export function tooLargeRecord(record: FetchRecord, message: string): FetchRecord {
+  return makeRecord({ ...record, ok: false, error: { code: 'too_large', message: message.slice(0, 500) } });
+}
+
+/** True for the error V8 throws when a string (a body, a serialised record) would pass its limit. */
+export function isStringLimitError(error: unknown): boolean {
+  return error instanceof RangeError && /Invalid string length|Cannot create a string longer/i.test(error.message);
 }
 
 /** One NDJSON line (records come from {@link makeRecord}, already in the contract's order). */

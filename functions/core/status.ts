@@ -1,14 +1,15 @@
 /**
- * Job status and the manifest, both aggregated from the store: each finished chunk leaves a
- * summary (chunks/CHUNK.json) computed from its own result file, so the sums always equal the
- * records. The manifest is written once, by whoever first sees every chunk done.
+ * Job status and the manifest. Each finished chunk leaves a summary (chunks/CHUNK.json) computed
+ * from its own result file and adds the same counts to the job's ledger (core/ledger.ts), so the
+ * sums equal the records; status and the manifest read the ledger, never the summaries.
  */
-import { addCounts, emptyCounts, type Counts } from './counts.ts';
+import type { Counts } from './counts.ts';
 import { NotFoundError } from './errors.ts';
 import { loadJob, type JobMeta } from './job.ts';
 import type { PlanningMeta } from './plan-slices.ts';
 import { layout } from './layout.ts';
 import { latencySummary, type LatencySummary } from './latency.ts';
+import { ledgerFor, type Ledger, type LedgerProgress } from './ledger.ts';
 import type { ObjectStore } from './ports.ts';
 
 /** `planning` and `rejected` belong to lists planned in slices (large uploads on AWS). */
@@ -38,6 +39,8 @@ export interface JobStatus {
   cancelRequested: boolean;
   source: string | null;
   results: { manifest: string | null; files: string[] };
+  /** Chunks counted as failed whose records could not be written (see Manifest). */
+  lostChunks?: number[];
   /** Why a job was rejected while being planned (the bad line). */
   error?: { message: string; line?: number; field?: string };
 }
@@ -58,71 +61,24 @@ export interface Manifest {
   latency: Counts['latency'];
   bytes: number;
   files: string[];
+  /** Chunks whose records could not be written even as chunk_failed (counted as failed; no file). */
+  lostChunks?: number[];
 }
 
-/** Chunk summaries never change once written: cached per process, bounded. */
-const summaryCache = new Map<string, ChunkSummary>();
-const SUMMARY_CACHE_LIMIT = 50_000;
-/** Summaries read at once when aggregating. */
-const READ_CONCURRENCY = 32;
-
-async function readSummary(store: ObjectStore, key: string): Promise<ChunkSummary | null> {
-  const cached = summaryCache.get(key);
-  if (cached) return cached;
-  const data = await store.get(key);
-  if (!data) return null;
-  const summary = JSON.parse(data.toString('utf8')) as ChunkSummary;
-  if (summaryCache.size >= SUMMARY_CACHE_LIMIT) summaryCache.delete(summaryCache.keys().next().value!);
-  summaryCache.set(key, summary);
-  return summary;
-}
-
-export interface Aggregate {
-  counts: Counts;
-  chunksDone: number[];
-  lastWrittenAt: string | null;
-}
-
-/** Sums the summaries of every finished chunk of a job. */
-export async function aggregateChunks(store: ObjectStore, jobId: string): Promise<Aggregate> {
-  const keys: string[] = [];
-  for await (const key of store.list(layout.chunksPrefix(jobId))) if (key.endsWith('.json')) keys.push(key);
-  const counts = emptyCounts();
-  const chunksDone: number[] = [];
-  let lastWrittenAt: string | null = null;
-  for (let i = 0; i < keys.length; i += READ_CONCURRENCY) {
-    const summaries = await Promise.all(keys.slice(i, i + READ_CONCURRENCY).map((k) => readSummary(store, k)));
-    for (const summary of summaries) {
-      if (!summary) continue;
-      addCounts(counts, summary);
-      chunksDone.push(summary.chunk);
-      if (lastWrittenAt === null || summary.writtenAt > lastWrittenAt) lastWrittenAt = summary.writtenAt;
-    }
-  }
-  return { counts, chunksDone, lastWrittenAt };
-}
-
-function resultFiles(jobId: string, chunks: number[]): string[] {
-  return [...chunks].sort((a, b) => a - b).map((c) => layout.results(jobId, c));
+function allResultFiles(jobId: string, chunks: number, lost: number[]): string[] {
+  const skip = new Set(lost);
+  return Array.from({ length: chunks }, (_, c) => c).filter((c) => !skip.has(c)).map((c) => layout.results(jobId, c));
 }
 
 /**
- * Writes manifest.json if every chunk of the job is done and nobody wrote it yet.
+ * The manifest of a job whose chunks are all counted, built from the ledger (no summary is read).
  *
- * @returns the manifest when this call wrote it, null otherwise.
+ * @example
+ * const manifest = buildManifest(job, await ledger.progress(job.jobId), cancelled);
  */
-export async function finalizeIfComplete(store: ObjectStore, job: JobMeta): Promise<Manifest | null> {
-  const manifestKey = layout.manifest(job.jobId);
-  if (await store.exists(manifestKey)) return null;
-  // Count the summaries by listing first (one LIST per 1,000 chunks): reading them all on every
-  // chunk's completion would cost chunks x chunks GETs on a large job.
-  let finished = 0;
-  for await (const key of store.list(layout.chunksPrefix(job.jobId))) if (key.endsWith('.json')) finished++;
-  if (finished < job.chunks) return null;
-  const { counts, chunksDone } = await aggregateChunks(store, job.jobId);
-  if (chunksDone.length < job.chunks) return null;
-  const cancelled = await store.exists(layout.cancel(job.jobId));
-  const manifest: Manifest = {
+export function buildManifest(job: JobMeta, progress: LedgerProgress, cancelled: boolean): Manifest {
+  const { counts, lostChunks } = progress;
+  return {
     jobId: job.jobId,
     state: cancelled && counts.byError.cancelled ? 'cancelled' : 'completed',
     createdAt: job.createdAt,
@@ -137,13 +93,9 @@ export async function finalizeIfComplete(store: ObjectStore, job: JobMeta): Prom
     latencyMs: latencySummary(counts.latency),
     latency: counts.latency,
     bytes: counts.bytes,
-    files: resultFiles(job.jobId, chunksDone),
+    files: allResultFiles(job.jobId, job.chunks, lostChunks),
+    ...(lostChunks.length > 0 ? { lostChunks } : {}),
   };
-  const created = await store.put(manifestKey, JSON.stringify(manifest, null, 2), {
-    ifAbsent: true,
-    contentType: 'application/json',
-  });
-  return created ? manifest : null;
 }
 
 export async function readManifest(store: ObjectStore, jobId: string): Promise<Manifest | null> {
@@ -152,13 +104,15 @@ export async function readManifest(store: ObjectStore, jobId: string): Promise<M
 }
 
 /**
- * The status of a job, as GET /jobs/:id answers it.
+ * The status of a job, as GET /jobs/:id answers it. Constant cost: job.json (cached), the manifest,
+ * the cancel marker and one ledger read, whatever the job's size.
  *
+ * @param ledger the runtime's ledger (default: the one bound to `store`, see core/ledger.ts).
  * @throws {NotFoundError} when there is no such job.
  * @example
  * const status = await jobStatus(store, jobId); // status.done === status.succeeded + status.failed
  */
-export async function jobStatus(store: ObjectStore, jobId: string): Promise<JobStatus> {
+export async function jobStatus(store: ObjectStore, jobId: string, ledger: Ledger = ledgerFor(store)): Promise<JobStatus> {
   let job: JobMeta;
   try {
     job = await loadJob(store, jobId);
@@ -168,28 +122,30 @@ export async function jobStatus(store: ObjectStore, jobId: string): Promise<JobS
   }
   const manifest = await readManifest(store, jobId);
   if (manifest) return statusFromManifest(job, manifest);
-  const [{ counts, chunksDone, lastWrittenAt }, cancelRequested] = await Promise.all([
-    aggregateChunks(store, jobId),
+  const [{ counts, chunksDone, lostChunks, updatedAt }, cancelRequested] = await Promise.all([
+    ledger.progress(jobId),
     store.exists(layout.cancel(jobId)),
   ]);
   return {
     jobId,
-    state: chunksDone.length > 0 || cancelRequested ? 'running' : 'queued',
+    state: chunksDone > 0 || cancelRequested ? 'running' : 'queued',
     createdAt: job.createdAt,
-    updatedAt: lastWrittenAt ?? job.createdAt,
+    updatedAt: updatedAt ?? job.createdAt,
     finishedAt: null,
     total: job.total,
     done: counts.count,
     succeeded: counts.succeeded,
     failed: counts.failed,
-    chunks: { total: job.chunks, done: chunksDone.length },
+    chunks: { total: job.chunks, done: chunksDone },
     byStatus: counts.byStatus,
     byError: counts.byError,
     latencyMs: latencySummary(counts.latency),
     bytes: counts.bytes,
     cancelRequested,
     source: job.source ?? null,
-    results: { manifest: null, files: resultFiles(jobId, chunksDone) },
+    // Which chunks are done is not kept per call (it would cost O(chunks)): files appear once complete.
+    results: { manifest: null, files: [] },
+    ...(lostChunks.length > 0 ? { lostChunks } : {}),
   };
 }
 
@@ -240,5 +196,6 @@ export function statusFromManifest(job: JobMeta, manifest: Manifest): JobStatus 
     cancelRequested: manifest.state === 'cancelled',
     source: job.source ?? null,
     results: { manifest: layout.manifest(job.jobId), files: manifest.files },
+    ...(manifest.lostChunks?.length ? { lostChunks: manifest.lostChunks } : {}),
   };
 }

@@ -2,9 +2,11 @@
  * The worker: turns one chunk message into one result file. Written once against the ports, used by
  * the embedded runtime and the AWS worker function alike.
  *
- * Exactly one record per item, whatever happens, rests on three rules:
+ * Exactly one record per item, whatever happens, rests on these rules:
  * - the result file is created only if absent, so of two deliveries of a message only one file wins;
  * - the chunk's summary is computed from the file that won, and also created only if absent;
+ * - the chunk is then counted in the job's ledger, once per chunk however often it is delivered, and
+ *   the delivery that completes the job finishes it (core/finish.ts): nothing is listed per chunk;
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
 import { setMaxListeners } from 'node:events';
@@ -20,8 +22,11 @@ import { chunkMessage, chunkMessageSchema, loadJob, type ChunkMessage, type JobM
 import { layout } from './layout.ts';
 import { readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
-import { duplicateRecord, failedRecord, makeRecord, withItemFields, type FetchRecord } from './record.ts';
-import { finalizeIfComplete, type ChunkSummary, type Manifest } from './status.ts';
+import { isStoreFull } from './store-errors.ts';
+import { duplicateRecord, failedRecord, isStringLimitError, makeRecord, tooLargeRecord, withItemFields, type FetchRecord } from './record.ts';
+import { finishJob, type FinishDeps } from './finish.ts';
+import { ledgerFor, type RecordOptions } from './ledger.ts';
+import type { ChunkSummary } from './status.ts';
 
 /** Worker defaults, stated once. */
 export const WORKER_DEFAULTS = {
@@ -29,24 +34,17 @@ export const WORKER_DEFAULTS = {
   cancelPollMs: 1_000,
 } as const;
 
-export interface WorkerDeps {
-  store: ObjectStore;
+export interface WorkerDeps extends FinishDeps {
   fetcher: Fetcher;
   /** Called as each record is made, in completion order (progress bars). */
   onRecord?: (jobId: string, record: FetchRecord) => void;
-  /** Called once, by the worker that wrote the manifest. */
-  onJobFinished?: (manifest: Manifest) => void | Promise<void>;
   /** An extra cancellation source for a job (the embedded runtime aborts its workers directly). */
   cancelSignal?: (jobId: string) => AbortSignal | undefined;
-  /**
-   * Whether the job may have just finished; when it returns false the (listing) completion check
-   * is skipped. The embedded runtime counts chunks in memory; without it, every chunk checks.
-   */
-  mayBeComplete?: (job: JobMeta, chunk: number) => boolean;
   cancelPollMs?: number;
 }
 
-export type ChunkOutcome = 'written' | 'already-done' | 'lost-race' | 'chunk-failed' | 'continued';
+/** `lost`: not even chunk_failed records could be written; the chunk is counted as failed in the ledger. */
+export type ChunkOutcome = 'written' | 'already-done' | 'lost-race' | 'chunk-failed' | 'continued' | 'lost';
 
 export interface ChunkResult {
   jobId: string;
@@ -82,21 +80,27 @@ async function readChunkItems(store: ObjectStore, jobId: string, chunk: number):
   return items;
 }
 
-/** Writes the chunk's summary (if absent) and, if it may be the last one, the job's manifest. */
+/** Writes the chunk's summary (if absent), then counts the chunk in the ledger. */
 async function markChunkDone(deps: WorkerDeps, job: JobMeta, chunk: number, counts: Counts): Promise<void> {
   const summary: ChunkSummary = { chunk, ...counts, writtenAt: new Date().toISOString() };
   await deps.store.put(layout.chunkDone(job.jobId, chunk), JSON.stringify(summary), {
     ifAbsent: true,
     contentType: 'application/json',
   });
-  await checkFinished(deps, job, chunk);
+  await countChunk(deps, job, chunk, counts);
 }
 
-/** Writes the job's manifest if this chunk may have been its last. */
-async function checkFinished(deps: WorkerDeps, job: JobMeta, chunk: number): Promise<void> {
-  if (deps.mayBeComplete && !deps.mayBeComplete(job, chunk)) return;
-  const manifest = await finalizeIfComplete(deps.store, job);
-  if (manifest) await deps.onJobFinished?.(manifest);
+/**
+ * Adds a finished chunk to the job's ledger (idempotent) and, when that completes the job, finishes
+ * it: constant cost per chunk, nothing listed.
+ *
+ * @example
+ * await countChunk(deps, job, 4, counts); // the chunk that completes the job writes its manifest
+ */
+export async function countChunk(deps: FinishDeps, job: JobMeta, chunk: number, counts: Counts, options: RecordOptions = {}): Promise<void> {
+  const ledger = deps.ledger ?? ledgerFor(deps.store);
+  const { complete } = await ledger.recordChunk(job, chunk, counts, options);
+  if (complete) await finishJob({ ...deps, ledger }, job, `chunk#${chunk}`);
 }
 
 /** What `run` returns for an item this delivery will not finish (its time budget ran out). */
@@ -190,15 +194,19 @@ export async function processChunk(deps: WorkerDeps, body: string, options: Proc
   const { jobId, chunk } = message;
   const job = await loadJob(deps.store, jobId);
 
-  if (await deps.store.exists(layout.chunkDone(jobId, chunk))) {
-    // A redelivery after the chunk was finished (its manifest check may not have run: do it).
-    await checkFinished(deps, job, chunk);
+  const summary = await deps.store.get(layout.chunkDone(jobId, chunk));
+  if (summary) {
+    // A redelivery after the chunk was finished: counting again is a no-op, but the delivery that
+    // wrote the summary may have died before counting it or before finishing the job.
+    const { chunk: _, writtenAt: __, ...counts } = JSON.parse(summary.toString('utf8')) as ChunkSummary;
+    await countChunk(deps, job, chunk, counts);
     return { jobId, chunk, outcome: 'already-done', counts: emptyCounts() };
   }
   try {
     return await fetchChunk(deps, job, message, options);
   } catch (error) {
-    if (!options.finalReceive) throw error;
+    // A full store is not the chunk's fault: it is retried when space returns, never failed.
+    if (!options.finalReceive || isStoreFull(error)) throw error;
     return failChunk(deps, job, chunk, error);
   }
 }
@@ -245,7 +253,12 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     }
     const result = await fetcher.fetch(item, options, signal);
     if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
-    const record = withItemFields(await withBody(store, job, result), item);
+    const kept = await withBody(store, job, result).catch((error) => {
+      // A body too large to encode into the record fails its URL alone.
+      if (!isStringLimitError(error)) throw error;
+      return tooLargeRecord(result.record, `the body (${result.record.bytes} bytes) is too large to keep in the record: ${(error as Error).message}`);
+    });
+    const record = withItemFields(kept, item);
     deps.onRecord?.(jobId, record);
     return record;
   };

@@ -3,7 +3,7 @@
  * and are renamed (or hard-linked, for create-if-absent) into place, so a reader never sees half an
  * object and a crash never leaves one. Keys are checked so none can escape the folder.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -32,6 +32,17 @@ export class LocalStore implements ObjectStore {
     this.root = resolve(root);
   }
 
+  /**
+   * Removes the temporary files under a store folder (writes a killed process never finished).
+   * Only safe while no other process writes there: call it holding the folder's lock (lock.ts).
+   *
+   * @example
+   * LocalStore.removeTemporaryFiles('./fanout-data');
+   */
+  static removeTemporaryFiles(root: string): void {
+    rmSync(join(resolve(root), TMP_DIR), { recursive: true, force: true });
+  }
+
   /** The file behind a key; throws {@link InvalidKeyError} for any key that is not plain segments. */
   pathOf(key: string): string {
     if (key.length === 0 || key.length > MAX_KEY_LENGTH || !key.split('/').every((s) => SEGMENT.test(s))) {
@@ -53,7 +64,13 @@ export class LocalStore implements ObjectStore {
     await this.folder(tmpDir);
     try {
       if (typeof body === 'string' || body instanceof Uint8Array) {
-        await writeFile(tmp, body);
+        await writeFile(tmp, body).catch(async (error) => {
+          if (!isMissing(error)) throw error;
+          // The folder went (another handle cleared .tmp at start): make it again, once.
+          this.folders.delete(tmpDir);
+          await this.folder(tmpDir);
+          await writeFile(tmp, body);
+        });
       } else {
         await pipeline(body instanceof Readable ? body : Readable.from(body), createWriteStream(tmp));
       }

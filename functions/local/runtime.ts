@@ -1,26 +1,33 @@
 /**
  * The embedded runtime: the whole pipeline on one machine with nothing else installed. A folder
- * store, an in-process queue and a worker loop around the shared core, in this thread or in worker
- * threads (one per core); `fanout fetch` and `fanout serve` are built on it. The store is the truth:
- * after a crash, {@link EmbeddedRuntime.recover} re-enqueues every chunk that has no summary yet.
+ * store, an in-process queue and a worker loop around the shared message handler, in this thread or
+ * in worker threads (one per core); `fanout fetch` and `fanout serve` are built on it. The store is
+ * the truth: the ledger (job totals, in this thread) is rebuilt from the chunk summaries once per
+ * job, and after a crash {@link EmbeddedRuntime.recover} re-enqueues every chunk that has no summary
+ * yet and every callback still pending in its outbox.
  */
-import { EventEmitter, setMaxListeners } from 'node:events';
-import { cancelJob } from '../core/cancel.ts';
-import { sendCallback } from '../core/callback.ts';
+import { EventEmitter } from 'node:events';
+import { callbackMessage, readCallbackOutbox } from '../core/callback.ts';
+import { CancelRegistry, cancelJob } from '../core/cancel.ts';
+import type { Counts } from '../core/counts.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
+import { finishJob } from '../core/finish.ts';
 import type { OpenedInput } from '../core/input.ts';
 import { loadJob, type JobMeta } from '../core/job.ts';
-import { JOBS_PREFIX, chunkOfKey, isJobId, layout } from '../core/layout.ts';
+import { JOBS_PREFIX, isJobId, layout } from '../core/layout.ts';
+import { MemoryLedger, bindLedger, summaryLoader } from '../core/ledger.ts';
+import { handleMessage, type MessageDeps, type MessageResult } from '../core/messages.ts';
 import { enqueueChunks, planJob } from '../core/plan.ts';
 import type { ObjectStore, ReceivedMessage } from '../core/ports.ts';
 import type { FetchRecord } from '../core/record.ts';
-import { finalizeIfComplete, readManifest, type Manifest } from '../core/status.ts';
-import { parseChunkMessage, writeFailedChunk, type WorkerDeps } from '../core/worker.ts';
+import { isStoreFull } from '../core/store-errors.ts';
+import { readManifest, type Manifest } from '../core/status.ts';
+import { countChunk } from '../core/worker.ts';
 import { LocalStore } from './local-store.ts';
 import { MemoryQueue } from './memory-queue.ts';
 import { WorkerThread, threadBundle, type ThreadConfig } from './threads.ts';
-import { WorkerLoop } from './worker-loop.ts';
+import { LOOP_DEFAULTS, WorkerLoop } from './worker-loop.ts';
 
 export interface EmbeddedRuntimeOptions {
   dataDir: string;
@@ -35,6 +42,8 @@ export interface EmbeddedRuntimeOptions {
   threads?: number;
   /** Signs completion callbacks (see core/callback.ts). */
   callbackSecret?: string;
+  /** Backoff base between callback attempts (tests shorten it). */
+  callbackRetryBaseMs?: number;
 }
 
 export interface RuntimeEvents {
@@ -50,11 +59,10 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   readonly queue: MemoryQueue;
   /** The fetcher of the loop in this thread (also sends callbacks). */
   readonly fetcher: Fetcher;
-  private readonly deps: WorkerDeps;
-  private readonly callbackSecret: string | undefined;
-  private readonly cancels = new Map<string, AbortController>();
-  /** Chunks known done per job: lets a worker skip the listing completion check until the last one. */
-  private readonly doneChunks = new Map<string, Set<number>>();
+  /** Job totals: finishing a chunk and status cost no store request (core/ledger.ts). */
+  readonly ledger: MemoryLedger;
+  private readonly deps: MessageDeps;
+  private readonly cancels = new CancelRegistry();
   private readonly waiters = new Map<string, ((manifest: Manifest) => void)[]>();
   private readonly stopController = new AbortController();
   private loop: WorkerLoop | undefined;
@@ -70,47 +78,50 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
     this.fetcher = new Fetcher(options.guard);
-    this.callbackSecret = options.callbackSecret;
     this.options = options;
-    this.deps = {
-      store: this.store,
-      fetcher: this.fetcher,
-      onRecord: (jobId, record) => this.emit('progress', jobId, 1, record.ok ? 0 : 1),
-      onJobFinished: (manifest) => this.finish(manifest),
-      cancelSignal: (jobId) => this.cancelController(jobId).signal,
-      mayBeComplete: (job, chunk) => this.countDone(job, chunk),
-    };
+    // Status and cancel called with this store (the API, the CLI) use this ledger too.
+    this.ledger = bindLedger(this.store, new MemoryLedger(summaryLoader(this.store))) as MemoryLedger;
     this.queue = new MemoryQueue({
       visibilityTimeoutMs: options.visibilityTimeoutMs,
       maxReceiveCount: options.maxReceiveCount,
       onDeadLetter: (message) => this.deadLetter(message),
     });
+    this.deps = {
+      store: this.store,
+      fetcher: this.fetcher,
+      ledger: this.ledger,
+      queue: this.queue,
+      onRecord: (jobId, record) => this.emit('progress', jobId, 1, record.ok ? 0 : 1),
+      onJobFinished: (manifest) => this.finish(manifest),
+      cancelSignal: (jobId) => this.cancels.signal(jobId),
+      callbackSecret: async () => options.callbackSecret,
+      callbackRetryBaseMs: options.callbackRetryBaseMs,
+    };
   }
 
-  /** Counts a finished chunk; true once every chunk of the job is known done. */
-  private countDone(job: JobMeta, chunk: number): boolean {
-    const done = this.doneChunks.get(job.jobId) ?? new Set<number>();
-    done.add(chunk);
-    this.doneChunks.set(job.jobId, done);
-    return done.size >= job.chunks;
-  }
-
-  /** A worker thread finished a chunk: this thread counts, and writes the manifest after the last. */
-  private async threadChunkDone(jobId: string, chunk: number): Promise<void> {
-    const job = await loadJob(this.store, jobId);
-    if (!this.countDone(job, chunk)) return;
-    const manifest = await finalizeIfComplete(this.store, job);
-    if (manifest) this.finish(manifest);
-  }
-
-  private cancelController(jobId: string): AbortController {
-    let controller = this.cancels.get(jobId);
-    if (!controller) {
-      controller = new AbortController();
-      setMaxListeners(0, controller.signal); // one listener per chunk in flight
-      this.cancels.set(jobId, controller);
+  /**
+   * A worker thread finished a chunk: this thread counts it, and finishes the job after the last.
+   * The thread has acknowledged the message already, so a failure here (a full disk while writing
+   * the manifest) is retried from here, with backoff.
+   */
+  private async threadChunkDone(jobId: string, chunk: number, counts: Counts, lost: boolean, tries = 0): Promise<void> {
+    try {
+      const job = await loadJob(this.store, jobId);
+      await countChunk(this.deps, job, chunk, counts, { lost });
+    } catch (error) {
+      this.emit('error', error, `job ${jobId} chunk ${chunk}`);
+      // A full disk passes; anything else gets a few tries (the job resumes at the next start).
+      if (this.stopController.signal.aborted || (!isStoreFull(error) && tries >= LOOP_DEFAULTS.countRetries)) return;
+      const delay = Math.min(LOOP_DEFAULTS.storeFullMaxDelayMs, (this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs) * 2 ** tries);
+      setTimeout(() => void this.threadChunkDone(jobId, chunk, counts, lost, tries + 1), delay).unref();
     }
-    return controller;
+  }
+
+  /** What a handled message did, as events. */
+  private onResult(result: MessageResult): void {
+    const record = result.delivery?.record;
+    if (record && result.jobId) this.emit('callback', result.jobId, record);
+    if (result.outcome === 'abandoned') this.emit('error', result.error, `dead letter of job ${result.jobId} given up`);
   }
 
   /**
@@ -119,8 +130,9 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
    * @throws {InputError | OptionsError} with nothing written.
    */
   async submit(input: OpenedInput, options: Record<string, unknown> = {}, source?: string): Promise<JobMeta> {
-    const job = await planJob(this.store, this.queue, { input, options, source });
-    this.doneChunks.set(job.jobId, new Set());
+    const job = await planJob(this.store, this.queue, { input, options, source, enqueue: false });
+    this.ledger.begin(job.jobId);
+    await enqueueChunks(this.queue, job);
     return job;
   }
 
@@ -136,11 +148,13 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
         visibilityTimeoutMs: this.queue.visibilityTimeoutMs,
         maxChunksInFlight: this.options.maxChunksInFlight,
         retryDelayMs: this.options.retryDelayMs,
+        callbackSecret: this.options.callbackSecret,
+        callbackRetryBaseMs: this.options.callbackRetryBaseMs,
       };
       const handlers = {
         onProgress: (jobId: string, done: number, failed: number) => this.emit('progress', jobId, done, failed),
-        onChunkDone: (jobId: string, chunk: number) =>
-          void this.threadChunkDone(jobId, chunk).catch((error) => this.emit('error', error, `job ${jobId}`)),
+        onChunkDone: (jobId: string, chunk: number, counts: Counts, lost: boolean) => void this.threadChunkDone(jobId, chunk, counts, lost),
+        onCallback: (jobId: string, record: FetchRecord) => this.emit('callback', jobId, record),
         onError: (error: Error, context: string) => this.emit('error', error, context),
       };
       this.threadsStarting = threadBundle().then(
@@ -160,6 +174,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       signal: this.stopController.signal,
       maxChunksInFlight: this.options.maxChunksInFlight,
       retryDelayMs: this.options.retryDelayMs,
+      onResult: (result) => this.onResult(result),
       onError: (error, context) => this.emit('error', error, context),
     });
     this.running = this.loop.run();
@@ -170,27 +185,18 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     return this.threads;
   }
 
-  /** A message that exhausted its deliveries: its items still get records (`chunk_failed`). */
+  /** A message that exhausted its deliveries: the shared handler's dead-letter path (its last try). */
   private async deadLetter(message: ReceivedMessage): Promise<void> {
     try {
-      const { jobId, chunk } = parseChunkMessage(message.body);
-      const job = await loadJob(this.store, jobId);
-      await writeFailedChunk(this.deps, job, chunk, `chunk ${chunk} failed on all ${message.receiveCount} deliveries`);
+      this.onResult(await handleMessage(this.deps, message.body, { receiveCount: 1, maxReceiveCount: 1, deadLetter: true, deliveries: message.receiveCount }));
     } catch (error) {
       this.emit('error', error, `dead-lettered message ${message.body}`);
     }
   }
 
   private finish(manifest: Manifest): void {
-    this.cancels.delete(manifest.jobId);
-    this.doneChunks.delete(manifest.jobId);
+    this.cancels.forget(manifest.jobId);
     this.emit('finished', manifest);
-    const delivery = sendCallback(this.store, this.fetcher, manifest.jobId, this.callbackSecret).then(
-      (record) => record && this.emit('callback', manifest.jobId, record),
-      (error) => this.emit('error', error, `callback of job ${manifest.jobId}`),
-    );
-    this.active.add(delivery);
-    void delivery.finally(() => this.active.delete(delivery));
     for (const resolve of this.waiters.get(manifest.jobId) ?? []) resolve(manifest);
     this.waiters.delete(manifest.jobId);
   }
@@ -213,18 +219,18 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
    * @returns false when the job had already ended.
    */
   async cancel(jobId: string): Promise<boolean> {
-    const { cancelled, manifest } = await cancelJob(this.store, jobId);
+    const { cancelled } = await cancelJob(this.store, jobId, this.deps);
     if (cancelled) {
-      this.cancelController(jobId).abort(new Error('cancelled'));
+      this.cancels.cancel(jobId);
       for (const thread of this.threads) thread.cancel(jobId);
     }
-    if (manifest) this.finish(manifest);
     return cancelled;
   }
 
   /**
-   * Re-enqueues the unfinished chunks of every job without a manifest: the embedded queue lives in
-   * memory, the store does not, so this is how a restarted process resumes.
+   * Re-enqueues the unfinished chunks of every job without a manifest, and the callbacks of finished
+   * jobs still pending in their outbox: the embedded queue lives in memory, the store does not, so
+   * this is how a restarted process resumes.
    *
    * @returns the ids of the jobs resumed.
    */
@@ -233,22 +239,26 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
     for (const prefix of await this.store.listPrefixes(JOBS_PREFIX)) {
       const jobId = prefix.slice(JOBS_PREFIX.length, -1);
       if (!isJobId(jobId) || !(await this.store.exists(layout.job(jobId)))) continue;
-      if (await this.store.exists(layout.manifest(jobId))) continue;
+      if (await this.store.exists(layout.manifest(jobId))) {
+        const outbox = await readCallbackOutbox(this.store, jobId);
+        if (outbox?.state === 'pending') await this.queue.send([callbackMessage(jobId)]);
+        continue;
+      }
       if (await this.resume(jobId)) resumed.push(jobId);
     }
     return resumed;
   }
 
-  /** Re-enqueues the chunks of one job that have no summary yet; finalizes it if none is left. */
+  /**
+   * Re-enqueues the chunks of one job that have no summary yet (the ledger is rebuilt from the
+   * summaries here, once); finishes the job if none is left.
+   */
   async resume(jobId: string): Promise<boolean> {
     const job = await loadJob(this.store, jobId);
-    const done = new Set<number>();
-    for await (const key of this.store.list(layout.chunksPrefix(jobId))) done.add(chunkOfKey(key));
-    this.doneChunks.set(jobId, done);
+    const done = await this.ledger.doneChunks(jobId);
     const missing = Array.from({ length: job.chunks }, (_, i) => i).filter((c) => !done.has(c));
     if (missing.length === 0) {
-      const manifest = await finalizeIfComplete(this.store, job);
-      if (manifest) this.finish(manifest);
+      await finishJob(this.deps, job, 'recover');
       return false;
     }
     await enqueueChunks(this.queue, job, missing);

@@ -1,13 +1,14 @@
 /**
  * The worker thread's entry point: a worker loop over the shared folder store and the main thread's
- * queue (see threads.ts). Progress is reported in batches; a finished chunk is reported so the main
- * thread, which counts them, writes the manifest.
+ * queue (see threads.ts). Progress is reported in batches; a finished chunk's counts go to the main
+ * thread, whose ledger counts them and finishes the job after the last one.
  */
-import { setMaxListeners } from 'node:events';
 import { parentPort, workerData } from 'node:worker_threads';
+import { CancelRegistry } from '../core/cancel.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import { AddressGuard } from '../core/engine/guard.ts';
-import type { WorkerDeps } from '../core/worker.ts';
+import type { Ledger } from '../core/ledger.ts';
+import type { MessageDeps } from '../core/messages.ts';
 import { LocalStore } from './local-store.ts';
 import type { FromThread, ThreadConfig, ToThread } from './threads.ts';
 import { QueueProxy } from './threads.ts';
@@ -22,35 +23,38 @@ const post = (message: FromThread) => port.postMessage(message);
 const queue = new QueueProxy(port, config.maxReceiveCount, config.visibilityTimeoutMs);
 const fetcher = new Fetcher(new AddressGuard(config.guard));
 const stop = new AbortController();
-const cancels = new Map<string, AbortController>();
+const cancels = new CancelRegistry();
 const progress = new Map<string, { done: number; failed: number }>();
 
-function cancelController(jobId: string): AbortController {
-  let controller = cancels.get(jobId);
-  if (!controller) {
-    controller = new AbortController();
-    setMaxListeners(0, controller.signal);
-    cancels.set(jobId, controller);
-  }
-  return controller;
-}
+/** The main thread's ledger, seen from here: chunks are posted to it; it alone finishes jobs. */
+const mainLedger: Ledger = {
+  async recordChunk(job, chunk, counts, options = {}) {
+    flushProgress();
+    post({ type: 'chunk-done', jobId: job.jobId, chunk, counts, lost: options.lost });
+    return { complete: false, chunksDone: 0, counted: true };
+  },
+  async progress() {
+    throw new Error('job totals are kept in the main thread');
+  },
+  async claimFinish() {
+    return false;
+  },
+};
 
-const deps: WorkerDeps = {
+const deps: MessageDeps = {
   store: new LocalStore(config.dataDir),
   fetcher,
+  ledger: mainLedger,
+  queue,
   onRecord(jobId, record) {
     const p = progress.get(jobId) ?? { done: 0, failed: 0 };
     p.done++;
     if (!record.ok) p.failed++;
     progress.set(jobId, p);
   },
-  cancelSignal: (jobId) => cancelController(jobId).signal,
-  // The main thread counts finished chunks and writes the manifest.
-  mayBeComplete(job, chunk) {
-    flushProgress();
-    post({ type: 'chunk-done', jobId: job.jobId, chunk });
-    return false;
-  },
+  cancelSignal: (jobId) => cancels.signal(jobId),
+  callbackSecret: async () => config.callbackSecret,
+  callbackRetryBaseMs: config.callbackRetryBaseMs,
 };
 
 function flushProgress(): void {
@@ -61,7 +65,7 @@ const ticker = setInterval(flushProgress, PROGRESS_EVERY_MS);
 
 port.on('message', (message: ToThread) => {
   if (message.type === 'reply') queue.settle(message);
-  else if (message.type === 'cancel') cancelController(message.jobId).abort(new Error('cancelled'));
+  else if (message.type === 'cancel') cancels.cancel(message.jobId);
   else if (message.type === 'stop') stop.abort();
 });
 
@@ -71,6 +75,10 @@ const loop = new WorkerLoop({
   signal: stop.signal,
   maxChunksInFlight: config.maxChunksInFlight,
   retryDelayMs: config.retryDelayMs,
+  onResult(result) {
+    const record = result.delivery?.record;
+    if (record && result.jobId) post({ type: 'callback', jobId: result.jobId, record });
+  },
   onError: (error, context) => post({ type: 'error', context, message: (error as Error)?.message ?? String(error) }),
 });
 

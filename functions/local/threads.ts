@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, type MessagePort } from 'node:worker_threads';
 import type { GuardConfig } from '../core/engine/guard.ts';
+import type { Counts } from '../core/counts.ts';
 import type { Queue, ReceivedMessage } from '../core/ports.ts';
+import type { FetchRecord } from '../core/record.ts';
 
 /** What the main thread tells a worker thread when it starts. */
 export interface ThreadConfig {
@@ -21,6 +23,9 @@ export interface ThreadConfig {
   visibilityTimeoutMs: number;
   maxChunksInFlight?: number;
   retryDelayMs?: number;
+  /** Signs completion callbacks (threads deliver them like any message). */
+  callbackSecret?: string;
+  callbackRetryBaseMs?: number;
 }
 
 /** Messages from a worker thread. */
@@ -30,7 +35,9 @@ export type FromThread =
   | { type: 'call'; id: number; op: 'changeVisibility'; receipt: string; ms: number }
   | { type: 'call'; id: number; op: 'send'; bodies: string[] }
   | { type: 'progress'; jobId: string; done: number; failed: number }
-  | { type: 'chunk-done'; jobId: string; chunk: number }
+  /** A chunk's counts, for the main thread's ledger (which finishes the job after the last). */
+  | { type: 'chunk-done'; jobId: string; chunk: number; counts: Counts; lost?: boolean }
+  | { type: 'callback'; jobId: string; record: FetchRecord }
   | { type: 'error'; context: string; message: string }
   | { type: 'stopped' };
 
@@ -89,11 +96,20 @@ export class QueueProxy implements Queue {
 let threadScript: Promise<string> | undefined;
 
 /**
- * The worker threads' code, bundled once per process into plain JavaScript with esbuild. Node 20
- * does not give worker threads the main thread's TypeScript loader; with the bundle they need none,
- * and start in milliseconds instead of compiling every module again.
+ * The worker threads' code as a plain JavaScript file. In the built CLI it is
+ * build/cli/thread-worker.mjs, made by scripts/build-cli.ts beside the code running now: nothing is
+ * compiled at run time. Running from the TypeScript sources (tests, development), it is bundled
+ * once per process with esbuild, a development dependency: Node 20 does not give worker threads the
+ * main thread's TypeScript loader, and the bundle is always the current code.
+ *
+ * @example
+ * new Worker(await threadBundle(), { workerData: config });
  */
 export function threadBundle(): Promise<string> {
+  if (!import.meta.url.endsWith('.ts')) {
+    threadScript ??= Promise.resolve(fileURLToPath(new URL('./thread-worker.mjs', import.meta.url)));
+    return threadScript;
+  }
   threadScript ??= (async () => {
     const { build } = await import('esbuild');
     const outfile = join(tmpdir(), `fanout-thread-${process.pid}-${Date.now()}.mjs`);
@@ -116,7 +132,8 @@ export function threadBundle(): Promise<string> {
 
 export interface ThreadHandlers {
   onProgress(jobId: string, done: number, failed: number): void;
-  onChunkDone(jobId: string, chunk: number): void;
+  onChunkDone(jobId: string, chunk: number, counts: Counts, lost: boolean): void;
+  onCallback(jobId: string, record: FetchRecord): void;
   onError(error: Error, context: string): void;
 }
 
@@ -148,7 +165,8 @@ export class WorkerThread {
 
   private async onMessage(message: FromThread): Promise<void> {
     if (message.type === 'progress') return this.handlers.onProgress(message.jobId, message.done, message.failed);
-    if (message.type === 'chunk-done') return this.handlers.onChunkDone(message.jobId, message.chunk);
+    if (message.type === 'chunk-done') return this.handlers.onChunkDone(message.jobId, message.chunk, message.counts, message.lost ?? false);
+    if (message.type === 'callback') return this.handlers.onCallback(message.jobId, message.record);
     if (message.type === 'error') return this.handlers.onError(new Error(message.message), message.context);
     if (message.type !== 'call') return;
     try {

@@ -1,12 +1,13 @@
 /**
- * A worker loop: receives chunk messages from a queue and processes them, keeping a few chunks in
- * flight (more while no request waits for a concurrency slot), acknowledging each when written and
- * making it visible again soon when it failed. Runs in the main thread (one loop per worker) or in a
- * worker thread (thread-worker.ts) against a queue proxied to the main thread.
+ * A worker loop: receives messages from a queue and hands each to the shared message handler
+ * (core/messages.ts), keeping a few in flight (more while no request waits for a concurrency slot),
+ * acknowledging each when handled and making it visible again soon when it failed. Runs in the main
+ * thread or in a worker thread (thread-worker.ts) against a queue proxied to the main thread.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { handleMessage, type MessageDeps, type MessageResult } from '../core/messages.ts';
 import type { Queue, ReceivedMessage } from '../core/ports.ts';
-import { processChunk, type WorkerDeps } from '../core/worker.ts';
+import { isStoreFull } from '../core/store-errors.ts';
 
 /** Loop defaults, stated once. */
 export const LOOP_DEFAULTS = {
@@ -21,11 +22,17 @@ export const LOOP_DEFAULTS = {
   retryDelayMs: 1_000,
   /** Long-poll wait of a receive. */
   receiveWaitMs: 1_000,
+  /** Longest wait before a message that met a full store is tried again. */
+  storeFullMaxDelayMs: 30_000,
+  /** Tries the main thread gives counting a thread's chunk when the failure is not a full store. */
+  countRetries: 5,
 } as const;
 
 export interface WorkerLoopOptions {
   queue: Queue;
-  deps: WorkerDeps;
+  deps: MessageDeps;
+  /** Called with what each handled message did (the runtime reports callbacks from it). */
+  onResult?(result: MessageResult): void;
   signal: AbortSignal;
   maxChunksInFlight?: number;
   retryDelayMs?: number;
@@ -35,6 +42,9 @@ export interface WorkerLoopOptions {
 export class WorkerLoop {
   /** Chunks in progress. */
   readonly active = new Set<Promise<unknown>>();
+  /** Messages that met a full store, waiting to be sent again: body -> tries so far. */
+  private readonly fullTries = new Map<string, number>();
+  private readonly resends = new Map<NodeJS.Timeout, string>();
 
   constructor(private readonly options: WorkerLoopOptions) {}
 
@@ -60,6 +70,30 @@ export class WorkerLoop {
 
   async drain(): Promise<void> {
     await Promise.allSettled(this.active);
+    // Hand back what waits for space, so nothing is held only in a timer.
+    const waiting = [...this.resends];
+    this.resends.clear();
+    for (const [timer] of waiting) clearTimeout(timer);
+    if (waiting.length > 0) await this.options.queue.send(waiting.map(([, body]) => body)).catch(() => {});
+  }
+
+  /**
+   * A full store is not the message's fault: acknowledge this delivery and send the message again
+   * after a backoff, with a fresh receive count, so it never reaches the dead-letter path (where its
+   * fetched records would become chunk_failed). It resumes by itself when space returns.
+   */
+  private async retryWhenSpace(message: ReceivedMessage): Promise<void> {
+    const { queue } = this.options;
+    const tries = (this.fullTries.get(message.body) ?? 0) + 1;
+    this.fullTries.set(message.body, tries);
+    const delay = Math.min(LOOP_DEFAULTS.storeFullMaxDelayMs, (this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs) * 2 ** (tries - 1));
+    const timer = setTimeout(() => {
+      this.resends.delete(timer);
+      void queue.send([message.body]).catch((error) => this.options.onError(error, `re-sending ${message.body}`));
+    }, delay);
+    timer.unref();
+    this.resends.set(timer, message.body);
+    await queue.delete(message.receipt);
   }
 
   /** One delivery: process, then acknowledge; on failure, make it visible again soon. */
@@ -72,10 +106,13 @@ export class WorkerLoop {
     );
     heartbeat.unref();
     try {
-      await processChunk(deps, message.body, { finalReceive: message.receiveCount >= queue.maxReceiveCount });
+      const result = await handleMessage(deps, message.body, { receiveCount: message.receiveCount, maxReceiveCount: queue.maxReceiveCount });
       await queue.delete(message.receipt);
+      this.fullTries.delete(message.body);
+      this.options.onResult?.(result);
     } catch (error) {
-      this.options.onError(error, `chunk message ${message.body} (delivery ${message.receiveCount})`);
+      this.options.onError(error, `message ${message.body} (delivery ${message.receiveCount})`);
+      if (isStoreFull(error)) return await this.retryWhenSpace(message).catch(() => {});
       await queue.changeVisibility(message.receipt, this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs).catch(() => {});
     } finally {
       clearInterval(heartbeat);

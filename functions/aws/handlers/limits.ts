@@ -34,11 +34,6 @@ export const resultPageLimits = () => ({
   maxLinks: fromEnv('FANOUT_RESULT_PAGE_MAX_LINKS', RESULT_PAGE_DEFAULTS.maxLinks),
 });
 
-/**
- * The worker function's timeout, seconds (the stack sets it from the same setting as the
- * function). One attempt of a URL must fit in it, minus the continuation margin.
- */
-export const workerTimeoutSeconds = () => fromEnv('FANOUT_WORKER_TIMEOUT_SECONDS', 300);
 
 /** How long presigned URLs (uploads, result files) stay valid. */
 export const PRESIGN_SECONDS = 3600;

@@ -1,81 +1,118 @@
 /**
- * The worker function: an SQS event handler over the shared worker. Powertools' batch processor
- * turns each failed record into a `batchItemFailures` entry (partial batch response), so only
- * those messages come back. Chunk messages may run out of time and hand on a continuation; plan
- * messages plan large lists in slices; records from the dead-letter queue still get their
- * `chunk_failed` records, so no URL vanishes there.
+ * The worker function: an SQS event handler, a thin adapter over the shared message handler
+ * (core/messages.ts). Powertools' batch processor turns each failed record into a
+ * `batchItemFailures` entry (partial batch response), so only those messages come back. Records
+ * from the dead-letter queue go through the handler's dead-letter path, whose last try never throws.
+ *
+ * Observability: one child logger per record (its own jobId and messageId, so parallel records never
+ * share keys), and Powertools Metrics (EMF) in namespace `fanout`, service `fanout-worker`:
+ * UrlsFetched, UrlsSucceeded, UrlsFailed, UrlsFailedByCode (dimension `code`), ChunksFailed,
+ * ChunkDuration (ms) and JobsFinished. These names are what the stack's alarms and dashboard read.
  */
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { sendCallback } from '../../core/callback.ts';
 import { Fetcher } from '../../core/engine/fetcher.ts';
 import { AddressGuard } from '../../core/engine/guard.ts';
-import { loadJob } from '../../core/job.ts';
-import { planSlice } from '../../core/plan-slices.ts';
-import { layout } from '../../core/layout.ts';
-import { parseChunkMessage, processChunk, writeFailedChunk, type WorkerDeps } from '../../core/worker.ts';
-import { awsRuntime, type AwsRuntime } from '../environment.ts';
+import { handleMessage, type MessageDeps, type MessageResult } from '../../core/messages.ts';
+import { callbackSecretSource } from '../callback-secret.ts';
+import { AWS_ENV_DEFAULTS, awsRuntime, type AwsRuntime } from '../environment.ts';
 
-const logger = new Logger({ serviceName: 'fanout-worker' });
+/** Metric names and dimensions, stated once (the infra's alarms and dashboard use the same). */
+export const WORKER_METRICS = {
+  namespace: 'fanout',
+  service: 'fanout-worker',
+  urlsFetched: 'UrlsFetched',
+  urlsSucceeded: 'UrlsSucceeded',
+  urlsFailed: 'UrlsFailed',
+  urlsFailedByCode: 'UrlsFailedByCode',
+  chunksFailed: 'ChunksFailed',
+  chunkDuration: 'ChunkDuration',
+  jobsFinished: 'JobsFinished',
+} as const;
+
+const logger = new Logger({ serviceName: WORKER_METRICS.service });
+export const metrics = new Metrics({ namespace: WORKER_METRICS.namespace, serviceName: WORKER_METRICS.service });
 const processor = new BatchProcessor(EventType.SQS);
 let fetcher: Fetcher | undefined;
+let secret: { env: AwsRuntime['env']; get: () => Promise<string | undefined> } | undefined;
 
-function deps(rt: AwsRuntime): WorkerDeps {
+function deps(rt: AwsRuntime, log: Logger): MessageDeps {
   // One Agent per container, kept warm across invocations. Server mode: private addresses are
   // blocked unless FANOUT_ALLOW_PRIVATE / FANOUT_ALLOW_CIDRS open them.
   fetcher ??= new Fetcher(AddressGuard.fromEnv(process.env, true));
-  const f = fetcher;
+  if (secret?.env !== rt.env) secret = { env: rt.env, get: callbackSecretSource(rt.env) };
   return {
     store: rt.store,
-    fetcher: f,
-    onJobFinished: async (manifest) => {
-      logger.info('job finished', { jobId: manifest.jobId, state: manifest.state, total: manifest.total, failed: manifest.failed });
-      const delivery = await sendCallback(rt.store, f, manifest.jobId, rt.env.FANOUT_CALLBACK_SECRET ?? rt.env.FANOUT_TOKEN);
-      if (delivery) logger.info('callback sent', { jobId: manifest.jobId, ok: delivery.ok, status: delivery.status, error: delivery.error?.code });
+    fetcher,
+    ledger: rt.ledger,
+    queue: rt.queue,
+    callbackSecret: secret.get,
+    onJobFinished: (manifest) => {
+      metrics.addMetric(WORKER_METRICS.jobsFinished, MetricUnit.Count, 1);
+      log.info('job finished', { state: manifest.state, total: manifest.total, failed: manifest.failed, lostChunks: manifest.lostChunks?.length ?? 0 });
     },
   };
 }
 
-/** One SQS record: a chunk, a plan slice, or a dead letter. Throws to have the message retried. */
-export async function handleRecord(record: SQSRecord, context: Pick<Context, 'getRemainingTimeInMillis'>): Promise<void> {
+/** Metrics of one handled message. */
+function record(result: MessageResult, ms: number): void {
+  const chunk = result.chunk;
+  if (result.type === 'chunk' && (result.outcome === 'lost' || result.outcome === 'chunk-failed' || result.outcome === 'abandoned')) {
+    metrics.addMetric(WORKER_METRICS.chunksFailed, MetricUnit.Count, 1);
+  }
+  if (!chunk || chunk.counts.count === 0) return;
+  const { counts } = chunk;
+  metrics.addMetric(WORKER_METRICS.urlsFetched, MetricUnit.Count, counts.count);
+  metrics.addMetric(WORKER_METRICS.urlsSucceeded, MetricUnit.Count, counts.succeeded);
+  metrics.addMetric(WORKER_METRICS.urlsFailed, MetricUnit.Count, counts.failed);
+  metrics.addMetric(WORKER_METRICS.chunkDuration, MetricUnit.Milliseconds, ms);
+  for (const [code, n] of Object.entries(counts.byError)) {
+    const single = metrics.singleMetric();
+    single.addDimension('code', code);
+    single.addMetric(WORKER_METRICS.urlsFailedByCode, MetricUnit.Count, n);
+  }
+}
+
+/** One SQS record: any message type, live or dead-lettered. Throws to have the message retried. */
+export async function handleRecord(sqsRecord: SQSRecord, context: Pick<Context, 'getRemainingTimeInMillis'>): Promise<MessageResult> {
   const rt = awsRuntime();
-  const body = JSON.parse(record.body) as { type?: string; jobId?: string };
-  logger.appendKeys({ jobId: body.jobId, messageId: record.messageId });
-  const deadline = Date.now() + context.getRemainingTimeInMillis();
-  const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
-
-  if (rt.env.FANOUT_DLQ_ARN && record.eventSourceARN === rt.env.FANOUT_DLQ_ARN) {
-    if (body.type === 'plan') {
-      await rt.store.put(layout.rejected(body.jobId!), JSON.stringify({ message: 'planning failed on every delivery' }), { ifAbsent: true });
-      logger.error('plan message dead-lettered');
-      return;
-    }
-    const { jobId, chunk } = parseChunkMessage(record.body);
-    const outcome = await writeFailedChunk(deps(rt), await loadJob(rt.store, jobId), chunk, `chunk ${chunk} failed on all ${rt.env.FANOUT_MAX_RECEIVE_COUNT} deliveries`);
-    logger.error('chunk dead-lettered', { chunk, outcome: outcome.outcome });
-    return;
+  let jobId: string | undefined;
+  try {
+    jobId = (JSON.parse(sqsRecord.body) as { jobId?: string }).jobId;
+  } catch {
+    // Malformed: the handler below says so.
   }
-
-  if (body.type === 'plan') {
-    const outcome = await planSlice(rt.store, rt.queue, record.body, { deadline });
-    if (outcome.kind === 'continued') await rt.queue.send([outcome.message]);
-    logger.info('plan slice', { outcome: outcome.kind, ...(outcome.kind === 'planned' ? { total: outcome.job.total, chunks: outcome.job.chunks } : {}) });
-    return;
-  }
-
-  const finalReceive = receiveCount >= rt.env.FANOUT_MAX_RECEIVE_COUNT;
+  // A child per record: records of a batch run in parallel and must not share keys.
+  const log = logger.createChild({ persistentKeys: { jobId, messageId: sqsRecord.messageId } });
+  const deadLetter = Boolean(rt.env.FANOUT_DLQ_ARN && sqsRecord.eventSourceARN === rt.env.FANOUT_DLQ_ARN);
+  const receiveCount = Number(sqsRecord.attributes.ApproximateReceiveCount ?? '1');
   const started = Date.now();
-  const result = await processChunk(deps(rt), record.body, { finalReceive, deadline });
-  if (result.continuation) await rt.queue.send([result.continuation]);
-  logger.info('chunk processed', {
-    chunk: result.chunk,
-    outcome: result.outcome,
-    records: result.counts.count,
-    failed: result.counts.failed,
-    ms: Date.now() - started,
-    receiveCount,
-  });
+  try {
+    const result = await handleMessage(deps(rt, log), sqsRecord.body, {
+      receiveCount,
+      maxReceiveCount: deadLetter ? (rt.env.FANOUT_DLQ_MAX_RECEIVE_COUNT ?? AWS_ENV_DEFAULTS.dlqMaxReceiveCount) : rt.env.FANOUT_MAX_RECEIVE_COUNT,
+      deadLetter,
+      deliveries: rt.env.FANOUT_MAX_RECEIVE_COUNT,
+      deadline: started + context.getRemainingTimeInMillis(),
+    });
+    const ms = Date.now() - started;
+    record(result, ms);
+    const level = result.deadLetter ? 'error' : 'info';
+    log[level](`${result.type} ${result.deadLetter ? 'dead letter' : 'message'} handled`, {
+      outcome: result.outcome,
+      receiveCount,
+      ms,
+      ...(result.chunk ? { chunk: result.chunk.chunk, records: result.chunk.counts.count, failed: result.chunk.counts.failed } : {}),
+      ...(result.delivery ? { callback: result.delivery.entry.state, status: result.delivery.record?.status, attempts: result.delivery.entry.attempts } : {}),
+      ...(result.error ? { error: (result.error as Error)?.message ?? String(result.error) } : {}),
+    });
+    return result;
+  } catch (error) {
+    log.warn('message failed; it will be retried', { receiveCount, error: (error as Error)?.message ?? String(error) });
+    throw error;
+  }
 }
 
 /**
@@ -85,9 +122,14 @@ export async function handleRecord(record: SQSRecord, context: Pick<Context, 'ge
  * // SQS event source with reportBatchItemFailures: true
  * export { handler } from './functions/aws/handlers/worker.ts';
  */
-export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
-  processPartialResponse(event, (record: SQSRecord) => handleRecord(record, context), processor, {
-    context,
-    // A batch whose every record failed is reported like any other, not thrown as an invocation error.
-    throwOnFullBatchFailure: false,
-  });
+export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+  try {
+    return await processPartialResponse(event, (r: SQSRecord) => handleRecord(r, context), processor, {
+      context,
+      // A batch whose every record failed is reported like any other, not thrown as an invocation error.
+      throwOnFullBatchFailure: false,
+    });
+  } finally {
+    if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+  }
+};

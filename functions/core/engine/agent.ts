@@ -20,8 +20,11 @@ export const AGENT_DEFAULTS = {
   keepAliveMaxTimeout: 30_000,
   /** TCP + TLS handshake; the whole attempt has its own deadline too. */
   connectTimeout: 10_000,
-  /** Response header bytes before the response counts as a protocol error. */
-  maxHeaderSize: 64 * 1024,
+  /**
+   * Response header bytes before the response counts as a protocol error: real sites send up to
+   * ~80 KB (long cookies, CSP); browsers accept 256 KiB (Chrome), and so does fanout.
+   */
+  maxHeaderSize: 256 * 1024,
   /**
    * Open fetch sockets per worker, all origins together (FANOUT_MAX_SOCKETS overrides it). A Lambda
    * has 1,024 descriptors; the rest is left to the process itself (~30: stdio, epoll, libuv's

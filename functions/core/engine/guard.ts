@@ -196,7 +196,7 @@ export interface GuardConfig {
  * @example
  * const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.2/32'] });
  * guard.permits('127.0.0.2'); // true
- * guard.describe(); // 'private addresses blocked; allowed: 127.0.0.2/32'
+ * guard.describe(); // 'private, loopback and link-local addresses blocked; allowed: 127.0.0.2/32 (FANOUT_ALLOW_CIDRS)'
  */
 export class AddressGuard {
   readonly blockPrivate: boolean;
@@ -243,9 +243,10 @@ export class AddressGuard {
 
   /** The guard in one line, for start-up banners: what is blocked and which ranges are open. */
   describe(): string {
-    if (!this.blockPrivate) return 'private addresses reachable (guard off)';
-    if (this.ranges.length === 0) return 'private addresses blocked';
-    return `private addresses blocked; allowed: ${this.ranges.map((r) => `${r.network}/${r.prefix}`).join(', ')}`;
+    if (!this.blockPrivate) return 'off: jobs may reach private, loopback and link-local addresses (FANOUT_ALLOW_PRIVATE / --allow-private)';
+    const how = '--allow-private or FANOUT_ALLOW_CIDRS=ADDRESS/32 opens them';
+    if (this.ranges.length === 0) return `private, loopback and link-local addresses blocked; ${how}`;
+    return `private, loopback and link-local addresses blocked; allowed: ${this.ranges.map((r) => `${r.network}/${r.prefix}`).join(', ')} (FANOUT_ALLOW_CIDRS)`;
   }
 }
 
