@@ -221,4 +221,13 @@ describe('CSV through the API (text/csv)', () => {
       server.close();
     }
   });
+
+  it('a schedule runs a CSV list with its urlColumn', async () => {
+    const { scheduleSchema, submitScheduledJob } = await import('../functions/core/schedules.ts');
+    await runtime.store.put('lists/sched.csv', `team,link\nred,${origin.url}/ok?sched=1\n`);
+    const schedule = scheduleSchema.parse({ name: 'csv-list', expression: 'rate(1 hour)', list: 'lists/sched.csv', format: 'csv', urlColumn: 'link' });
+    const submitted = await submitScheduledJob(runtime.store, runtime.queue, schedule);
+    await runtime.waitForJob(submitted.jobId);
+    expect((await readRecords(runtime.store, submitted.jobId)).map((r) => [r.url, r.fields])).toEqual([[`${origin.url}/ok?sched=1`, { team: 'red' }]]);
+  });
 });
