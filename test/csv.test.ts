@@ -123,7 +123,7 @@ describe('CSV input', () => {
       (async () => {
         for await (const _ of input.items);
       })(),
-    ).rejects.toThrow(/^line 1: not a valid URL: "url,id"/);
+    ).rejects.toThrow(/^line 1: not a valid URL: "url,id": if this is a CSV header row, read the list as CSV \(--format csv, or content-type text\/csv\)$/);
   });
 });
 

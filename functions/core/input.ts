@@ -215,7 +215,7 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
     try {
       for (;;) {
         if (current !== undefined && current !== '' && !current.startsWith('#')) {
-          const item = parseItemLine(current, chosen as 'text' | 'ndjson', line);
+          const item = index === 0 && chosen === 'text' ? firstTextItem(current, line) : parseItemLine(current, chosen as 'text' | 'ndjson', line);
           yield { ...item, index: index++ } as IndexedItem;
         }
         const next = await lines.next();
@@ -256,6 +256,18 @@ async function openCsv(source: AsyncIterable<Uint8Array | string> | Readable, re
     }
   }
   return { format: 'csv', items: items() };
+}
+
+/** The first line of a text list; a CSV header there (`url,id,note`) gets a hint rather than "not a valid URL". */
+function firstTextItem(text: string, line: number): InputItem {
+  try {
+    return parseItemLine(text, 'text', line);
+  } catch (error) {
+    if (error instanceof InputError && text.includes(',') && !/^https?:\/\//i.test(text)) {
+      throw new InputError(`${error.message.replace(/^line \d+: /, '')}: if this is a CSV header row, read the list as CSV (--format csv, or content-type text/csv)`, line);
+    }
+    throw error;
+  }
 }
 
 function lineTooLong(line: number): InputError {
