@@ -50,11 +50,12 @@ export interface CsvOptions {
  */
 export async function* readCsvRows(source: AsyncIterable<Uint8Array | string> | Readable, options: CsvOptions): AsyncGenerator<CsvRow> {
   const urlColumn = options.urlColumn ?? CSV_DEFAULTS.urlColumn;
+  // The header is the first row read (comments and blank lines before it are skipped).
   let headerLine = 1;
   const parser = parse({
     bom: true,
     info: true,
-    columns: (header: string[]) => checkHeader(header, urlColumn, headerLine),
+    columns: (header: string[]) => checkHeader(header, urlColumn),
     record_delimiter: ['\r\n', '\n', '\r'],
     skip_empty_lines: true,
     skip_records_with_empty_values: true,
@@ -62,8 +63,6 @@ export async function* readCsvRows(source: AsyncIterable<Uint8Array | string> | 
     comment_no_infix: true,
     max_record_size: options.maxRowChars,
   });
-  // Comments and blank lines before the header: the header is the first row read.
-  parser.on('skip', () => {});
   const input = source instanceof Readable ? source : Readable.from(source);
   input.on('error', (error) => parser.destroy(error));
   input.pipe(parser);
@@ -90,7 +89,7 @@ export async function* readCsvRows(source: AsyncIterable<Uint8Array | string> | 
   }
   if (rows === 0) throw new EmptyInputError();
 
-  function checkHeader(header: string[], column: string, _line: number): string[] {
+  function checkHeader(header: string[], column: string): string[] {
     headerLine = parser.info.lines;
     const names = header.map((name) => name.trim());
     const where = `the header row (line ${headerLine}: ${quoteList(names)})`;
