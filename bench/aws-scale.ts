@@ -62,14 +62,14 @@ const perChunk = (counts: RequestCounts, chunks: number) =>
   ['s3', 'sqs', 'dynamodb']
     .map((s) => `${s} ${fmt(total(counts, s) / chunks)} (${Object.entries(counts[s] ?? {}).map(([op, n]) => `${op} ${fmt(n / chunks)}`).join(', ') || '-'})`)
     .join('\n    ');
-const usd = (n: number) => `$${n < 0.01 ? n.toFixed(5) : n.toFixed(2)}`;
+const usd = (n: number) => `$${n === 0 ? '0' : n < 0.0001 ? n.toExponential(1) : n < 0.01 ? n.toFixed(5) : n.toFixed(2)}`;
 
 /** The chunks the figures are divided by: all of them, or those done when the budget ran out. */
 const chunksOf = (r: ScaleReport) => (r.gaveUp ? Math.max(1, r.status.chunks.done) : r.chunks);
 
 function print(r: ScaleReport): void {
   const chunks = chunksOf(r);
-  console.log(`\n== ${fmt(r.urls)} URLs in ${fmt(chunks)} chunks (chunkSize ${r.urls / chunks}) ==`);
+  console.log(`\n== ${fmt(r.urls)} URLs in ${fmt(r.chunks)} chunks (chunkSize ${fmt(r.urls / r.chunks)}) ==`);
   console.log(`submit: ${r.submit.ms} ms, request ${fmt(r.submit.eventBytes)} B; S3 ${total(r.submit.requests, 's3')}, SQS ${total(r.submit.requests, 'sqs')}, DynamoDB ${total(r.submit.requests, 'dynamodb')} requests`);
   console.log(`job: ${fmt(r.wallMs / 1000)} s from submit to the queues drained, state ${r.status.state}, ${fmt(r.status.done)}/${fmt(r.status.total)} done, ${r.status.failed} failed${r.gaveUp ? ' (GAVE UP)' : ''}`);
   if (r.gaveUp) console.log(`budget reached: figures below are per chunk over the ${fmt(chunks)} chunks done`);

@@ -8,12 +8,17 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { brotliCompressSync, crc32, gzipSync } from 'node:zlib';
-import { Agent } from 'undici';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Agent, Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RecordSchema } from '../functions/api/schemas.ts';
+import { AGENT_DEFAULTS } from '../functions/core/engine/agent.ts';
+import { classifyError } from '../functions/core/engine/classify.ts';
 import { exchange, EXCHANGE_DEFAULTS } from '../functions/core/engine/exchange.ts';
+import { fetchItem } from '../functions/core/engine/fetch-item.ts';
 import { isRetryableFailure, isRetryableStatus } from '../functions/core/engine/retry.ts';
-import { openFetcher } from './support/engine.ts';
+import { openFetcher, testOptions } from './support/engine.ts';
 import { startRawOrigin, type RawOrigin } from './support/raw-origin.ts';
 
 /** One gzip member holding `data` in stored (uncompressed) deflate blocks: cheap to stack 3,000 deep. */
@@ -52,12 +57,12 @@ beforeAll(async () => {
   let body: Buffer = Buffer.from('hello');
   for (let i = 1; i <= 3000; i++) {
     body = storedGzip(body);
-    if (i === 3 || i === 3000) layered.set(i, body);
+    if (i === 5 || i === 6 || i === 3000) layered.set(i, body);
   }
-  // gzip of 160 gzip members of 64 MiB of zeros each: 10 GiB decoded from ~23 KB on the wire, so
-  // the whole body is in before decoding has got far.
+  // gzip of 96 gzip members of 64 MiB of zeros each: 6 GiB decoded from 14 KB on the wire, less
+  // than the first decoder's buffer, so the whole response has ended long before decoding has.
   const inner = gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 });
-  doubleBomb = gzipSync(Buffer.concat(Array.from({ length: 160 }, () => inner)), { level: 9 });
+  doubleBomb = gzipSync(Buffer.concat(Array.from({ length: 96 }, () => inner)), { level: 9 });
 
   raw = await startRawOrigin((socket, req) => {
     const [path, query = ''] = req.path.split('?');
@@ -97,6 +102,13 @@ beforeAll(async () => {
             'vary: accept\r\nvary: origin',
           'c',
         );
+      case '/big-headers':
+        // `kb` KiB of headers: ~100 KB is what some nginx sites send (long cookies, CSP).
+        return respond(socket, `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-big: ${'h'.repeat(Number(q.get('kb')) * 1024)}`, 'ok');
+      case '/slow-redirect':
+        return void setTimeout(() => respond(socket, 'HTTP/1.1 302 Found\r\nlocation: /slow-ok'), 300);
+      case '/slow-ok':
+        return void setTimeout(() => respond(socket, 'HTTP/1.1 200 OK\r\ncontent-type: text/plain', 'late'), 300);
       case '/one-cookie':
         return respond(socket, 'HTTP/1.1 200 OK\r\nset-cookie: only=1', '');
       default:
@@ -117,14 +129,18 @@ describe('stacked Content-Encoding (issue 14 item 2)', () => {
     // Before: 65-86 s of decoding, ending ok, whatever the deadline.
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(record).toMatchObject({ ok: false, status: 200, attempts: 1, sha256: null, error: { code: 'protocol' } });
-    expect(record.error!.message).toBe('3000 stacked content-encodings; fanout decodes at most 2');
+    expect(record.error!.message).toBe(`3000 stacked content-encodings; fanout decodes at most ${EXCHANGE_DEFAULTS.maxDecodingLayers}`);
     expect(record.headers['content-type']).toBe('text/plain');
     expect(body).toBeNull();
   });
 
-  it('refuses 3 layers, one past the cap', async () => {
-    const { record } = await engine.fetch(`${raw.url}/layers?n=3`);
-    expect(record).toMatchObject({ ok: false, status: 200, error: { code: 'protocol', message: '3 stacked content-encodings; fanout decodes at most 2' } });
+  it('decodes 5 layers, as curl does, and refuses 6', async () => {
+    expect(EXCHANGE_DEFAULTS.maxDecodingLayers).toBe(5);
+    const five = await engine.fetch(`${raw.url}/layers?n=5`);
+    expect(five.record).toMatchObject({ ok: true, status: 200, bytes: 5, error: null });
+    expect(five.body!.toString()).toBe('hello');
+    const { record } = await engine.fetch(`${raw.url}/layers?n=6`);
+    expect(record).toMatchObject({ ok: false, status: 200, error: { code: 'protocol', message: '6 stacked content-encodings; fanout decodes at most 5' } });
   });
 
   it('decodes two layers (gzip then br) as sent', async () => {
@@ -144,7 +160,7 @@ describe('stacked Content-Encoding (issue 14 item 2)', () => {
       const deadline = new Error('deadline');
       setTimeout(() => ex.abort(deadline), 300);
       const t0 = Date.now();
-      // 10 GiB to inflate: many seconds of decoding that the abort must not wait for.
+      // 6 GiB to inflate: many seconds of decoding that the abort must not wait for.
       await expect(ex.result).rejects.toBe(deadline);
       expect(Date.now() - t0).toBeLessThan(3_000);
       expect(deadline).toMatchObject({ responseStatus: 200 });
@@ -153,11 +169,42 @@ describe('stacked Content-Encoding (issue 14 item 2)', () => {
     }
   });
 
+  it('leaves nothing running after the abort: a process that aborts mid-decoding exits at once', async () => {
+    const script = `
+      import { Agent } from 'undici';
+      import { exchange } from ${JSON.stringify(fileURLToPath(new URL('../functions/core/engine/exchange.ts', import.meta.url)))};
+      const agent = new Agent();
+      const ex = exchange(agent, { origin: ${JSON.stringify(raw.url)}, path: '/double-bomb', method: 'GET', headers: {}, body: null },
+        { limit: Number.MAX_SAFE_INTEGER, keep: false });
+      setTimeout(() => {
+        console.log('aborted ' + Date.now());
+        ex.abort(new Error('deadline'));
+      }, 300);
+      await ex.result.catch(() => {});
+      await agent.destroy();`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    const exited = new Promise<number>((resolve) => child.on('exit', () => resolve(Date.now())));
+    const kill = setTimeout(() => child.kill('SIGKILL'), 12_000);
+    try {
+      const exit = await exited;
+      const abortedAt = Number(/aborted (\d+)/.exec(out)?.[1]);
+      // 6 GiB left to inflate would keep it alive for many seconds: nothing may wait on it.
+      expect(exit - abortedAt).toBeLessThan(3_000);
+      expect(child.exitCode).toBe(0);
+    } finally {
+      clearTimeout(kill);
+    }
+  }, 15_000);
+
   it('the attempt deadline cuts a slow-decoding body: timeout, status kept', async () => {
     const t0 = Date.now();
-    const { record } = await engine.fetch(`${raw.url}/double-bomb`, { timeoutMs: 300, retries: 0, bodies: 'none', maxBodyBytes: 256 * 1024 * 1024 });
+    // 256 MiB to inflate in 16 KiB steps takes far longer than 100 ms; before, the deadline did not
+    // stop decoding once the last byte had come, and the record ended ok after the whole cut.
+    const { record } = await engine.fetch(`${raw.url}/double-bomb`, { timeoutMs: 100, retries: 0, bodies: 'none', maxBodyBytes: 256 * 1024 * 1024 });
     expect(Date.now() - t0).toBeLessThan(3_000);
-    expect(record).toMatchObject({ ok: false, status: 200, error: { code: 'timeout' } });
+    expect(record).toMatchObject({ ok: false, truncated: false, error: { code: 'timeout' } });
   });
 });
 
@@ -174,6 +221,11 @@ describe('responses undici cannot represent (issue 14 item 9)', () => {
     expect(record).toMatchObject({ ok: false, status: null, attempts: 1, error: { code: 'protocol' } });
     expect(record.error!.message).toMatch(/not asked for/);
     expect(record.error!.message).not.toMatch(/undici|assert|bad response/i);
+  });
+
+  it("undici's assertion failures never reach the record as such", () => {
+    const assertion = Object.assign(new Error('The expression evaluated to a falsy value:\n\n  assert(statusCode >= 100)\n'), { code: 'ERR_ASSERTION' });
+    expect(classifyError(assertion, true)).toEqual({ code: 'protocol', transient: false, message: 'malformed HTTP response' });
   });
 
   it('103 Early Hints before the response is skipped', async () => {
@@ -268,6 +320,39 @@ describe('record fields (issue 12 item 4, issue 11 item 3)', () => {
   });
 });
 
+describe('response headers', () => {
+  it(`an Agent with maxHeaderSize ${EXCHANGE_DEFAULTS.maxHeaderBytes / 1024} KiB keeps ~100 KB of headers`, async () => {
+    const agent = new Agent({ maxHeaderSize: EXCHANGE_DEFAULTS.maxHeaderBytes });
+    try {
+      const { record } = await fetchItem({ index: 0, url: `${raw.url}/big-headers?kb=100` }, testOptions(), { dispatcher: agent });
+      expect(record).toMatchObject({ ok: true, status: 200, error: null });
+      expect((record.headers['x-big'] as string).length).toBe(100 * 1024);
+    } finally {
+      await agent.destroy();
+    }
+  });
+
+  it("headers past the Agent's limit are a protocol error that names the limit, not retried", async () => {
+    const kb = AGENT_DEFAULTS.maxHeaderSize / 1024 + 1;
+    const { record } = await engine.fetch(`${raw.url}/big-headers?kb=${kb}`, { retries: 2 });
+    // undici stops reading before the status reaches the handler: the status cannot be kept.
+    expect(record).toMatchObject({
+      ok: false,
+      status: null,
+      attempts: 1,
+      error: { code: 'protocol', message: `response headers larger than ${AGENT_DEFAULTS.maxHeaderSize / 1024} KiB` },
+    });
+  });
+});
+
+describe('the attempt deadline', () => {
+  it('is shared by the redirect hops of an attempt', async () => {
+    // 300 ms per hop, 500 ms for the attempt: the second hop runs out.
+    const { record } = await engine.fetch(`${raw.url}/slow-redirect`, { timeoutMs: 500, retries: 0 });
+    expect(record).toMatchObject({ ok: false, redirects: 1, finalUrl: `${raw.url}/slow-ok`, error: { code: 'timeout' } });
+  });
+});
+
 describe('queuedMs: waiting for a connection slot', () => {
   let server: Server;
   let origin: string;
@@ -293,5 +378,20 @@ describe('queuedMs: waiting for a connection slot', () => {
     expect(queued[0]).toBeLessThan(queued[5]!);
     expect(queued[5]).toBeGreaterThan(300); // waited for at least one 400 ms response
     for (const r of records) expect(r.durationMs).toBeLessThan(1_000); // never counts the wait
+  });
+
+  it('with one connection per host too, when the Agent makes a Pool for it (undici makes a bare Client by default)', async () => {
+    const agent = new Agent({ connections: 1, factory: (o, opts) => new Pool(o, opts) });
+    try {
+      const options = testOptions({ perHost: 1, timeoutMs: 1_000, retries: 0 });
+      const records = await Promise.all(
+        [0, 1, 2, 3].map(async (i) => (await fetchItem({ index: i, url: `${origin}/p${i}` }, options, { dispatcher: agent })).record),
+      );
+      for (const r of records) expect(r).toMatchObject({ ok: true, status: 200, error: null });
+      const queued = records.map((r) => r.queuedMs).sort((a, b) => a - b);
+      expect(queued[3]).toBeGreaterThan(700); // waited for two 400 ms responses at least
+    } finally {
+      await agent.destroy();
+    }
   });
 });

@@ -291,8 +291,7 @@ export async function openScaleHarness(options: HarnessOptions): Promise<ScaleHa
       worker = subtract(paused.functions, before.functions);
       eventSource = subtract(paused.harness, before.harness);
       midJob = (await api([{ op: 'status' }, { op: 'status' }], jobId)).calls;
-      before.functions = (await services.counts()).functions;
-      before.harness = (await services.counts()).harness;
+      Object.assign(before, await services.counts());
     }
     containers = [...containers, ...(await slots()).flat()];
     const wallMs = performance.now() - started;

@@ -8,7 +8,9 @@
 //
 // A handler still running at its deadline is what Lambda kills: the container then exits with
 // code 3 (its messages come back later) and the harness starts a fresh one. The container exits 0
-// once both queues are empty, nothing is in flight, and no other container is busy.
+// once both queues are empty, nothing is in flight, and no other container is busy; 4 when the
+// harness's time budget (HARNESS_GIVE_UP_AT) is spent; 5 when paused after HARNESS_PAUSE_AFTER_RECORDS
+// chunk deliveries (so a status call can be measured mid-job with nothing else running).
 //
 // Writes its summary as JSON to HARNESS_OUT; the functions' logs go to stdout/stderr as on Lambda.
 import { createHash, randomUUID } from 'node:crypto';

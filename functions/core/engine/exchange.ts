@@ -7,7 +7,7 @@
  * decoders are doing, and destroys them.
  */
 import { isUtf8 } from 'node:buffer';
-import { createHash, type Hash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
@@ -17,13 +17,14 @@ import type { ResponseHeaders } from '../record.ts';
 /** Exchange limits, stated once. */
 export const EXCHANGE_DEFAULTS = {
   /**
-   * Content-Encoding layers decoded at most (`gzip, br` is two). A response with more is a
-   * `protocol` error: thousands of stacked layers are an attack on the decoder, never a real site.
+   * Content-Encoding layers decoded at most (`gzip, br` is two): 5, as curl (MAX_ENCODE_STACK, since
+   * CVE-2022-32206) and undici's fetch. A response with more is a `protocol` error: thousands of
+   * stacked layers are an attack on the decoder, never a real site.
    */
-  maxDecodingLayers: 2,
+  maxDecodingLayers: 5,
   /**
    * Response header bytes the Agent accepts (undici's `maxHeaderSize`); real sites send up to
-   * ~80 KB of headers (long cookies, CSP). Wired in agent.ts.
+   * ~80 KB of headers (long cookies, CSP). Meant for the Agent's `maxHeaderSize` in agent.ts.
    */
   maxHeaderBytes: 256 * 1024,
 } as const;
@@ -62,8 +63,8 @@ export interface BodyPolicy {
   keep: boolean;
   /** Decides, from the status and headers, to discard the body unread (redirects, retried statuses). */
   discard?: (status: number, headers: ResponseHeaders) => boolean;
-  /** Called once when undici gives the request a connection slot (it leaves the pool's queue). */
-  onSlot?: () => void;
+  /** Told once when undici gives the request a connection slot (it leaves the pool's queue). */
+  clock?: { start(): void };
 }
 
 /** A failure of the response itself (not of the network): the record gets `protocol` and this message. */
@@ -71,6 +72,12 @@ export class ResponseProtocolError extends Error {
   override name = 'ResponseProtocolError';
   readonly code = 'FANOUT_PROTOCOL';
 }
+
+/** SHA-256 of one buffer in one call (Node >= 20.12), else through a Hash object. */
+const sha256Of: (data: Buffer) => string =
+  typeof crypto.hash === 'function'
+    ? (data) => crypto.hash('sha256', data, 'hex')
+    : (data) => crypto.createHash('sha256').update(data).digest('hex');
 
 /** Raised into the exchange when its body reached the cut: the connection is closed, the result stands. */
 const CUT = new Error('body cut at the size limit');
@@ -116,7 +123,8 @@ export interface Exchange {
   readonly queuedMs: number;
 }
 
-class ExchangeHandler implements Dispatcher.DispatchHandler {
+class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
+  result!: Promise<ExchangeResult>;
   private controller: Dispatcher.DispatchController | undefined;
   private pendingAbort: Error | undefined;
   private status = 0;
@@ -127,7 +135,9 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
   private bytes = 0;
   private truncated = false;
   private chunks: Buffer[] = [];
-  private hash: Hash | undefined;
+  /** Most bodies come in one chunk: hashed in one call at the end; a Hash is made on the second chunk. */
+  private firstChunk: Buffer | undefined;
+  private hash: crypto.Hash | undefined;
   private discarding = false;
   private steps: string[] | undefined = [];
   private decoders: Transform[] | undefined;
@@ -147,7 +157,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
     if (this.slotted) return;
     this.slotted = true;
     this.queuedMs = performance.now() - this.dispatchedAt;
-    this.policy.onSlot?.();
+    this.policy.clock?.start();
   }
 
   /** Settles the exchange now (decoders are destroyed, not awaited), then closes the request. */
@@ -207,7 +217,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
     if (chunk.length > room) {
       if (room > 0) {
         const part = chunk.subarray(0, room);
-        (this.hash ??= createHash('sha256')).update(part);
+        this.digest(part);
         if (this.policy.keep) this.chunks.push(part);
       }
       this.bytes = this.policy.limit;
@@ -218,9 +228,24 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
       return;
     }
     if (chunk.length === 0) return;
-    (this.hash ??= createHash('sha256')).update(chunk);
+    this.digest(chunk);
     if (this.policy.keep) this.chunks.push(chunk);
     this.bytes += chunk.length;
+  }
+
+  private digest(chunk: Buffer): void {
+    if (this.hash) this.hash.update(chunk);
+    else if (!this.firstChunk) this.firstChunk = chunk;
+    else {
+      this.hash = crypto.createHash('sha256').update(this.firstChunk).update(chunk);
+      this.firstChunk = undefined;
+    }
+  }
+
+  private sha256(): string | null {
+    if (this.discarding) return null;
+    if (this.hash) return this.hash.digest('hex');
+    return this.firstChunk ? sha256Of(this.firstChunk) : null;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -282,7 +307,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
       truncated: this.truncated,
       data: this.policy.keep && !this.discarding ? Buffer.concat(this.chunks) : null,
       decoded: this.steps !== undefined,
-      sha256: this.hash && !this.discarding ? this.hash.digest('hex') : null,
+      sha256: this.sha256(),
     });
   }
 
@@ -321,33 +346,41 @@ export function exchange(dispatcher: Dispatcher, request: ExchangeRequest, polic
   const result = new Promise<ExchangeResult>((resolve, reject) => {
     handler = new ExchangeHandler(policy, resolve, reject);
   });
-  const h = handler;
+  handler.result = result;
   try {
-    dispatcher.dispatch(
-      {
-        origin: request.origin,
-        path: request.path,
-        method: request.method as Dispatcher.HttpMethod,
-        headers: request.headers,
-        body: request.body ?? undefined,
-        // undici reads this option when it builds its Request on the connection (Client) the pool
-        // picked, not while the request waits in the pool's queue: the one moment that tells when
-        // the wait for a connection slot ended. Connecting, if needed, comes after (it is fetch time).
-        get headersTimeout() {
-          h.slot();
-          return undefined;
-        },
-      },
-      handler,
-    );
+    dispatcher.dispatch(new SlotWatchingOptions(request, handler), handler);
   } catch (error) {
     handler.onResponseError(undefined as never, error as Error);
   }
-  return {
-    result,
-    abort: (reason) => h.abort(reason),
-    get queuedMs() {
-      return h.queuedMs;
-    },
-  };
+  return handler;
+}
+
+/**
+ * The dispatch options, with one getter: undici reads `headersTimeout` when it builds its Request
+ * on the connection (Client) the pool picked, not while the request waits in the pool's queue, the
+ * one moment that tells when the wait for a connection slot ended. Connecting, if needed, comes
+ * after (fetch time). A class, so no closure is made per request.
+ */
+class SlotWatchingOptions {
+  readonly origin: string;
+  readonly path: string;
+  readonly method: Dispatcher.HttpMethod;
+  readonly headers: Record<string, string>;
+  readonly body: string | undefined;
+
+  constructor(
+    request: ExchangeRequest,
+    private readonly handler: ExchangeHandler,
+  ) {
+    this.origin = request.origin;
+    this.path = request.path;
+    this.method = request.method as Dispatcher.HttpMethod;
+    this.headers = request.headers;
+    this.body = request.body ?? undefined;
+  }
+
+  get headersTimeout(): undefined {
+    this.handler.slot();
+    return undefined;
+  }
 }

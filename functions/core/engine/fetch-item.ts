@@ -52,6 +52,60 @@ class DeadlineError extends Error {
   override name = 'DeadlineError';
 }
 
+/**
+ * An attempt's deadline. It runs while a request holds a connection slot (connect to last body
+ * byte), not while it waits for one: the exchange starts it when undici gives the request its slot;
+ * it stops between redirect hops. One object per attempt, no closures (the hot path).
+ */
+class Deadline {
+  timedOut = false;
+  /** The exchange in flight, aborted when the time is up. */
+  current: Exchange | undefined;
+  private remaining: number;
+  private timer: NodeJS.Timeout | undefined;
+  private clockAt = 0;
+  /** The attempt is over: a request that gets its slot only now (it was aborted while queued) starts no timer. */
+  private finished = false;
+
+  constructor(readonly ms: number) {
+    this.remaining = ms;
+  }
+
+  get spent(): boolean {
+    return this.remaining <= 0;
+  }
+
+  error(): DeadlineError {
+    return new DeadlineError(`no complete response within ${this.ms} ms`);
+  }
+
+  start(): void {
+    if (this.timer !== undefined || this.finished) return;
+    this.clockAt = performance.now();
+    this.timer = setTimeout(Deadline.fire, Math.max(0, this.remaining), this);
+  }
+
+  stop(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.remaining -= performance.now() - this.clockAt;
+  }
+
+  /** Stops the clock for good. */
+  finish(): void {
+    this.stop();
+    this.finished = true;
+  }
+
+  private static fire(deadline: Deadline): void {
+    deadline.timer = undefined;
+    deadline.remaining = 0;
+    deadline.timedOut = true;
+    deadline.current?.abort(deadline.error());
+  }
+}
+
 /** The job's request headers, lower-cased, built once per job options object. */
 const jobHeaders = new WeakMap<JobOptions, Record<string, string>>();
 
@@ -154,29 +208,9 @@ async function attempt(
 ): Promise<AttemptOutcome> {
   const cancel = ctx.signal;
   if (cancel?.aborted) return cancelledOutcome();
-  // The deadline runs while a request holds a connection slot (connect to last body byte), not
-  // while it waits for one: the clock starts when undici gives the request its slot and stops
-  // between redirect hops. The exchange in flight is aborted by the deadline or the cancel.
-  let current: Exchange | undefined;
-  let timedOut = false;
-  let remaining = options.timeoutMs;
-  let timer: NodeJS.Timeout | undefined;
-  let clockAt = 0;
-  const onDeadline = () => {
-    timedOut = true;
-    current?.abort(new DeadlineError(`no complete response within ${options.timeoutMs} ms`));
-  };
-  const startClock = () => {
-    clockAt = performance.now();
-    timer = setTimeout(onDeadline, Math.max(0, remaining));
-  };
-  const stopClock = () => {
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    timer = undefined;
-    remaining -= performance.now() - clockAt;
-  };
-  const onCancel = () => current?.abort(new Error('cancelled'));
+  // The exchange in flight is aborted by the deadline or the cancel.
+  const deadline = new Deadline(options.timeoutMs);
+  const onCancel = () => deadline.current?.abort(new Error('cancelled'));
   cancel?.addEventListener('abort', onCancel, { once: true });
 
   let url = item.url;
@@ -205,21 +239,22 @@ async function attempt(
         headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
       }
 
-      if (remaining <= 0) {
-        timedOut = true;
-        throw new DeadlineError(`no complete response within ${options.timeoutMs} ms`);
+      if (deadline.spent) {
+        deadline.timedOut = true;
+        throw deadline.error();
       }
-      current = exchange(
+      const current = exchange(
         ctx.dispatcher,
         { origin: target.origin, path: target.pathname + target.search, method, headers, body },
-        { limit: options.maxBodyBytes, keep, discard: (status, h) => followsRedirect(status, h) || retriesStatus(status), onSlot: startClock },
+        { limit: options.maxBodyBytes, keep, discard: (status, h) => followsRedirect(status, h) || retriesStatus(status), clock: deadline },
       );
+      deadline.current = current;
       if (cancel?.aborted) current.abort(new Error('cancelled'));
       let res;
       try {
         res = await current.result;
       } finally {
-        stopClock();
+        deadline.stop();
         queue.ms += current.queuedMs;
       }
       partial = { status: res.status, headers: res.headers, finalUrl: target.href, redirects };
@@ -272,14 +307,14 @@ async function attempt(
     const midBody = got.responseStatus !== undefined;
     if (midBody) partial = { ...partial, status: got.responseStatus, headers: got.responseHeaders };
     if (cancel?.aborted) return { ...cancelledOutcome(), partial } as AttemptOutcome;
-    if (timedOut) {
+    if (deadline.timedOut) {
       const message = `no complete response within ${options.timeoutMs} ms`;
       return { kind: 'error', error: { code: 'timeout', message }, retryable: isRetryableFailure(true, midBody, method), partial };
     }
     const { code, transient, message } = classifyError(error, midBody);
     return { kind: 'error', error: { code, message }, retryable: isRetryableFailure(transient, midBody, method), partial };
   } finally {
-    stopClock();
+    deadline.finish();
     cancel?.removeEventListener('abort', onCancel);
   }
 }
