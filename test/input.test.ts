@@ -224,3 +224,38 @@ describe('items that could never be fetched fail the submission (issue 14 item 9
     expect(ok.items).toHaveLength(1);
   });
 });
+
+describe('whitespace inside a URL (issue 12 item 4)', () => {
+  it('refuses junk after a URL on a text line, naming the line and saying where notes go', async () => {
+    const e = await error('# list\nhttp://ok.test/\n\nhttp://host.test/a some note\n');
+    expect(e.line).toBe(4);
+    expect(e.message).toBe('line 4: whitespace inside the URL "http://host.test/a some note"; put notes on their own line starting with #');
+  });
+
+  it('refuses a tab or a non-breaking space inside, but still trims around the URL', async () => {
+    expect((await error('http://a.test/x\ty\n')).line).toBe(1);
+    expect((await error('http://a.test/\nhttp://a.test/x\u00a0y\n')).line).toBe(2);
+    const { items } = await parse(' \thttp://a.test/x \t\r\n');
+    expect(items).toEqual([{ index: 0, url: 'http://a.test/x' }]);
+  });
+
+  it('refuses a URL field with a space in NDJSON and JSON, naming the field', async () => {
+    const nd = await error('{"url":"http://a.test/"}\n{"url":"http://a.test/a b"}\n');
+    expect(nd.line).toBe(2);
+    expect(nd.field).toBe('url');
+    expect(nd.message).toMatch(/whitespace inside the URL .*percent-encode spaces as %20/);
+    const doc = await error('{"urls":["http://a.test/","http://a.test/a b"]}');
+    expect(doc.field).toBe('urls[1]');
+  });
+
+  it('keeps percent-encoded spaces, which are part of the URL', async () => {
+    const { items } = await parse('http://a.test/a%20b\n');
+    expect(items[0]!.url).toBe('http://a.test/a%20b');
+  });
+
+  it('accepts an NDJSON item with fields (an object of strings) and refuses other values there', async () => {
+    const { items } = await parse('{"url":"http://a.test/","fields":{"note":"x","team":"y"}}\n');
+    expect(items[0]!.fields).toEqual({ note: 'x', team: 'y' });
+    expect((await error('{"url":"http://a.test/","fields":{"n":1}}\n')).field).toBe('fields.n');
+  });
+});

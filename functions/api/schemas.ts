@@ -28,6 +28,7 @@ const Item = z
     method: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
     body: z.string().nullable().optional(),
+    fields: z.record(z.string(), z.string()).optional().openapi({ description: 'your own data for the item, copied into its record' }),
   })
   .openapi('Item');
 
@@ -37,7 +38,8 @@ export const JsonSubmission = z
     z.object({
       upload: z.string().openapi({ description: 'an id from POST /uploads whose list was sent' }),
       options: JobOptions.partial().optional(),
-      format: z.enum(['auto', 'text', 'ndjson', 'json']).optional(),
+      format: z.enum(['auto', 'text', 'ndjson', 'json', 'csv']).optional(),
+      urlColumn: z.string().optional().openapi({ description: 'with format csv: the column holding the URL (default url)' }),
     }),
   ])
   .openapi('JsonSubmission');
@@ -110,6 +112,12 @@ export const RecordSchema = z
     index: z.number().int(),
     url: z.string(),
     id: z.union([z.string(), z.number(), z.null()]),
+    fields: z.record(z.string(), z.string()).optional().openapi({ description: "the item's fields (a CSV row's other columns), when it has any" }),
+    duplicateOf: z
+      .number()
+      .int()
+      .optional()
+      .openapi({ description: 'with the dedupe option: index of the first record of the same URL; no request was made for this one (ok false, status and error null)' }),
     ok: z.boolean(),
     status: z.number().int().nullable(),
     finalUrl: z.string().nullable(),

@@ -22,16 +22,19 @@ const FORMAT_OF: Record<string, InputFormat> = {
   'application/ndjson': 'ndjson',
   'application/jsonl': 'ndjson',
   'application/json': 'json',
+  'text/csv': 'csv',
 };
 
 /** Query parameters that are not job options. */
-const QUERY_EXTRAS = new Set(['format']);
+const QUERY_EXTRAS = new Set(['format', 'urlColumn']);
 
 const uploadSubmission = z
   .object({
     upload: z.string(),
     options: z.record(z.string(), z.unknown()).optional(),
     format: z.enum(INPUT_FORMATS).optional(),
+    /** With format csv: the URL column. */
+    urlColumn: z.string().min(1).max(1024).optional(),
   })
   .strict();
 
@@ -52,7 +55,8 @@ export function optionsFromQuery(query: URLSearchParams): Record<string, unknown
     }
     if (!OPTION_NAMES.includes(name as keyof JobOptions)) throw new OptionsError(`unknown option "${name}"`, name);
     const numeric = typeof DEFAULT_OPTIONS[name as keyof JobOptions] === 'number';
-    options[name] = numeric && /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : value;
+    const boolean = typeof DEFAULT_OPTIONS[name as keyof JobOptions] === 'boolean';
+    options[name] = numeric && /^-?\d+(\.\d+)?$/.test(value) ? Number(value) : boolean && /^(true|false)$/.test(value) ? value === 'true' : value;
   }
   return options;
 }
@@ -65,7 +69,7 @@ function bodyStream(c: Context): Readable {
 
 type RequestInput =
   | { input: OpenedInput; bodyOptions?: Record<string, unknown>; source: string }
-  | { upload: string; format: InputFormat; bodyOptions?: Record<string, unknown>; source: string };
+  | { upload: string; format: InputFormat; urlColumn?: string; bodyOptions?: Record<string, unknown>; source: string };
 
 async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
   const contentType = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
@@ -74,11 +78,14 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
     throw problem(
       415,
       'Unsupported media type',
-      `send the list as text/plain, application/x-ndjson or application/json, not ${JSON.stringify(contentType || 'no content type')} (with curl: -H 'content-type: text/plain' --data-binary @urls.txt)`,
+      `send the list as text/plain, application/x-ndjson, text/csv or application/json, not ${JSON.stringify(contentType || 'no content type')} (with curl: -H 'content-type: text/plain' --data-binary @urls.txt)`,
       { field: 'content-type' },
     );
   }
-  if (format !== 'json') return { input: await openInput(bodyStream(c), format), source: 'api' };
+  if (format !== 'json') {
+    const urlColumn = new URL(c.req.url).searchParams.get('urlColumn') ?? undefined;
+    return { input: await openInput(bodyStream(c), format, { urlColumn }), source: 'api' };
+  }
 
   const text = await c.req.text();
   let parsed: unknown;
@@ -90,11 +97,11 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
   if (parsed !== null && typeof parsed === 'object' && 'upload' in parsed) {
     const submission = uploadSubmission.safeParse(parsed);
     if (!submission.success) throw OptionsError.fromZod(submission.error, 'field');
-    const { upload, options, format } = submission.data;
+    const { upload, options, format, urlColumn } = submission.data;
     if (!(await deps.store.exists(layout.uploadList(upload)))) {
       throw problem(409, 'Upload not received', `nothing was uploaded for ${upload} yet: PUT the list to the upload URL first`, { field: 'upload' });
     }
-    return { upload, format: format ?? 'auto', bodyOptions: options, source: `upload:${upload}` };
+    return { upload, format: format ?? 'auto', urlColumn, bodyOptions: options, source: `upload:${upload}` };
   }
   return { input: await openInput(Readable.from([text]), 'json'), source: 'api' };
 }
@@ -116,6 +123,7 @@ export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Subm
     return submitStoredList(deps.store, deps.queue, {
       list: layout.uploadList(request.upload),
       format: request.format,
+      urlColumn: request.urlColumn,
       options,
       source: request.source,
       planInSlicesAboveBytes: deps.planInSlicesAboveBytes,

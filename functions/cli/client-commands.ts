@@ -40,13 +40,20 @@ const CONTENT_TYPES: Record<string, string> = {
   text: 'text/plain',
   ndjson: 'application/x-ndjson',
   json: 'application/json',
+  csv: 'text/csv',
 };
 
 function formatOf(file: string, flag: string | undefined): string {
   if (flag && flag !== 'auto') return flag;
   if (/\.(ndjson|jsonl)$/i.test(file)) return 'ndjson';
   if (/\.json$/i.test(file)) return 'json';
+  if (/\.csv$/i.test(file)) return 'csv';
   return 'text';
+}
+
+function withUrlColumn(query: URLSearchParams, urlColumn: string | undefined): URLSearchParams {
+  if (urlColumn !== undefined) query.set('urlColumn', urlColumn);
+  return query;
 }
 
 /** Job options as query parameters (headers as repeated `header=name: value`). */
@@ -149,6 +156,7 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
       .description('submit a list to a running API; prints the job id')
       .argument('<file>', 'URL list (text, NDJSON or JSON); - for stdin')
       .option('--format <format>', `${INPUT_FORMATS.join(', ')} (default: by file extension, else text)`)
+      .option('--url-column <name>', 'CSV: the column holding the URL (default url)')
       .option('--upload', 'send the list through POST /uploads (automatic above 8 MiB)')
       .option('--wait', 'watch the job until it ends, then print its final status as JSON')
       .option('--json', 'print the API answer as JSON instead of the job id'),
@@ -171,8 +179,8 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     const source = file === '-' ? process.stdin : createReadStream(file);
     const accepted =
       size > UPLOAD_ABOVE_BYTES || flags.upload
-        ? await client.submitUpload(source, format, options)
-        : await client.submit(source, CONTENT_TYPES[format]!, optionsQuery(options));
+        ? await client.submitUpload(source, format, options, flags.urlColumn as string | undefined)
+        : await client.submit(source, CONTENT_TYPES[format]!, withUrlColumn(optionsQuery(options), flags.urlColumn as string | undefined));
     process.stderr.write(`fanout: job ${accepted.jobId}: ${accepted.total} URLs in ${accepted.chunks} chunks\n`);
     // stdout carries one thing: the final status with --wait, else the answer (--json) or the id.
     if (flags.wait) printStatus(await watchJob(Object.assign(client, { where: '' }), accepted.jobId, flags.quiet === true));

@@ -87,14 +87,14 @@ export class FanoutClient {
   }
 
   /** Large lists: an upload slot, the list PUT there, then a job from it. */
-  async submitUpload(body: Readable, format: string, options: Record<string, unknown>) {
+  async submitUpload(body: Readable, format: string, options: Record<string, unknown>, urlColumn?: string) {
     const upload = await this.json<{ uploadId: string; url: string; headers: Record<string, string> }>('POST', '/uploads');
     const put = await this.call('PUT', upload.url, body, upload.headers);
     await put.body.dump();
     return this.json<{ jobId: string; status: string; total: number; chunks: number }>(
       'POST',
       '/jobs',
-      JSON.stringify({ upload: upload.uploadId, format, options }),
+      JSON.stringify({ upload: upload.uploadId, format, ...(urlColumn !== undefined ? { urlColumn } : {}), options }),
       { 'content-type': 'application/json' },
     );
   }

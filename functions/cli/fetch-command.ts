@@ -18,6 +18,7 @@ import { loadJob } from '../core/job.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
 import { createProgress, failureSummary, progressMode, type Progress } from './progress.ts';
 import { OutFile } from './out-file.ts';
+import { outFormatOf } from './out-csv.ts';
 import { formatSummary } from './summary.ts';
 
 export interface FetchFlags extends Record<string, unknown> {
@@ -26,6 +27,8 @@ export interface FetchFlags extends Record<string, unknown> {
   json?: boolean;
   dataDir?: string;
   format?: string;
+  urlColumn?: string;
+  outFormat?: string;
   blockPrivate?: boolean;
   progress?: boolean;
   quiet?: boolean;
@@ -114,13 +117,14 @@ function openRun(flags: FetchFlags, command: string): Run {
  * outcome); an interrupt exits the process with 130 (SIGINT) or 143 (SIGTERM), the job resumable.
  */
 export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
-  const format = (flags.format ?? 'auto') as InputFormat;
-  if (!INPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
+  const format = inputFormatOf(file, flags.format);
+  if (flags.urlColumn !== undefined && format !== 'csv') throw new UsageError('--url-column applies to CSV input: a .csv file, or --format csv');
+  if (flags.out !== undefined) outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
   const source = await openSource(file);
   const run = openRun(flags, 'fanout fetch');
   try {
     const started = Date.now();
-    const input = await openInput(source, format);
+    const input = await openInput(source, format, { urlColumn: flags.urlColumn });
     const job = await run.runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
     run.jobId = job.jobId;
     if (!flags.quiet) process.stderr.write(`fanout: job ${job.jobId}: ${plural(job.total, 'URL')} in ${plural(job.chunks, 'chunk')}\n`);
@@ -129,6 +133,24 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
   } finally {
     run.release();
   }
+}
+
+/**
+ * The input format: `--format` when given, else CSV for a `.csv` file (the only case where CSV is
+ * safe to assume), else sniffed from the first line.
+ *
+ * @example
+ * inputFormatOf('list.csv', undefined) // 'csv'
+ */
+export function inputFormatOf(file: string, flag: string | undefined): InputFormat {
+  const format = (flag ?? (file !== '-' && /\.csv$/i.test(file) ? 'csv' : 'auto')) as InputFormat;
+  if (!INPUT_FORMATS.includes(format)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
+  return format;
+}
+
+/** `--out` as the flags say: NDJSON, or CSV for a .csv file or --out-format csv. */
+function outFile(store: EmbeddedRuntime['store'], jobId: string, chunks: number, flags: FetchFlags & { out: string }): OutFile {
+  return new OutFile(store, jobId, chunks, flags.out, undefined, outFormatOf(flags.out, flags.outFormat));
 }
 
 /** `fanout resume JOB`: re-enqueues what an interrupted or killed run left unfinished and runs it to the end. */
@@ -168,7 +190,7 @@ function startWorkers(runtime: EmbeddedRuntime, workers: number, chunks: number)
 async function runToEnd(run: Run, jobId: string, flags: FetchFlags, started: number, doneBefore = 0): Promise<number> {
   const { runtime } = run;
   const before = await jobStatus(runtime.store, jobId);
-  if (flags.out !== undefined) run.out = new OutFile(runtime.store, jobId, before.chunks.total, flags.out);
+  if (flags.out !== undefined) run.out = outFile(runtime.store, jobId, before.chunks.total, { ...flags, out: flags.out });
   const mode = flags.progress === false ? 'off' : progressMode({ quiet: flags.quiet, tty: process.stderr.isTTY === true });
   run.progress = createProgress(before.total, mode, {
     doneBefore,
@@ -199,7 +221,7 @@ async function report(run: Run, jobId: string, flags: FetchFlags, elapsedMs: num
   const stdoutBusy = flags.json === true || flags.out === '-';
   const summaryStream = stdoutBusy ? process.stderr : process.stdout;
   if (flags.out !== undefined) {
-    run.out ??= new OutFile(runtime.store, jobId, status.chunks.total, flags.out);
+    run.out ??= outFile(runtime.store, jobId, status.chunks.total, { ...flags, out: flags.out });
     await run.out.finish();
   }
   const job = await loadJob(runtime.store, jobId);
@@ -214,8 +236,10 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
   const command = program
     .command('fetch')
     .description('fetch every URL of FILE (or - for stdin) on this machine; one record per URL')
-    .argument('<file>', 'URL list: text (one URL per line), NDJSON, or JSON {"urls": [...]}; - for stdin')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout); grows as chunks complete')
+    .argument('<file>', 'URL list: text (one URL per line), NDJSON, JSON {"urls": [...]} or CSV (a .csv file); - for stdin')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout) or as CSV to a .csv file; grows as chunks complete')
+    .option('--out-format <format>', 'ndjson | csv (default: csv for a .csv file, else ndjson)')
+    .option('--url-column <name>', 'CSV input: the column holding the URL (default url)')
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--format <format>', `input format: ${INPUT_FORMATS.join(', ')} (default auto)`)
@@ -230,7 +254,8 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .command('resume')
     .description('finish a job that an interrupted or killed `fanout fetch` left unfinished')
     .argument('<job-id>', 'the job id (a folder under DATA_DIR/jobs/)')
-    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout); grows as chunks complete')
+    .option('--out <file>', 'write every record, in input order, as NDJSON (- for stdout) or as CSV to a .csv file; grows as chunks complete')
+    .option('--out-format <format>', 'ndjson | csv (default: csv for a .csv file, else ndjson)')
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--block-private', 'refuse private, loopback and link-local addresses')

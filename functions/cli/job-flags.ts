@@ -37,7 +37,7 @@ const FLAG_TEXT: Record<string, { flag?: string; help: string; value?: string }>
   ca: { help: 'trust the CA certificates of this PEM file', value: 'file' },
   http2: { help: 'speak HTTP/2 where the server offers it' },
   ratePerHost: { help: 'requests per second per origin per worker', value: 'rate' },
-  dedupe: { help: 'fetch each distinct request once; duplicates share its record' },
+  dedupe: { help: 'fetch each distinct request once; later duplicates get a record with duplicateOf and no request' },
   since: { help: 'job id of the baseline: records say what changed since it', value: 'job-id' },
   headerEnv: { help: 'header from an environment variable "name=VARIABLE", resolved by the worker, never stored (repeatable)', value: 'name=var' },
 };

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { layout } from '../core/layout.ts';
+import { recordsToCsv, type OutFormat } from './out-csv.ts';
 import type { ObjectStore } from '../core/ports.ts';
 
 /** --out defaults, stated once: how often the next chunk is looked for while the job runs. */
@@ -18,10 +19,12 @@ export class OutFile {
   private next = 0;
   private stopped = false;
   private readonly following: Promise<void>;
+  /** Where the NDJSON goes: the file, or the CSV converter in front of it. */
   private readonly target: Writable;
+  private readonly file: Writable;
 
   /**
-   * Starts following a job of `chunks` chunks into `path` (`-` for stdout).
+   * Starts following a job of `chunks` chunks into `path` (`-` for stdout), as NDJSON or CSV.
    *
    * @example
    * const out = new OutFile(store, jobId, job.chunks, 'records.ndjson');
@@ -34,8 +37,14 @@ export class OutFile {
     private readonly chunks: number,
     readonly path: string,
     private readonly pollMs: number = OUT_DEFAULTS.pollMs,
+    readonly format: OutFormat = 'ndjson',
   ) {
-    this.target = path === '-' ? process.stdout : createWriteStream(path);
+    this.file = path === '-' ? process.stdout : createWriteStream(path);
+    this.target = this.file;
+    if (format === 'csv') {
+      this.target = recordsToCsv();
+      this.target.pipe(this.file, { end: path !== '-' });
+    }
     this.following = this.follow();
     this.following.catch(() => {}); // surfaced by finish()
   }
@@ -66,6 +75,13 @@ export class OutFile {
     this.stopped = true;
     await this.following;
     await this.flush();
+    if (this.target !== this.file) {
+      // The CSV converter flushes its last row on end, then ends the file (not stdout).
+      const piped = this.path === '-' ? once(this.target, 'end') : once(this.file, 'finish');
+      this.target.end();
+      await piped;
+      return;
+    }
     if (this.path !== '-') await new Promise<void>((resolve, reject) => this.target.end((error?: Error | null) => (error ? reject(error) : resolve())));
   }
 }

@@ -7,10 +7,12 @@
 import { Readable } from 'node:stream';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
+import { readCsvRows } from './csv.ts';
 import { InputError, EmptyInputError, OptionsError } from './errors.ts';
 import { contentLengthMismatch, headersSchema, methodSchema } from './options.ts';
 
-export const INPUT_FORMATS = ['auto', 'text', 'ndjson', 'json'] as const;
+/** Input formats. `auto` sniffs text, NDJSON or JSON from the first line; CSV is only ever chosen explicitly. */
+export const INPUT_FORMATS = ['auto', 'text', 'ndjson', 'json', 'csv'] as const;
 export type InputFormat = (typeof INPUT_FORMATS)[number];
 
 /** Longest URL accepted; longer ones are refused with their line number. */
@@ -34,11 +36,21 @@ export interface InputItem {
   method?: string;
   headers?: Record<string, string>;
   body?: string | null;
+  /** The caller's own data for the item (a CSV row's other columns), copied into its record. */
+  fields?: Record<string, string>;
 }
 
 /** An item with its 0-based position among the fetched lines. */
 export interface IndexedItem extends InputItem {
   index: number;
+  /** With the `dedupe` option: the index of the first item with the same URL (this one is not fetched). */
+  duplicateOf?: number;
+}
+
+/** How to read the input, besides its format. */
+export interface InputReadOptions {
+  /** CSV: the column holding the URL (default `url`). */
+  urlColumn?: string;
 }
 
 const itemSchema = z
@@ -48,6 +60,7 @@ const itemSchema = z
     method: methodSchema.optional(),
     headers: headersSchema.optional(),
     body: z.string().nullable().optional(),
+    fields: z.record(z.string(), z.string()).optional(),
   })
   .strict();
 
@@ -76,6 +89,11 @@ export function checkUrl(raw: unknown, line?: number, field?: string): string {
   const url = raw.trim();
   if (url.length > MAX_URL_LENGTH) {
     throw new InputError(`URL longer than ${MAX_URL_LENGTH} characters`, line, field);
+  }
+  // `http://host/a some note` would be fetched as /a%20some%20note: junk after a URL is a mistake.
+  if (/\s/u.test(url)) {
+    const hint = field === undefined ? 'put notes on their own line starting with #' : 'percent-encode spaces as %20';
+    throw new InputError(`whitespace inside the URL ${quote(url)}; ${hint}`, line, field);
   }
   if (!URL.canParse(url)) throw new InputError(`not a valid URL: ${quote(url)}`, line, field);
   const { protocol, username, password } = new URL(url);
@@ -134,7 +152,9 @@ function checkItem(value: unknown, line: number | undefined, field: string | und
 export async function openInput(
   source: AsyncIterable<Uint8Array | string> | Readable,
   format: InputFormat = 'auto',
+  read: InputReadOptions = {},
 ): Promise<OpenedInput> {
+  if (format === 'csv') return openCsv(source, read);
   const lines = new LineReader(source, INPUT_LIMITS.maxLineBytes);
   try {
     return await open(lines, format);
@@ -195,7 +215,7 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
     try {
       for (;;) {
         if (current !== undefined && current !== '' && !current.startsWith('#')) {
-          const item = parseItemLine(current, chosen as 'text' | 'ndjson', line);
+          const item = index === 0 && chosen === 'text' ? firstTextItem(current, line) : parseItemLine(current, chosen as 'text' | 'ndjson', line);
           yield { ...item, index: index++ } as IndexedItem;
         }
         const next = await lines.next();
@@ -210,6 +230,44 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
     if (index === 0) throw new EmptyInputError();
   }
   return { format: chosen, items: items() };
+}
+
+/**
+ * A CSV list: rows become items as they are read (see csv.ts). The first row is read here, so a
+ * missing URL column or an empty file fails before a job is planned.
+ */
+async function openCsv(source: AsyncIterable<Uint8Array | string> | Readable, read: InputReadOptions): Promise<OpenedInput> {
+  const rows = readCsvRows(source, { urlColumn: read.urlColumn, maxRowChars: INPUT_LIMITS.maxLineBytes, tooLong: lineTooLong });
+  const first = await rows.next();
+  async function* items(): AsyncGenerator<IndexedItem> {
+    let index = 0;
+    let next = first;
+    try {
+      while (!next.done) {
+        const { line, url, id, fields } = next.value;
+        const item: IndexedItem = { url: checkUrl(url, line, read.urlColumn ?? 'url'), index: index++ };
+        if (id !== null) item.id = id;
+        if (fields) item.fields = fields;
+        yield item;
+        next = await rows.next();
+      }
+    } finally {
+      await rows.return(undefined);
+    }
+  }
+  return { format: 'csv', items: items() };
+}
+
+/** The first line of a text list; a CSV header there (`url,id,note`) gets a hint rather than "not a valid URL". */
+function firstTextItem(text: string, line: number): InputItem {
+  try {
+    return parseItemLine(text, 'text', line);
+  } catch (error) {
+    if (error instanceof InputError && text.includes(',') && !/^https?:\/\//i.test(text)) {
+      throw new InputError(`${error.message.replace(/^line \d+: /, '')}: if this is a CSV header row, read the list as CSV (--format csv, or content-type text/csv)`, line);
+    }
+    throw error;
+  }
 }
 
 function lineTooLong(line: number): InputError {

@@ -127,6 +127,11 @@ export const jobOptionsSchema = z
       .refine(isPemCertificates, 'expected PEM text of one or more certificates (-----BEGIN CERTIFICATE-----)')
       .nullable()
       .default(null),
+    /**
+     * Fetch each URL once: later lines of the same request (normalized URL, method, headers, body)
+     * get a record with `duplicateOf` and no request.
+     */
+    dedupe: z.boolean().default(false).describe('fetch each URL once; later lines of it get a record with duplicateOf and no request'),
   })
   .strict();
 

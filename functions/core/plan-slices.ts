@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { CONTINUATION_DEFAULTS } from './continuation.ts';
+import { deleteDedupeState, loadDedupeState, markDuplicate, saveDedupeState } from './dedupe.ts';
 import { FanoutError, InputError, NotFoundError } from './errors.ts';
 import { openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
 import type { JobMeta } from './job.ts';
@@ -59,6 +60,8 @@ export interface ListSubmission {
   /** Store key of the list. */
   list: string;
   format: InputFormat;
+  /** CSV: the URL column. */
+  urlColumn?: string;
   options: Record<string, unknown>;
   source: string;
   /** Lists larger than this are planned in slices by the workers; unset: always at once. */
@@ -83,14 +86,16 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
   const size = await store.size(submission.list);
   if (size === null) throw new NotFoundError(`no list at ${submission.list}`);
   if (submission.planInSlicesAboveBytes !== undefined && size > submission.planInSlicesAboveBytes) {
-    if (submission.format === 'json') throw new InputError('a list this large must be text or NDJSON, not a JSON document', undefined, 'format');
+    if (submission.format === 'json' || submission.format === 'csv') {
+      throw new InputError(`a list this large must be text or NDJSON, not ${submission.format === 'csv' ? 'CSV' : 'a JSON document'}`, undefined, 'format');
+    }
     const options = parseJobOptions(submission.options);
     const jobId = uuidv7();
     const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list };
     await startPlanning(store, queue, meta, submission.format);
     return { jobId, total: null, chunks: null, state: 'planning' };
   }
-  const input = await openInput((await store.getStream(submission.list))!, submission.format);
+  const input = await openInput((await store.getStream(submission.list))!, submission.format, { urlColumn: submission.urlColumn });
   const job = await planJob(store, queue, { input, options: submission.options, source: submission.source });
   return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
 }
@@ -143,6 +148,8 @@ export async function planSlice(
 
   let { line, index, format } = message;
   const writer = new ChunkInputWriter(store, jobId, meta.options.chunkSize, message.chunk);
+  // The `dedupe` option: the set of URLs seen is handed from slice to slice.
+  const seen = meta.options.dedupe ? await loadDedupeState(store, jobId, message.offset) : undefined;
   const stopAt = deadline === undefined ? Infinity : deadline - marginMs;
   let chunks = 0;
 
@@ -158,10 +165,11 @@ export async function planSlice(
         format = trimmed.startsWith('{') ? 'ndjson' : 'text';
       }
       const item: IndexedItem = { ...parseItemLine(trimmed, format, line), index: index++ };
-      if ((await writer.add(item)) && Date.now() >= stopAt) {
+      if ((await writer.add(seen ? markDuplicate(seen, item) : item)) && Date.now() >= stopAt) {
         stream.destroy();
         // The next slice starts after these chunks: they must be in the store first.
         await writer.drain();
+        if (seen) await saveDedupeState(store, jobId, end, seen);
         const next: PlanMessage = { type: 'plan', jobId, offset: end, line, index, chunk: writer.chunk, format };
         return { kind: 'continued', message: JSON.stringify(next) };
       }
@@ -173,11 +181,14 @@ export async function planSlice(
     if (!(error instanceof FanoutError) || error.status >= 500) throw error;
     const rejection: Rejection = { message: error.message, ...(error instanceof InputError && error.line !== undefined ? { line: error.line } : {}) };
     await store.deletePrefix(`${layout.jobPrefix(jobId)}input/`);
+    if (seen) await deleteDedupeState(store, jobId);
     await store.put(layout.rejected(jobId), JSON.stringify(rejection), { ifAbsent: true, contentType: 'application/json' });
     return { kind: 'rejected', rejection };
   }
 
   const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks, source: meta.source };
   await commitJob(store, queue, job);
+  // Only once the job is committed: a redelivered slice before that needs its set.
+  if (seen) await deleteDedupeState(store, jobId);
   return { kind: 'planned', job };
 }

@@ -7,6 +7,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { OpenedInput } from './input.ts';
 import type { JobMeta } from './job.ts';
 import { layout } from './layout.ts';
+import { markDuplicates } from './dedupe.ts';
 import { parseJobOptions } from './options.ts';
 import { ChunkInputWriter, commitJob, enqueueChunks } from './plan-chunks.ts';
 import type { ObjectStore, Queue } from './ports.ts';
@@ -36,7 +37,7 @@ export async function planJob(store: ObjectStore, queue: Pick<Queue, 'send'>, re
   let total = 0;
   let chunks: number;
   try {
-    for await (const item of request.input.items) {
+    for await (const item of options.dedupe ? markDuplicates(request.input.items) : request.input.items) {
       total++;
       await writer.add(item);
     }

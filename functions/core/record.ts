@@ -36,6 +36,10 @@ export interface FetchRecord {
   index: number;
   url: string;
   id: string | number | null;
+  /** The item's own data (a CSV row's other columns), when it has any. */
+  fields?: Record<string, string>;
+  /** With the `dedupe` option: the index of the first record of the same URL; no request was made for this one. */
+  duplicateOf?: number;
   ok: boolean;
   status: number | null;
   finalUrl: string | null;
@@ -67,6 +71,8 @@ export function makeRecord(r: Omit<FetchRecord, 'body' | 'bodyEncoding' | 'bodyK
     index: r.index,
     url: r.url,
     id: r.id,
+    ...(r.fields !== undefined ? { fields: r.fields } : {}),
+    ...(r.duplicateOf !== undefined ? { duplicateOf: r.duplicateOf } : {}),
     ok: r.ok,
     status: r.status,
     finalUrl: r.finalUrl,
@@ -101,6 +107,7 @@ export function failedRecord(
     index: item.index,
     url: item.url,
     id: item.id ?? null,
+    fields: item.fields,
     ok: false,
     status: null,
     finalUrl: null,
@@ -115,6 +122,50 @@ export function failedRecord(
     queuedMs: 0,
     error: { code, message },
   });
+}
+
+/**
+ * The record of a duplicate (the `dedupe` option): no request is made; it points at the first
+ * record of its URL. `ok` is false and `status` null (nothing was fetched for this line) and
+ * `error` null (nothing went wrong): read the outcome from the record at `duplicateOf`.
+ *
+ * @example
+ * duplicateRecord({ index: 7, url: 'http://a.test/', duplicateOf: 2 }).duplicateOf // 2
+ */
+export function duplicateRecord(item: IndexedItem & { duplicateOf: number }, startedAt = new Date()): FetchRecord {
+  return makeRecord({
+    index: item.index,
+    url: item.url,
+    id: item.id ?? null,
+    fields: item.fields,
+    duplicateOf: item.duplicateOf,
+    ok: false,
+    status: null,
+    finalUrl: null,
+    redirects: 0,
+    headers: {},
+    bytes: 0,
+    truncated: false,
+    sha256: null,
+    attempts: 0,
+    startedAt: startedAt.toISOString(),
+    durationMs: 0,
+    queuedMs: 0,
+    error: null,
+  });
+}
+
+/**
+ * The record with the item's `fields` (a CSV row's other columns) in their place after `id`.
+ *
+ * @example
+ * withItemFields(record, { index: 0, url, fields: { note: 'x' } }).fields // { note: 'x' }
+ */
+export function withItemFields(record: FetchRecord, item: IndexedItem): FetchRecord {
+  if (item.fields === undefined) return record;
+  const { body, bodyEncoding, bodyKey, ...rest } = record;
+  const bodyFields = bodyKey !== undefined ? { bodyKey } : body !== undefined ? { body, bodyEncoding } : undefined;
+  return makeRecord({ ...rest, fields: item.fields }, bodyFields);
 }
 
 /**

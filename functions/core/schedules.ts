@@ -28,6 +28,8 @@ export const scheduleSchema = z
     timezone: z.string().default('UTC'),
     list: z.string().regex(KEY, 'a store key such as "lists/urls.txt"'),
     format: z.enum(INPUT_FORMATS).default('auto'),
+    /** With format csv: the column holding the URL (default url). */
+    urlColumn: z.string().min(1).max(1024).optional(),
     options: z.record(z.string(), z.unknown()).default({}),
     enabled: z.boolean().default(true),
   })
@@ -111,6 +113,7 @@ export async function submitScheduledJob(store: ObjectStore, queue: Queue, sched
     return await submitStoredList(store, queue, {
       list: schedule.list,
       format: schedule.format,
+      urlColumn: schedule.urlColumn,
       options: schedule.options,
       source: `schedule:${schedule.name}`,
       planInSlicesAboveBytes,

@@ -23,7 +23,7 @@ import { layout } from './layout.ts';
 import { readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
 import { isStoreFull } from './store-errors.ts';
-import { failedRecord, isStringLimitError, makeRecord, tooLargeRecord, type FetchRecord } from './record.ts';
+import { duplicateRecord, failedRecord, isStringLimitError, makeRecord, tooLargeRecord, withItemFields, type FetchRecord } from './record.ts';
 import { finishJob, type FinishDeps } from './finish.ts';
 import { ledgerFor, type RecordOptions } from './ledger.ts';
 import type { ChunkSummary } from './status.ts';
@@ -240,6 +240,12 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
 
   const run = async (item: IndexedItem): Promise<FetchRecord | typeof HANDED_ON> => {
     if (time && !cancel.aborted && !time.canStart()) return (handedOn = true), HANDED_ON;
+    if (item.duplicateOf !== undefined) {
+      // The `dedupe` option: its first occurrence is fetched; this line only points at it.
+      const record = duplicateRecord(item as IndexedItem & { duplicateOf: number });
+      deps.onRecord?.(jobId, record);
+      return record;
+    }
     if (cancel.aborted) {
       const record = failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched');
       deps.onRecord?.(jobId, record);
@@ -247,11 +253,12 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     }
     const result = await fetcher.fetch(item, options, signal);
     if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
-    const record = await withBody(store, job, result).catch((error) => {
+    const kept = await withBody(store, job, result).catch((error) => {
       // A body too large to encode into the record fails its URL alone.
       if (!isStringLimitError(error)) throw error;
       return tooLargeRecord(result.record, `the body (${result.record.bytes} bytes) is too large to keep in the record: ${(error as Error).message}`);
     });
+    const record = withItemFields(kept, item);
     deps.onRecord?.(jobId, record);
     return record;
   };

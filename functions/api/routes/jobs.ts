@@ -64,7 +64,8 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
     path: '/jobs',
     summary: 'Submit a list of URLs',
     description:
-      'The body is the list: text/plain (one URL per line), application/x-ndjson (one item per line) or application/json ' +
+      'The body is the list: text/plain (one URL per line), application/x-ndjson (one item per line), text/csv (a header row ' +
+      'with a url column, or the column named by ?urlColumn=; an id column and other columns are kept) or application/json ' +
       '({"urls": [...], "options": {...}} or {"upload": ID, "options": {...}}). Options may also be given as query parameters ' +
       '(?concurrency=10&bodies=none&header=x-k:%20v). Invalid input creates nothing.',
     request: {
@@ -73,6 +74,7 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
         content: {
           'text/plain': { schema: z.string().openapi({ example: 'https://example.com/\nhttps://example.org/\n' }) },
           'application/x-ndjson': { schema: z.string().openapi({ example: '{"url":"https://example.com/","id":"a"}\n' }) },
+          'text/csv': { schema: z.string().openapi({ example: 'url,id,note\nhttps://example.com/,a,home page\n' }) },
           'application/json': { schema: JsonSubmission },
         },
       },
