@@ -28,11 +28,21 @@ export const FLAG_OF: Record<keyof JobOptions, string> = {
   callbackUrl: '--callback-url',
   insecure: '--insecure',
   ca: '--ca',
+  proxy: '--proxy',
+  http2: '--http2',
+  ratePerHost: '--rate-per-host',
 };
 
 function integer(flag: string) {
   return (value: string): number => {
     if (!/^\d+$/.test(value.trim())) throw new OptionsError(`${flag}: expected a whole number, got ${JSON.stringify(value)}`);
+    return Number(value);
+  };
+}
+
+function decimal(flag: string) {
+  return (value: string): number => {
+    if (!/^(\d+\.?\d*|\.\d+)$/.test(value.trim())) throw new OptionsError(`${flag}: expected a number, got ${JSON.stringify(value)}`);
     return Number(value);
   };
 }
@@ -86,6 +96,11 @@ export function addJobFlags(command: Command): Command {
   command.option('--callback-url <url>', 'POSTed the final status when the job ends');
   command.option('--insecure', 'skip TLS certificate verification');
   command.option('--ca <file>', 'PEM file of certificates to trust besides the system roots', pemFile);
+  command.option('--proxy <url>', 'HTTP proxy for every request, http://host:port (credentials: FANOUT_PROXY_AUTH=user:password)');
+  command.option('--http2', 'offer HTTP/2 on TLS connections (the server chooses)');
+  command.addOption(
+    new Option('--rate-per-host <n>', 'requests started per second per origin, per worker (e.g. 5 or 0.5)').argParser(decimal('--rate-per-host')),
+  );
   return command;
 }
 
