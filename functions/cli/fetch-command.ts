@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
+import { proxyRoutesFromEnv } from '../core/engine/proxy.ts';
 import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
 import { readResults } from '../core/results.ts';
@@ -51,7 +52,8 @@ function openRuntime(flags: FetchFlags): { runtime: EmbeddedRuntime; dataDir: st
   // The user is the operator here: private addresses are reachable unless --block-private.
   const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
   const workers = workersOf(flags.workers);
-  const runtime = new EmbeddedRuntime({ dataDir, guard });
+  // The user's own environment: HTTP_PROXY / HTTPS_PROXY / NO_PROXY apply here (not in `serve`).
+  const runtime = new EmbeddedRuntime({ dataDir, guard, envProxy: proxyRoutesFromEnv(process.env) });
   // The worker threads' code is bundled while the input is read and planned.
   void threadBundle().catch(() => {});
   runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));

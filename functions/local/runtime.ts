@@ -9,6 +9,7 @@ import { cancelJob } from '../core/cancel.ts';
 import { sendCallback } from '../core/callback.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
+import type { ProxyRoutes } from '../core/engine/proxy.ts';
 import type { OpenedInput } from '../core/input.ts';
 import { loadJob, type JobMeta } from '../core/job.ts';
 import { JOBS_PREFIX, chunkOfKey, isJobId, layout } from '../core/layout.ts';
@@ -27,6 +28,8 @@ export interface EmbeddedRuntimeOptions {
   /** A store to use instead of the folder (tests wrap one to inject faults). */
   store?: ObjectStore;
   guard: AddressGuard;
+  /** Proxies from the environment for jobs without a `proxy` option (`fanout fetch` only). */
+  envProxy?: ProxyRoutes | null;
   maxChunksInFlight?: number;
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
@@ -69,7 +72,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
-    this.fetcher = new Fetcher(options.guard);
+    this.fetcher = new Fetcher(options.guard, undefined, { envProxy: options.envProxy });
     this.callbackSecret = options.callbackSecret;
     this.options = options;
     this.deps = {
@@ -132,6 +135,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       const config: ThreadConfig = {
         dataDir: this.store.root,
         guard: this.fetcher.guard.config,
+        envProxy: this.fetcher.envProxy,
         maxReceiveCount: this.queue.maxReceiveCount,
         visibilityTimeoutMs: this.queue.visibilityTimeoutMs,
         maxChunksInFlight: this.options.maxChunksInFlight,

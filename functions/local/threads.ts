@@ -11,12 +11,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, type MessagePort } from 'node:worker_threads';
 import type { GuardConfig } from '../core/engine/guard.ts';
+import type { ProxyRoutes } from '../core/engine/proxy.ts';
 import type { Queue, ReceivedMessage } from '../core/ports.ts';
 
 /** What the main thread tells a worker thread when it starts. */
 export interface ThreadConfig {
   dataDir: string;
   guard: GuardConfig;
+  /** Proxies from the environment (`fanout fetch`), as the main thread read them. */
+  envProxy?: ProxyRoutes | null;
   maxReceiveCount: number;
   visibilityTimeoutMs: number;
   maxChunksInFlight?: number;

@@ -6,8 +6,9 @@
  */
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { isIP } from 'node:net';
-import { rootCertificates } from 'node:tls';
-import { Agent, Pool, ProxyAgent, buildConnector, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { rootCertificates, type TLSSocket } from 'node:tls';
+import { Agent, Pool, ProxyAgent, buildConnector, type Client, type Dispatcher } from 'undici';
 import { ConfigError } from '../errors.ts';
 import { AddressGuard, BlockedAddressError } from './guard.ts';
 import { ProxiedDispatcher, proxyEndpoint, type ProxyRoutes } from './proxy.ts';
@@ -30,6 +31,11 @@ export const AGENT_DEFAULTS = {
    * 50 per client), so 256 keeps a worker far from EMFILE with room for a larger SDK pool.
    */
   maxSockets: 256,
+  /**
+   * Requests at once on one HTTP/2 connection (with `http2`, when the server chose h2): undici
+   * otherwise sends one request per connection. 100 is the least a server should allow (RFC 9113).
+   */
+  h2Streams: 100,
 } as const;
 
 /**
@@ -137,8 +143,14 @@ export function createAgent(config: AgentConfig): Dispatcher {
     allowH2: http2,
   };
   // One Pool per origin, its Clients opening sockets through `connect` (within the budget if any).
+  // With HTTP/2, a connection on which the server chose h2 takes many requests at once.
+  const multiplex = http2
+    ? (client: Client, socket: Socket) => {
+        client.pipelining = (socket as TLSSocket).alpnProtocol === 'h2' ? AGENT_DEFAULTS.h2Streams : 1;
+      }
+    : undefined;
   const pools = (origin: string | URL, options: object, connect: buildConnector.connector): Dispatcher =>
-    budget ? budget.factory(connect)(origin, options) : new Pool(origin, { ...options, connect });
+    budget ? budget.factory(connect, multiplex)(origin, options) : new Pool(origin, { ...options, connect });
   const direct = guardedConnector(guard, lookup, targetTls);
   const agent = new Agent({ ...poolOptions, factory: (origin: string | URL, options: object) => pools(origin, options, direct) });
   if (!proxy) return agent;
