@@ -1,10 +1,11 @@
 /**
  * The job option `ratePerHost`: at most N requests per second started per origin, per worker. A
- * token bucket per origin (kept as the time its next token is due, so an origin costs one number);
- * a request that finds the bucket empty waits for its token before it is dispatched. The wait
- * counts as queue time (`queuedMs`), not toward the attempt's deadline. Origins whose bucket is full
- * again are dropped, so memory is bounded by the origins used within the last few intervals, not
- * by every host a long crawl has seen. Redirect hops and retries are requests like any other.
+ * token bucket per origin holding one token (no bursts: requests to an origin start at least 1/N s
+ * apart, so 10 requests at 5/s take 1.8 s, which is what a rate asked for politeness means),
+ * refilled every 1/N s; a request that finds it empty waits in the origin's line. The wait counts
+ * as queue time (`queuedMs`), not toward the attempt's deadline. Origins whose bucket is full again
+ * and with nothing waiting are dropped, so memory is bounded by the origins used within the last
+ * interval, not by every host a long crawl has seen. Redirect hops and retries are requests too.
  */
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
@@ -12,58 +13,84 @@ import { WrappedDispatcher } from './wrapped-dispatcher.ts';
 
 /** Rate limiter defaults, stated once. */
 export const RATE_DEFAULTS = {
-  /**
-   * Tokens a bucket holds: 1 means no bursts, requests to an origin start at least 1/N s apart
-   * (10 requests at 5/s take 1.8 s), which is what a rate asked for politeness means.
-   */
-  burst: 1,
-  /** The origin table is swept for full buckets when it grows past this (and twice its last size). */
+  /** The origin table is swept for idle origins when it grows past this (and twice its last size). */
   sweepAt: 1024,
 } as const;
 
+interface OriginState {
+  /** When the last request to the origin started. */
+  last: number;
+  /** Requests waiting for the origin's token, first come first served. */
+  waiting: (() => void)[];
+  timer: NodeJS.Timeout | undefined;
+}
+
 /**
- * Per-origin token buckets for one rate.
+ * Per-origin token buckets for one rate. Spacing is kept between the moments requests are actually
+ * handed on (not between planned ones), so a stalled event loop cannot release a bunch at once.
  *
  * @example
  * const rate = new OriginRate(5);
- * rate.reserve('https://example.com'); // 0: go now
- * rate.reserve('https://example.com'); // 200: wait 200 ms
+ * rate.schedule('https://example.com', () => send(a)); // now
+ * rate.schedule('https://example.com', () => send(b)); // 200 ms later
  */
 export class OriginRate {
-  /** Milliseconds between tokens. */
+  /** Milliseconds between requests to one origin. */
   readonly interval: number;
-  /** Per origin, when its bucket is full again (the theoretical arrival time of GCRA). */
-  private readonly due = new Map<string, number>();
+  private readonly origins = new Map<string, OriginState>();
   private sweepAt: number = RATE_DEFAULTS.sweepAt;
 
   constructor(
     readonly perSecond: number,
-    private readonly burst: number = RATE_DEFAULTS.burst,
     private readonly now: () => number = () => performance.now(),
   ) {
     if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new RangeError(`rate must be a positive number, got ${perSecond}`);
     this.interval = 1000 / perSecond;
   }
 
-  /** Origins tracked now (those whose bucket is not known to be full). */
+  /** Origins tracked now: those used within the last interval or so, and those with requests waiting. */
   get size(): number {
-    return this.due.size;
+    return this.origins.size;
   }
 
-  /** Takes the origin's next token: how many milliseconds to wait before the request may start. */
-  reserve(origin: string): number {
+  /** Runs `start` when the origin has a token: now, or once the interval since its last request has passed. */
+  schedule(origin: string, start: () => void): void {
     const now = this.now();
-    const due = Math.max(now, this.due.get(origin) ?? now);
-    const start = Math.max(now, due - (this.burst - 1) * this.interval);
-    this.due.set(origin, due + this.interval);
-    if (this.due.size > this.sweepAt) this.sweep(now);
-    return start - now;
+    let state = this.origins.get(origin);
+    if (!state) {
+      if (this.origins.size >= this.sweepAt) this.sweep(now);
+      state = { last: -Infinity, waiting: [], timer: undefined };
+      this.origins.set(origin, state);
+    }
+    if (state.waiting.length === 0 && now - state.last >= this.interval) {
+      state.last = now;
+      start();
+      return;
+    }
+    state.waiting.push(start);
+    if (!state.timer) this.arm(state, now);
   }
 
-  /** Drops origins whose bucket has refilled: they would start from a full bucket anyway. */
+  private arm(state: OriginState, now: number): void {
+    state.timer = setTimeout(() => this.release(state), Math.max(1, state.last + this.interval - now));
+  }
+
+  private release(state: OriginState): void {
+    state.timer = undefined;
+    const now = this.now();
+    // Timers have millisecond grain and may fire a fraction early: wait out the rest.
+    if (now - state.last < this.interval) return this.arm(state, now);
+    state.last = now;
+    state.waiting.shift()!();
+    if (state.waiting.length > 0) this.arm(state, now);
+  }
+
+  /** Drops origins with nothing waiting whose bucket has refilled: they would start afresh anyway. */
   private sweep(now: number): void {
-    for (const [origin, due] of this.due) if (due <= now) this.due.delete(origin);
-    this.sweepAt = Math.max(RATE_DEFAULTS.sweepAt, this.due.size * 2);
+    for (const [origin, state] of this.origins) {
+      if (state.waiting.length === 0 && now - state.last >= this.interval) this.origins.delete(origin);
+    }
+    this.sweepAt = Math.max(RATE_DEFAULTS.sweepAt, this.origins.size * 2);
   }
 }
 
@@ -87,9 +114,7 @@ export class RatedDispatcher extends WrappedDispatcher {
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const wait = this.rate.reserve(String(options.origin ?? ''));
-    if (wait <= 0) return this.inner.dispatch(options, handler);
-    setTimeout(() => this.inner.dispatch(options, handler), wait);
+    this.rate.schedule(String(options.origin ?? ''), () => this.inner.dispatch(options, handler));
     return true;
   }
 }
