@@ -157,7 +157,15 @@ export function createAgent(config: AgentConfig): Dispatcher {
 
   // To the proxy itself: guarded like any connection (a proxy on loopback must be allowed in server
   // modes), HTTP/1.1, and the system's roots for an https:// proxy (the job's TLS options are the target's).
-  const toProxy = guardedConnector(guard, lookup, {});
+  const proxyConnector = guardedConnector(guard, lookup, {});
+  const toProxy: buildConnector.connector = (options, callback) =>
+    proxyConnector(options, (...args: Parameters<buildConnector.Callback>) => {
+      const error = args[0] as (Error & { code?: string }) | null;
+      if (error?.code === 'FANOUT_BLOCKED') {
+        error.message = `the proxy ${options.hostname}:${options.port}: ${error.message} (FANOUT_ALLOW_CIDRS can allow the proxy's address)`;
+      }
+      callback(...args);
+    });
   const viaProxy = (uri: string): Dispatcher => {
     const endpoint = proxyEndpoint(uri, proxyAuth);
     const proxyOrigin = new URL(endpoint.uri).origin;

@@ -166,6 +166,60 @@ export function checkTarget(host: string, guard: AddressGuard, lookup: Lookup = 
   });
 }
 
+/**
+ * The proxy refused to carry a request: a CONNECT answered with another status than 200, or 407
+ * (Proxy Authentication Required) to a plain-http request. Other answers of a proxy to a plain-http
+ * request (403, 502...) are the record's response, as curl shows them.
+ */
+export class ProxyRefusedError extends Error {
+  readonly code = 'FANOUT_PROXY';
+  override name = 'ProxyRefusedError';
+  constructor(
+    readonly proxy: string,
+    readonly status: number,
+  ) {
+    super(
+      status === 407
+        ? `the proxy ${proxy} answered 407 Proxy Authentication Required: set (or check) ${PROXY_DEFAULTS.authEnv}=user:password`
+        : `the proxy ${proxy} refused the tunnel with status ${status}`,
+    );
+  }
+}
+
+/** undici's words for a proxy's refusal, to {@link ProxyRefusedError}. */
+function proxyError(error: Error, proxy: string): Error {
+  const tunnel = /^Proxy response \((\d{3})\) !== 200/.exec(error.message);
+  if (tunnel) return new ProxyRefusedError(proxy, Number(tunnel[1]));
+  if (/Proxy Authentication Required \(407\)/.test(error.message)) return new ProxyRefusedError(proxy, 407);
+  return error;
+}
+
+/** Passes everything to the request's handler, with a proxy's refusals said plainly. */
+class ProxiedHandler implements Dispatcher.DispatchHandler {
+  constructor(
+    private readonly inner: Dispatcher.DispatchHandler,
+    private readonly proxy: string,
+  ) {}
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.inner.onRequestStart?.(controller, context);
+  }
+  onRequestUpgrade(controller: Dispatcher.DispatchController, status: number, headers: never, socket: never): void {
+    this.inner.onRequestUpgrade?.(controller, status, headers, socket);
+  }
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: never, message?: string): void {
+    this.inner.onResponseStart?.(controller, status, headers, message);
+  }
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.inner.onResponseData?.(controller, chunk);
+  }
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: never): void {
+    this.inner.onResponseEnd?.(controller, trailers);
+  }
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.inner.onResponseError?.(controller, proxyError(error, this.proxy));
+  }
+}
+
 export interface ProxiedDispatcherConfig {
   routes: ProxyRoutes;
   /** For targets NO_PROXY names, or whose scheme has no proxy. */
@@ -216,6 +270,8 @@ export class ProxiedDispatcher extends WrappedDispatcher {
     if (Array.isArray(headers)) options.headers = [...headers];
     else if (headers && typeof headers === 'object') options.headers = { ...(headers as Record<string, string>) };
     const proxy = this.proxyFor(uri);
+    // The handler API of the exchange (onRequestStart...) gets a proxy's refusals said plainly.
+    if (typeof handler.onRequestStart === 'function') handler = new ProxiedHandler(handler, new URL(uri).host);
     const { guard } = this.config;
     if (!guard.blockPrivate) return proxy.dispatch(options, handler);
     checkTarget(target.hostname, guard, this.config.lookup).then(
