@@ -62,7 +62,7 @@ export function proxyRoutesFromEnv(env: NodeJS.ProcessEnv = process.env): ProxyR
   const http = read('http_proxy', 'HTTP_PROXY');
   const https = read('https_proxy', 'HTTPS_PROXY');
   if (!http && !https) return null;
-  return { http, https, noProxy: (env.no_proxy ?? env.NO_PROXY ?? '').trim() };
+  return { http, https, noProxy: (env.no_proxy?.trim() || env.NO_PROXY?.trim()) ?? '' };
 }
 
 /**
