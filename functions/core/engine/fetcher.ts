@@ -1,8 +1,9 @@
 /**
- * A worker's fetching machinery: its Agents (one per perHost and TLS setting, since connection
- * limits and certificate checks are Agent options), the socket budget they share (so the worker's
- * open sockets stay under a stated number whatever the host mix), and the per-job concurrency
- * limits shared by all chunks of a job in this worker.
+ * A worker's fetching machinery: its Agents (one per perHost, TLS, HTTP/2 and proxy setting, since
+ * connection limits, certificate checks, ALPN and routes are Agent options), the socket budget they
+ * share (so the worker's open sockets stay under a stated number whatever the host mix), the
+ * per-origin rate limits (`ratePerHost`), and the per-job concurrency limits shared by all chunks
+ * of a job in this worker.
  */
 import { createHash } from 'node:crypto';
 import pLimit, { type LimitFunction } from 'p-limit';
