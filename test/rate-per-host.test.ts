@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { OriginRate } from '../functions/core/engine/rate.ts';
@@ -116,6 +116,33 @@ describe('ratePerHost, with nginx clocking the arrivals', () => {
     expect(started).toBe(20_000);
     // only origins used within the last interval (200 ms) must be kept, plus the sweep's slack
     expect(rate.size).toBeLessThanOrEqual(1_024 + 200);
+  });
+
+  it('a request cancelled while it waits gives its turn to the next one, without being sent', () => {
+    vi.useFakeTimers();
+    try {
+      const rate = new OriginRate(1, () => Date.now()); // one per second
+      const started: string[] = [];
+      const cancelled: string[] = [];
+      const job = new AbortController();
+      const schedule = (name: string, signal?: AbortSignal) =>
+        rate.schedule('https://example.test', () => started.push(name), signal, () => cancelled.push(name));
+      schedule('a');
+      schedule('b', job.signal);
+      schedule('c', job.signal);
+      schedule('d');
+      job.abort();
+      vi.advanceTimersByTime(999);
+      expect(started).toEqual(['a']);
+      vi.advanceTimersByTime(1);
+      // b and c are dropped at their turn; d takes the token they would have used
+      expect(started).toEqual(['a', 'd']);
+      expect(cancelled).toEqual(['b', 'c']);
+      vi.advanceTimersByTime(5_000);
+      expect(started).toEqual(['a', 'd']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('ratePerHost is a positive number of requests per second, or null', () => {

@@ -169,7 +169,7 @@ export class Fetcher {
 
   fetch(item: IndexedItem, options: JobOptions, signal?: AbortSignal): Promise<FetchResult> {
     const agent = this.agentFor(options);
-    const dispatcher = options.ratePerHost ? new RatedDispatcher(agent, this.rateFor(options.ratePerHost)) : agent;
+    const dispatcher = options.ratePerHost ? new RatedDispatcher(agent, this.rateFor(options.ratePerHost), signal) : agent;
     return fetchItem(item, options, { dispatcher, signal });
   }
 

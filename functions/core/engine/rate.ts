@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
-import { WrappedDispatcher } from './wrapped-dispatcher.ts';
+import { failRequest, WrappedDispatcher } from './wrapped-dispatcher.ts';
 
 /** Rate limiter defaults, stated once. */
 export const RATE_DEFAULTS = {
@@ -17,11 +17,18 @@ export const RATE_DEFAULTS = {
   sweepAt: 1024,
 } as const;
 
+interface Waiting {
+  start: () => void;
+  /** A request cancelled while it waited gives up its place without using a token. */
+  signal?: AbortSignal;
+  onCancel?: () => void;
+}
+
 interface OriginState {
   /** When the last request to the origin started. */
   last: number;
   /** Requests waiting for the origin's token, first come first served. */
-  waiting: (() => void)[];
+  waiting: Waiting[];
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -53,8 +60,12 @@ export class OriginRate {
     return this.origins.size;
   }
 
-  /** Runs `start` when the origin has a token: now, or once the interval since its last request has passed. */
-  schedule(origin: string, start: () => void): void {
+  /**
+   * Runs `start` when the origin has a token: now, or once the interval since its last request has
+   * passed. If `signal` aborts first, `onCancel` runs instead, when its turn comes, and the token
+   * goes to the next request in line (a cancelled job does not hold up other jobs' requests).
+   */
+  schedule(origin: string, start: () => void, signal?: AbortSignal, onCancel?: () => void): void {
     const now = this.now();
     let state = this.origins.get(origin);
     if (!state) {
@@ -67,7 +78,7 @@ export class OriginRate {
       start();
       return;
     }
-    state.waiting.push(start);
+    state.waiting.push({ start, signal, onCancel });
     if (!state.timer) this.arm(state, now);
   }
 
@@ -80,8 +91,14 @@ export class OriginRate {
     const now = this.now();
     // Timers have millisecond grain and may fire a fraction early: wait out the rest.
     if (now - state.last < this.interval) return this.arm(state, now);
+    let next = state.waiting.shift();
+    while (next?.signal?.aborted) {
+      next.onCancel?.();
+      next = state.waiting.shift();
+    }
+    if (!next) return;
     state.last = now;
-    state.waiting.shift()!();
+    next.start();
     if (state.waiting.length > 0) this.arm(state, now);
   }
 
@@ -105,6 +122,8 @@ export class RatedDispatcher extends WrappedDispatcher {
   constructor(
     private readonly inner: Dispatcher,
     private readonly rate: OriginRate,
+    /** The item's cancel signal: a request cancelled while it waits is never sent. */
+    private readonly signal?: AbortSignal,
   ) {
     super();
   }
@@ -114,7 +133,12 @@ export class RatedDispatcher extends WrappedDispatcher {
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    this.rate.schedule(String(options.origin ?? ''), () => this.inner.dispatch(options, handler));
+    this.rate.schedule(
+      String(options.origin ?? ''),
+      () => this.inner.dispatch(options, handler),
+      this.signal,
+      () => failRequest(handler, new Error('cancelled while waiting for its turn (ratePerHost)')),
+    );
     return true;
   }
 }
