@@ -235,7 +235,8 @@ describe('fanout fetch and the API', () => {
     const dir = mkdtempSync(join(base, 'run-'));
     writeFileSync(join(dir, 'list.txt'), list.join('\n') + '\n');
     const out = join(dir, 'records.ndjson');
-    return fanout(['fetch', join(dir, 'list.txt'), '--out', out, '--no-progress', '--data-dir', join(dir, 'data'), '--workers', '1', '--retries', '0', ...extra], {
+    const workers = extra.includes('--workers') ? [] : ['--workers', '1'];
+    return fanout(['fetch', join(dir, 'list.txt'), '--out', out, '--no-progress', '--data-dir', join(dir, 'data'), ...workers, '--retries', '0', ...extra], {
       env: { ...NO_ENV_PROXY, ...env },
     }).then((run) => ({
       ...run,
@@ -260,9 +261,13 @@ describe('fanout fetch and the API', () => {
     expect(refused.stderr).toMatch(/--proxy.*FANOUT_PROXY_AUTH/);
   });
 
-  it('honours HTTP_PROXY and NO_PROXY', async () => {
+  it('honours HTTP_PROXY and NO_PROXY, in worker threads too', async () => {
     const direct = httpUrl.replace('127.0.0.1', 'localhost');
-    const run = await runFetch([`${httpUrl}/env-proxied`, `${direct}/env-direct`], [], { HTTP_PROXY: proxy.url, NO_PROXY: 'localhost' });
+    // one URL per chunk, two threads: the threads route as the main thread read the environment
+    const run = await runFetch([`${httpUrl}/env-proxied`, `${direct}/env-direct`], ['--workers', '2', '--chunk-size', '1'], {
+      HTTP_PROXY: proxy.url,
+      NO_PROXY: 'localhost',
+    });
     expect(run.code, run.stderr).toBe(0);
     expect(run.records.map((r) => r.status)).toEqual([200, 200]);
     expect(carried(proxy)).toContain(`GET ${httpUrl}/env-proxied HTTP/1.1`);
