@@ -5,7 +5,8 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../functions/api/app.ts';
@@ -134,6 +135,31 @@ describe('the job option proxy, through tinyproxy', () => {
       expect(tight.fetcher.sockets.waited).toBeGreaterThan(0);
     } finally {
       await tight.close();
+    }
+  });
+
+  it('talks TLS to an https:// proxy (tinyproxy behind a TLS front), checked with the job ca, never skipped by insecure', async () => {
+    // an https:// proxy: TLS with the test certificate, each connection piped to tinyproxy
+    const front = createTlsServer({ cert, key }, (client) => {
+      const upstream = connect(proxy.port, '127.0.0.1');
+      client.pipe(upstream).pipe(client);
+      const end = () => (client.destroy(), upstream.destroy());
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+    });
+    const frontUrl = `https://127.0.0.1:${await listen(front as unknown as Server)}`;
+    try {
+      for (const url of [`${httpUrl}/via-tls-proxy`, `${httpsUrl}/via-tls-proxy`]) {
+        const { record } = await engine.fetch(url, { proxy: frontUrl, ca: cert });
+        expect(record, url).toMatchObject({ ok: true, status: 200 });
+      }
+      // through an https:// proxy both go through CONNECT
+      expect(carried(proxy)).toEqual(expect.arrayContaining([`CONNECT ${httpUrl.slice(7)} HTTP/1.1`, `CONNECT ${httpsUrl.slice(8)} HTTP/1.1`]));
+      // insecure skips the target's check, not the proxy's
+      const { record } = await engine.fetch(`${httpUrl}/untrusted-proxy`, { proxy: frontUrl, insecure: true });
+      expect(record.error).toMatchObject({ code: 'tls' });
+    } finally {
+      front.close();
     }
   });
 

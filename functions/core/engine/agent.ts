@@ -156,8 +156,9 @@ export function createAgent(config: AgentConfig): Dispatcher {
   if (!proxy) return agent;
 
   // To the proxy itself: guarded like any connection (a proxy on loopback must be allowed in server
-  // modes), HTTP/1.1, and the system's roots for an https:// proxy (the job's TLS options are the target's).
-  const proxyConnector = guardedConnector(guard, lookup, {});
+  // modes), HTTP/1.1. An https:// proxy's certificate is checked against the system's roots plus the
+  // job's `ca` (a private CA often signs both); `insecure` is the target's only, never the proxy's.
+  const proxyConnector = guardedConnector(guard, lookup, ca ? ({ ca: [...rootCertificates, ca] } as buildConnector.BuildOptions) : {});
   const toProxy: buildConnector.connector = (options, callback) =>
     proxyConnector(options, (...args: Parameters<buildConnector.Callback>) => {
       const error = args[0] as (Error & { code?: string }) | null;
