@@ -96,7 +96,10 @@ export function addJobFlags(command: Command): Command {
   command.option('--callback-url <url>', 'POSTed the final status when the job ends');
   command.option('--insecure', 'skip TLS certificate verification');
   command.option('--ca <file>', 'PEM file of certificates to trust besides the system roots', pemFile);
-  command.option('--proxy <url>', 'HTTP proxy for every request, http://host:port (credentials: FANOUT_PROXY_AUTH=user:password)');
+  command.option(
+    '--proxy <url>',
+    'proxy for every request, http(s)://host:port; credentials from FANOUT_PROXY_AUTH=user:password (without it, fetch reads HTTP_PROXY, HTTPS_PROXY, NO_PROXY)',
+  );
   command.option('--http2', 'offer HTTP/2 on TLS connections (the server chooses)');
   command.addOption(
     new Option('--rate-per-host <n>', 'requests started per second per origin, per worker (e.g. 5 or 0.5)').argParser(decimal('--rate-per-host')),
