@@ -31,7 +31,7 @@ export interface BuiltBundle {
 /**
  * Keeps the bundles small (each must stay under 1 MiB and import fast):
  * - zod's classic entry re-exports every locale (~40 languages); fanout speaks English only;
- * - undici's entry loads every dispatcher, mock and cache; the worker needs Agent and the request API.
+ * - undici's entry loads every dispatcher, mock and cache; the worker needs Agent, ProxyAgent and the request API.
  */
 const slimDependencies: Plugin = {
   name: 'slim-dependencies',
@@ -52,8 +52,9 @@ const slimDependencies: Plugin = {
         "import Client from 'undici/lib/dispatcher/client.js';",
         "import Pool from 'undici/lib/dispatcher/pool.js';",
         "import buildConnector from 'undici/lib/core/connect.js';",
+        "import ProxyAgent from 'undici/lib/dispatcher/proxy-agent.js';",
         'Object.assign(Dispatcher.prototype, api);',
-        'export { Agent, buildConnector, Client, Dispatcher, Pool };',
+        'export { Agent, buildConnector, Client, Dispatcher, Pool, ProxyAgent };',
       ].join('\n'),
       resolveDir: root,
     }));

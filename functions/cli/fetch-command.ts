@@ -8,6 +8,7 @@ import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
+import { proxyRoutesFromEnv } from '../core/engine/proxy.ts';
 import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
 import { jobStatus } from '../core/status.ts';
@@ -87,7 +88,8 @@ function openRun(flags: FetchFlags, command: string): Run {
   const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
   const workers = workersOf(flags.workers);
   const lock = lockDataDir(dataDir, command);
-  const runtime = new EmbeddedRuntime({ dataDir, guard });
+  // The user's own environment: HTTP_PROXY / HTTPS_PROXY / NO_PROXY apply here (not in `serve`).
+  const runtime = new EmbeddedRuntime({ dataDir, guard, envProxy: proxyRoutesFromEnv(process.env) });
   const run: Run = { runtime, dataDir, workers, progress: createProgress(0, 'off'), release: () => {} };
   runtime.on('error', (error, context) => run.progress.log(`fanout: warning: ${context}: ${(error as Error).message}`));
   const onSignal = (signal: keyof typeof SIGNAL_EXIT) => {

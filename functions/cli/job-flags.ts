@@ -32,11 +32,11 @@ const FLAG_TEXT: Record<string, { flag?: string; help: string; value?: string }>
   chunkSize: { help: 'input lines per queue message' },
   userAgent: { help: 'User-Agent header', value: 'ua' },
   callbackUrl: { help: 'POSTed the final status when the job ends', value: 'url' },
-  proxy: { help: 'send requests through this HTTP proxy', value: 'url' },
+  proxy: { help: 'proxy for every request, http(s)://host:port; credentials from FANOUT_PROXY_AUTH=user:password (without it, fetch reads HTTP_PROXY, HTTPS_PROXY, NO_PROXY)', value: 'url' },
   insecure: { help: 'accept any TLS certificate' },
   ca: { help: 'trust the CA certificates of this PEM file', value: 'file' },
-  http2: { help: 'speak HTTP/2 where the server offers it' },
-  ratePerHost: { help: 'requests per second per origin per worker', value: 'rate' },
+  http2: { help: 'offer HTTP/2 on TLS connections (the server chooses)' },
+  ratePerHost: { help: 'requests started per second per origin, per worker (e.g. 5 or 0.5)', value: 'rate' },
   dedupe: { help: 'fetch each distinct request once; later duplicates get a record with duplicateOf and no request' },
   since: { help: 'job id of the baseline: records say what changed since it', value: 'job-id' },
   headerEnv: { help: 'header from an environment variable "name=VARIABLE", resolved by the worker, never stored (repeatable)', value: 'name=var' },
@@ -141,6 +141,13 @@ function numberParser(flag: string, kind: Extract<Kind, { type: 'number' }>) {
     const shaped = kind.int ? /^-?\d+$/.test(text) : text !== '' && Number.isFinite(n);
     if (!shaped || n < kind.min || n > kind.max) throw new OptionsError(`${flag}: expected ${what}, got ${JSON.stringify(value)}`);
     return n;
+  };
+}
+
+function decimal(flag: string) {
+  return (value: string): number => {
+    if (!/^(\d+\.?\d*|\.\d+)$/.test(value.trim())) throw new OptionsError(`${flag}: expected a number, got ${JSON.stringify(value)}`);
+    return Number(value);
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
+import { proxyUrlProblem } from './engine/proxy-url.ts';
 import { OptionsError } from './errors.ts';
 import { VERSION } from './version.ts';
 
@@ -132,6 +133,22 @@ export const jobOptionsSchema = z
      * get a record with `duplicateOf` and no request.
      */
     dedupe: z.boolean().default(false).describe('fetch each URL once; later lines of it get a record with duplicateOf and no request'),
+    /**
+     * HTTP proxy for every request of the job (http:// targets as absolute-form requests, https:// through
+     * CONNECT). No credentials: the worker takes them from FANOUT_PROXY_AUTH.
+     */
+    proxy: z
+      .string()
+      .superRefine((url, ctx) => {
+        const problem = proxyUrlProblem(url);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .nullable()
+      .default(null),
+    /** Offer HTTP/2 (ALPN h2) on TLS connections; servers that do not take it get HTTP/1.1. */
+    http2: z.boolean().default(false),
+    /** Requests started per second per origin, per worker (a token bucket per origin); null: no limit. */
+    ratePerHost: z.number().min(0.01).max(10_000).nullable().default(null),
   })
   .strict();
 

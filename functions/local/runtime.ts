@@ -13,6 +13,7 @@ import type { Counts } from '../core/counts.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { finishJob } from '../core/finish.ts';
+import type { ProxyRoutes } from '../core/engine/proxy.ts';
 import type { OpenedInput } from '../core/input.ts';
 import { loadJob, type JobMeta } from '../core/job.ts';
 import { JOBS_PREFIX, isJobId, layout } from '../core/layout.ts';
@@ -34,6 +35,8 @@ export interface EmbeddedRuntimeOptions {
   /** A store to use instead of the folder (tests wrap one to inject faults). */
   store?: ObjectStore;
   guard: AddressGuard;
+  /** Proxies from the environment for jobs without a `proxy` option (`fanout fetch` only). */
+  envProxy?: ProxyRoutes | null;
   maxChunksInFlight?: number;
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
@@ -77,7 +80,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
-    this.fetcher = new Fetcher(options.guard);
+    this.fetcher = new Fetcher(options.guard, undefined, { envProxy: options.envProxy });
     this.options = options;
     // Status and cancel called with this store (the API, the CLI) use this ledger too.
     this.ledger = bindLedger(this.store, new MemoryLedger(summaryLoader(this.store))) as MemoryLedger;
@@ -144,6 +147,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       const config: ThreadConfig = {
         dataDir: this.store.root,
         guard: this.fetcher.guard.config,
+        envProxy: this.fetcher.envProxy,
         maxReceiveCount: this.queue.maxReceiveCount,
         visibilityTimeoutMs: this.queue.visibilityTimeoutMs,
         maxChunksInFlight: this.options.maxChunksInFlight,

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker, type MessagePort } from 'node:worker_threads';
 import type { GuardConfig } from '../core/engine/guard.ts';
 import type { Counts } from '../core/counts.ts';
+import type { ProxyRoutes } from '../core/engine/proxy.ts';
 import type { Queue, ReceivedMessage } from '../core/ports.ts';
 import type { FetchRecord } from '../core/record.ts';
 
@@ -19,6 +20,8 @@ import type { FetchRecord } from '../core/record.ts';
 export interface ThreadConfig {
   dataDir: string;
   guard: GuardConfig;
+  /** Proxies from the environment (`fanout fetch`), as the main thread read them. */
+  envProxy?: ProxyRoutes | null;
   maxReceiveCount: number;
   visibilityTimeoutMs: number;
   maxChunksInFlight?: number;

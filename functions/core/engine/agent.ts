@@ -2,14 +2,16 @@
  * The undici Agent a worker fetches through: per-origin connection limits, a total socket budget
  * shared by all of a worker's Agents (so a crawl over many hosts cannot pile up file descriptors:
  * Lambda allows 1,024), and the address guard wired into the connector so it sees every
- * connection, literals included.
+ * connection, literals included; TLS settings, HTTP/2 by ALPN, and proxies (proxy.ts).
  */
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { isIP } from 'node:net';
-import { rootCertificates } from 'node:tls';
-import { Agent, buildConnector } from 'undici';
+import type { Socket } from 'node:net';
+import { rootCertificates, type TLSSocket } from 'node:tls';
+import { Agent, Pool, ProxyAgent, buildConnector, type Client, type Dispatcher } from 'undici';
 import { ConfigError } from '../errors.ts';
 import { AddressGuard, BlockedAddressError } from './guard.ts';
+import { ProxiedDispatcher, proxyEndpoint, type ProxyRoutes } from './proxy.ts';
 import { SocketBudget } from './socket-budget.ts';
 
 /** Agent defaults, stated once. */
@@ -32,6 +34,11 @@ export const AGENT_DEFAULTS = {
    * 50 per client), so 256 keeps a worker far from EMFILE with room for a larger SDK pool.
    */
   maxSockets: 256,
+  /**
+   * Requests at once on one HTTP/2 connection (with `http2`, when the server chose h2): undici
+   * otherwise sends one request per connection. 100 is the least a server should allow (RFC 9113).
+   */
+  h2Streams: 100,
 } as const;
 
 /**
@@ -86,25 +93,26 @@ export interface AgentConfig {
   insecure?: boolean;
   /** PEM certificates trusted besides the system's roots (the job option `ca`). */
   ca?: string | null;
+  /** Offer HTTP/2 in TLS's ALPN (the job option `http2`); the server chooses, HTTP/1.1 otherwise. */
+  http2?: boolean;
+  /** Proxies to reach targets through (the job option `proxy`, or the environment in `fanout fetch`). */
+  proxy?: ProxyRoutes | null;
+  /** `user:password` for proxies whose URL has none (FANOUT_PROXY_AUTH). */
+  proxyAuth?: string;
 }
 
 /**
- * Builds the Agent for one worker.
- *
- * @example
- * const agent = createAgent({ perHost: 8, guard: AddressGuard.fromEnv(), budget: new SocketBudget(256) });
+ * A connector with the address guard in it: DNS answers through {@link guardedLookup}, and IP
+ * literals checked here, since undici does not call `lookup` for them.
  */
-export function createAgent({ perHost, guard, budget, lookup, insecure = false, ca }: AgentConfig): Agent {
+function guardedConnector(guard: AddressGuard, lookup: Lookup | undefined, tls: buildConnector.BuildOptions): buildConnector.connector {
   const resolver = guard.blockPrivate ? guardedLookup(guard, lookup) : lookup;
   const base = buildConnector({
     timeout: AGENT_DEFAULTS.connectTimeout,
     ...(resolver ? { lookup: resolver } : {}),
-    ...(insecure ? { rejectUnauthorized: false } : {}),
-    // Node's `ca` replaces the default roots: keep them, so a private CA adds to what is trusted.
-    ...(ca ? { ca: [...rootCertificates, ca] } : {}),
+    ...tls,
   } as buildConnector.BuildOptions);
-  // undici does not call `lookup` for IP literals: check them here, before any socket is opened.
-  const connect: buildConnector.connector = (options, callback) => {
+  return (options, callback) => {
     const host = options.hostname.replace(/^\[|\]$/g, '');
     if (guard.blockPrivate && isIP(host) && !guard.permits(host)) {
       callback(new BlockedAddressError(host, host), null);
@@ -112,12 +120,80 @@ export function createAgent({ perHost, guard, budget, lookup, insecure = false, 
     }
     base(options, callback);
   };
-  return new Agent({
+}
+
+/**
+ * Builds the dispatcher for one worker and one set of connection settings: an Agent, or with a
+ * proxy, a router over undici's ProxyAgent (see proxy.ts) whose sockets also count in the budget.
+ *
+ * @example
+ * const agent = createAgent({ perHost: 8, guard: AddressGuard.fromEnv(), budget: new SocketBudget(256) });
+ */
+export function createAgent(config: AgentConfig): Dispatcher {
+  const { perHost, guard, budget, lookup, insecure = false, ca, http2 = false, proxy, proxyAuth } = config;
+  // The target's TLS: Node's `ca` replaces the default roots, so keep them and add the private CA.
+  const targetTls = {
+    ...(insecure ? { rejectUnauthorized: false } : {}),
+    ...(ca ? { ca: [...rootCertificates, ca] } : {}),
+    allowH2: http2,
+  } as buildConnector.BuildOptions;
+  const poolOptions = {
     connections: perHost,
     pipelining: 1,
     keepAliveTimeout: AGENT_DEFAULTS.keepAliveTimeout,
     keepAliveMaxTimeout: AGENT_DEFAULTS.keepAliveMaxTimeout,
     maxHeaderSize: AGENT_DEFAULTS.maxHeaderSize,
-    ...(budget ? { factory: budget.factory(connect) } : { connect }),
-  });
+    allowH2: http2,
+  };
+  // One Pool per origin, its Clients opening sockets through `connect` (within the budget if any).
+  // With HTTP/2, a connection on which the server chose h2 takes many requests at once.
+  const multiplex = http2
+    ? (client: Client, socket: Socket) => {
+        client.pipelining = (socket as TLSSocket).alpnProtocol === 'h2' ? AGENT_DEFAULTS.h2Streams : 1;
+      }
+    : undefined;
+  const pools = (origin: string | URL, options: object, connect: buildConnector.connector): Dispatcher =>
+    budget ? budget.factory(connect, multiplex)(origin, options) : new Pool(origin, { ...options, connect });
+  const direct = guardedConnector(guard, lookup, targetTls);
+  const agent = new Agent({ ...poolOptions, factory: (origin: string | URL, options: object) => pools(origin, options, direct) });
+  if (!proxy) return agent;
+
+  // To the proxy itself: guarded like any connection (a proxy on loopback must be allowed in server
+  // modes), HTTP/1.1. An https:// proxy's certificate is checked against the system's roots plus the
+  // job's `ca` (a private CA often signs both); `insecure` is the target's only, never the proxy's.
+  const proxyConnector = guardedConnector(guard, lookup, ca ? ({ ca: [...rootCertificates, ca] } as buildConnector.BuildOptions) : {});
+  const toProxy: buildConnector.connector = (options, callback) =>
+    proxyConnector(options, (...args: Parameters<buildConnector.Callback>) => {
+      const error = args[0] as (Error & { code?: string }) | null;
+      if (error?.code === 'FANOUT_BLOCKED') {
+        error.message = `the proxy ${options.hostname}:${options.port}: ${error.message} (FANOUT_ALLOW_CIDRS can allow the proxy's address)`;
+      }
+      callback(...args);
+    });
+  const viaProxy = (uri: string): Dispatcher => {
+    const endpoint = proxyEndpoint(uri, proxyAuth);
+    const proxyOrigin = new URL(endpoint.uri).origin;
+    return new ProxyAgent({
+      ...poolOptions,
+      uri: endpoint.uri,
+      ...(endpoint.token ? { token: endpoint.token } : {}),
+      // http:// targets as absolute-form requests (what proxies log and filter), https:// through CONNECT.
+      proxyTunnel: false,
+      requestTls: targetTls,
+      // The CONNECT requests: the socket each opens becomes its tunnel's, counted by the pool that
+      // asked for the tunnel (below), so it is not counted here too. A proxy that accepts the
+      // connection but never answers the CONNECT gives up after the connect timeout.
+      clientFactory: (origin: URL, options: object) =>
+        new Pool(origin, { ...options, connect: toProxy, headersTimeout: AGENT_DEFAULTS.connectTimeout }),
+      factory: (origin: string | URL, options: object) => {
+        // The pool ProxyAgent keeps per http:// target talks to the proxy itself; the others open
+        // each connection as a tunnel, through the opener ProxyAgent gives them.
+        if (new URL(String(origin)).origin === proxyOrigin) return pools(origin, { ...poolOptions, allowH2: false }, toProxy);
+        const tunnel = (options as { connect?: unknown }).connect;
+        if (typeof tunnel !== 'function') throw new TypeError('ProxyAgent gave no tunnel opener');
+        return pools(origin, poolOptions, tunnel as buildConnector.connector);
+      },
+    } as ProxyAgent.Options);
+  };
+  return new ProxiedDispatcher({ routes: proxy, direct: agent, viaProxy, guard, lookup });
 }

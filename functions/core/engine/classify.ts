@@ -44,6 +44,8 @@ export function classifyError(error: unknown, midBody = false): Classified {
 
   if (code === 'FANOUT_BLOCKED') return result('blocked');
   if (code === 'FANOUT_PROTOCOL') return result('protocol');
+  // The proxy refused the request or the tunnel (407, a CONNECT answered with an error): not transient.
+  if (code === 'FANOUT_PROXY') return result('connect', false);
   if (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_NODATA') return result('dns', false);
   if (code === 'EAI_AGAIN' || code === 'EAI_FAIL') return result('dns', true);
   if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL') {

@@ -1,17 +1,20 @@
 /**
- * A worker's fetching machinery: its Agents (one per perHost and TLS setting, since connection
- * limits and certificate checks are Agent options), the socket budget they share (so the worker's
- * open sockets stay under a stated number whatever the host mix), and the per-job concurrency
- * limits shared by all chunks of a job in this worker.
+ * A worker's fetching machinery: its Agents (one per perHost, TLS, HTTP/2 and proxy setting, since
+ * connection limits, certificate checks, ALPN and routes are Agent options), the socket budget they
+ * share (so the worker's open sockets stay under a stated number whatever the host mix), the
+ * per-origin rate limits (`ratePerHost`), and the per-job concurrency limits shared by all chunks
+ * of a job in this worker.
  */
 import { createHash } from 'node:crypto';
 import pLimit, { type LimitFunction } from 'p-limit';
-import type { Agent } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
 import { createAgent, maxSocketsFromEnv, type Lookup } from './agent.ts';
 import { fetchItem, type FetchResult } from './fetch-item.ts';
 import type { AddressGuard } from './guard.ts';
+import { proxyAuthFromEnv, routesForProxy, type ProxyRoutes } from './proxy.ts';
+import { OriginRate, RatedDispatcher } from './rate.ts';
 import { SocketBudget, type SocketBudgetStats } from './socket-budget.ts';
 
 /** Fetcher defaults, stated once. */
@@ -21,11 +24,21 @@ export const FETCHER_DEFAULTS = {
    * one; past this many, the least recently used is closed gracefully (its requests finish).
    */
   maxAgents: 16,
+  /** Distinct `ratePerHost` values with their own origin table at once; past this, the least recently used is dropped. */
+  maxRates: 16,
 } as const;
 
 export interface FetcherOptions {
   /** Open fetch sockets at most, all origins together; default FANOUT_MAX_SOCKETS, else 256. */
   maxSockets?: number;
+  /**
+   * Proxies from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY: see proxyRoutesFromEnv), for
+   * jobs without a `proxy` option. Only `fanout fetch` gives them: in server modes a proxy is a job's
+   * explicit choice.
+   */
+  envProxy?: ProxyRoutes | null;
+  /** `user:password` for proxies; default FANOUT_PROXY_AUTH. */
+  proxyAuth?: string;
 }
 
 /**
@@ -46,7 +59,7 @@ interface JobSlot {
   users: number;
 }
 
-type AgentSettings = Pick<JobOptions, 'perHost' | 'insecure' | 'ca'>;
+type AgentSettings = Pick<JobOptions, 'perHost' | 'insecure' | 'ca' | 'http2' | 'proxy'>;
 
 /** The Agent key of a job's options, computed once per options object (a CA may be large to hash). */
 const agentKeys = new WeakMap<AgentSettings, string>();
@@ -54,7 +67,7 @@ function agentKey(options: AgentSettings): string {
   let key = agentKeys.get(options);
   if (key === undefined) {
     const ca = options.ca ? createHash('sha256').update(options.ca).digest('hex') : '';
-    key = `${options.perHost}|${options.insecure ? 'insecure' : ''}|${ca}`;
+    key = `${options.perHost}|${options.insecure ? 'insecure' : ''}|${options.http2 ? 'h2' : ''}|${options.proxy ?? ''}|${ca}`;
     agentKeys.set(options, key);
   }
   return key;
@@ -62,9 +75,14 @@ function agentKey(options: AgentSettings): string {
 
 export class Fetcher {
   /** Agents by settings, least recently used first. */
-  private readonly agents = new Map<string, Agent>();
+  private readonly agents = new Map<string, Dispatcher>();
   /** Agents closed to stay within maxAgents whose requests are still finishing. */
-  private readonly retired = new Set<Agent>();
+  private readonly retired = new Set<Dispatcher>();
+  /** Per-origin token buckets by `ratePerHost` value, least recently used first. */
+  private readonly rates = new Map<number, OriginRate>();
+  /** Proxies from the environment, for jobs without a `proxy` option (`fanout fetch` only). */
+  readonly envProxy: ProxyRoutes | null;
+  private readonly proxyAuth: string | undefined;
   private readonly slots = new Map<string, JobSlot>();
   private readonly budget: SocketBudget;
 
@@ -75,6 +93,8 @@ export class Fetcher {
     options: FetcherOptions = {},
   ) {
     this.budget = new SocketBudget(options.maxSockets ?? maxSocketsFromEnv());
+    this.envProxy = options.envProxy ?? null;
+    this.proxyAuth = options.proxyAuth ?? proxyAuthFromEnv();
   }
 
   /** The socket budget's counters: its size, sockets open now, the peak, evictions and waits. */
@@ -82,14 +102,15 @@ export class Fetcher {
     return this.budget.stats();
   }
 
-  private agentFor(options: AgentSettings): Agent {
+  private agentFor(options: AgentSettings): Dispatcher {
     const key = agentKey(options);
     let agent = this.agents.get(key);
     if (agent) {
       this.agents.delete(key); // most recently used last
     } else {
-      const { perHost, insecure, ca } = options;
-      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca });
+      const { perHost, insecure, ca, http2 } = options;
+      const proxy = options.proxy ? routesForProxy(options.proxy) : this.envProxy;
+      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca, http2, proxy, proxyAuth: this.proxyAuth });
       if (this.agents.size >= FETCHER_DEFAULTS.maxAgents) {
         const [oldKey, oldest] = this.agents.entries().next().value!;
         this.agents.delete(oldKey);
@@ -134,8 +155,22 @@ export class Fetcher {
     return n;
   }
 
+  /** The origin table of a rate, shared by the jobs of that rate in this worker. */
+  private rateFor(perSecond: number): OriginRate {
+    let rate = this.rates.get(perSecond);
+    if (rate) this.rates.delete(perSecond);
+    else {
+      rate = new OriginRate(perSecond);
+      if (this.rates.size >= FETCHER_DEFAULTS.maxRates) this.rates.delete(this.rates.keys().next().value!);
+    }
+    this.rates.set(perSecond, rate);
+    return rate;
+  }
+
   fetch(item: IndexedItem, options: JobOptions, signal?: AbortSignal): Promise<FetchResult> {
-    return fetchItem(item, options, { dispatcher: this.agentFor(options), signal });
+    const agent = this.agentFor(options);
+    const dispatcher = options.ratePerHost ? new RatedDispatcher(agent, this.rateFor(options.ratePerHost), signal) : agent;
+    return fetchItem(item, options, { dispatcher, signal });
   }
 
   async close(): Promise<void> {

@@ -60,13 +60,21 @@ export class SocketBudget {
   /**
    * An Agent `factory`: one Pool per origin whose Clients connect through `connect` within the budget.
    * `options` are the Pool options the Agent would have passed (connections, keep-alive, ...).
+   * `onSocket` sees each new socket with its Client (e.g. to multiplex once ALPN chose HTTP/2).
    */
-  factory(connect: buildConnector.connector): (origin: string | URL, options: object) => Dispatcher {
+  factory(
+    connect: buildConnector.connector,
+    onSocket?: (client: Client, socket: Socket) => void,
+  ): (origin: string | URL, options: object) => Dispatcher {
     const clientFactory = (origin: URL, options: object): Dispatcher => {
       // The connector is bound to the Client it opens sockets for, so the budget can tell idle ones.
       const client: Client = new BudgetedClient(this, origin, {
         ...options,
-        connect: (opts, callback) => this.connect(client, connect, opts, callback),
+        connect: (opts, callback) =>
+          this.connect(client, connect, opts, (...args: Parameters<buildConnector.Callback>) => {
+            if (args[1]) onSocket?.(client, args[1]);
+            callback(...args);
+          }),
       });
       // A request ended on this Client: its socket may be idle now, and a waiting connect may take its place.
       client.on('drain', () => this.schedulePump());
