@@ -321,8 +321,8 @@ describe('record fields (issue 12 item 4, issue 11 item 3)', () => {
 });
 
 describe('response headers', () => {
-  it(`an Agent with maxHeaderSize ${EXCHANGE_DEFAULTS.maxHeaderBytes / 1024} KiB keeps ~100 KB of headers`, async () => {
-    const agent = new Agent({ maxHeaderSize: EXCHANGE_DEFAULTS.maxHeaderBytes });
+  it(`an Agent with maxHeaderSize ${AGENT_DEFAULTS.maxHeaderSize / 1024} KiB keeps ~100 KB of headers`, async () => {
+    const agent = new Agent({ maxHeaderSize: AGENT_DEFAULTS.maxHeaderSize });
     try {
       const { record } = await fetchItem({ index: 0, url: `${raw.url}/big-headers?kb=100` }, testOptions(), { dispatcher: agent });
       expect(record).toMatchObject({ ok: true, status: 200, error: null });

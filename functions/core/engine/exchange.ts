@@ -22,11 +22,6 @@ export const EXCHANGE_DEFAULTS = {
    * stacked layers are an attack on the decoder, never a real site.
    */
   maxDecodingLayers: 5,
-  /**
-   * Response header bytes the Agent accepts (undici's `maxHeaderSize`); real sites send up to
-   * ~80 KB of headers (long cookies, CSP). Meant for the Agent's `maxHeaderSize` in agent.ts.
-   */
-  maxHeaderBytes: 256 * 1024,
 } as const;
 
 export interface ExchangeRequest {
