@@ -193,7 +193,7 @@ describe('flags from the options schema', () => {
     const help = command.helpInformation().replace(/\s+/g, ' ');
     expect(help).toContain('--retries <n> extra attempts on network errors, 429 and 5xx (whole number from 0 to 10; default 2)');
     expect(help).toContain('--mode <value> how to go about it (fast | careful; default fast)');
-    expect(help).toContain('--no-http2 turn off: speak HTTP/2 where the server offers it');
+    expect(help).toContain('--no-http2 turn off: offer HTTP/2 on TLS connections (the server chooses)');
     expect(help).toContain('--rate-per-host <rate>');
     expect(() => command.parse(['--retries', '11'], { from: 'user' })).toThrow('--retries: expected a whole number from 0 to 10, got "11"');
   });

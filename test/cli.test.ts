@@ -196,9 +196,14 @@ describe('fanout help', () => {
     for (const flag of flags) {
       expect(help).toContain(flag.flag);
       if (flag.kind.type !== 'number') continue;
+      const fallback = (DEFAULT_OPTIONS as Record<string, unknown>)[flag.option];
+      if (fallback === null) {
+        // An optional number (ratePerHost): its range, and no default to state.
+        expect(help).toContain(`(${flag.kind.int ? 'whole number' : 'number'} from ${flag.kind.min} to ${flag.kind.max})`);
+        continue;
+      }
       const schema = jobOptionsSchema.shape[flag.option as 'concurrency'];
       const inner = schema.unwrap() as unknown as { minValue: number; maxValue: number };
-      const fallback = (DEFAULT_OPTIONS as Record<string, unknown>)[flag.option];
       expect(help).toContain(`whole number from ${inner.minValue} to ${inner.maxValue}; default ${fallback})`);
     }
   });

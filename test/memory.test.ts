@@ -37,7 +37,9 @@ describe('memory is bounded by concurrency x maxBodyBytes, not by response or in
     const large = await measure('plan', 1_000_000);
     console.log(`planning: 100k lines ${small.peakMiB} MiB, 1M lines ${large.peakMiB} MiB`);
     expect(large).toMatchObject({ total: 1_000_000, chunks: 2_000, messages: 2_000 });
-    // Linear growth would be hundreds of MiB for ten times the lines; what remains is the garbage collector.
-    expect(large.peakMiB! - small.peakMiB!).toBeLessThan(64);
+    // Holding the items would cost well over 100 MiB more for ten times the lines (900,000 more items of
+    // ~130 bytes each); what remains is the garbage collector's slack, 40-60 MiB on an idle machine and
+    // more under load (measured: 149/191/212 MiB at 100k/1M/2M lines).
+    expect(large.peakMiB! - small.peakMiB!).toBeLessThan(96);
   }, 120_000);
 });
