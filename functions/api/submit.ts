@@ -8,7 +8,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { OptionsError } from '../core/errors.ts';
-import { INPUT_FORMATS, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
+import { INPUT_FORMATS, checkJsonDepth, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
 import { layout } from '../core/layout.ts';
 import { DEFAULT_OPTIONS, OPTION_NAMES, parseJobOptions, type JobOptions } from '../core/options.ts';
 import { submitStoredList, type Submitted } from '../core/plan-slices.ts';
@@ -88,6 +88,7 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
   }
 
   const text = await c.req.text();
+  checkJsonDepth(text, 1);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

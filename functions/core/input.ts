@@ -27,7 +27,45 @@ export const INPUT_LIMITS = {
   maxLineBytes: 1024 * 1024,
   /** Largest JSON document (`{"urls": [...]}`), parsed whole; larger lists are sent as NDJSON or text. */
   maxJsonBytes: 16 * 1024 * 1024,
+  /**
+   * Deepest nesting of arrays and objects in a JSON document or NDJSON line. A list needs 4 levels
+   * (`{"urls": [{"headers": {...}}]}`); millions of `[` would stall the parser for seconds and take
+   * a gigabyte, so they are refused by a scan before JSON.parse sees them.
+   */
+  maxJsonDepth: 32,
 } as const;
+
+/**
+ * Refuses JSON text nested deeper than {@link INPUT_LIMITS.maxJsonDepth}, in one pass over the text
+ * (strings skipped), before it reaches JSON.parse.
+ *
+ * @throws {InputError} naming the line (counted from `firstLine`) and column where the limit is passed.
+ * @example
+ * checkJsonDepth('[[[1]]]', 1); // fine
+ */
+export function checkJsonDepth(text: string, firstLine?: number): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // a backslash escapes the next character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > INPUT_LIMITS.maxJsonDepth) {
+        let line = firstLine ?? 1;
+        let lineStart = 0;
+        for (let j = 0; j < i; j++) {
+          if (text.charCodeAt(j) !== 10) continue;
+          line++;
+          lineStart = j + 1;
+        }
+        throw new InputError(`JSON nested deeper than ${INPUT_LIMITS.maxJsonDepth} levels at column ${i - lineStart + 1}`, firstLine === undefined ? undefined : line);
+      }
+    } else if (c === 93 || c === 125) depth--;
+  }
+}
 
 /** One URL to fetch, with the per-item overrides an NDJSON or JSON entry may carry. */
 export interface InputItem {
@@ -366,6 +404,7 @@ class LineReader {
 
 function looksLikeNdjsonItem(line: string): boolean {
   try {
+    checkJsonDepth(line);
     const value = JSON.parse(line);
     return value !== null && typeof value === 'object' && 'url' in value;
   } catch {
@@ -383,6 +422,7 @@ export function parseItemLine(text: string, format: 'text' | 'ndjson', line: num
 }
 
 function parseNdjsonLine(text: string, line: number): InputItem {
+  checkJsonDepth(text, line);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -421,6 +461,7 @@ function jsonSyntaxError(text: string, firstLine: number): { line: number; colum
 }
 
 function parseJsonDocument(text: string, firstLine: number, mayBeNdjson = false): OpenedInput {
+  checkJsonDepth(text, firstLine);
   let value: unknown;
   try {
     value = JSON.parse(text);
