@@ -2,8 +2,10 @@
  * `fanout submit|status|results|cancel|jobs`: clients of a running API, local or on AWS, or, for all
  * but `submit`, of the local data folder when no API is named.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { UsageError } from '../core/errors.ts';
@@ -149,6 +151,16 @@ function apiOptions(command: Command, local = true): Command {
   return command;
 }
 
+type Accepted = Awaited<ReturnType<FanoutClient['submit']>>;
+
+/** Copies stdin to a temporary file, so its size is known before it is sent. */
+async function spoolStdin(): Promise<{ path: string; remove: () => void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'fanout-submit-'));
+  const path = join(dir, 'list');
+  await pipeline(process.stdin, createWriteStream(path));
+  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
 export function clientCommands(program: Command, exit: (code: number) => void): void {
   const submit = apiOptions(
     program
@@ -157,7 +169,7 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
       .argument('<file>', 'URL list (text, NDJSON or JSON); - for stdin')
       .option('--format <format>', `${INPUT_FORMATS.join(', ')} (default: by file extension, else text)`)
       .option('--url-column <name>', 'CSV: the column holding the URL (default url)')
-      .option('--upload', 'send the list through POST /uploads (automatic above 8 MiB)')
+      .option('--upload', 'send the list through POST /uploads (automatic above 4 MiB)')
       .option('--wait', 'watch the job until it ends, then print its final status as JSON')
       .option('--json', 'print the API answer as JSON instead of the job id'),
     false,
@@ -168,19 +180,25 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     const format = formatOf(file, flags.format as string | undefined);
     if (!(format in CONTENT_TYPES)) throw new UsageError(`--format: expected one of ${INPUT_FORMATS.join(', ')}`);
     const options = jobOptionsFromFlags(flags);
-    let size = 0;
-    if (file !== '-') {
-      try {
-        size = (await stat(file)).size;
-      } catch {
-        throw new UsageError(`cannot read ${file}: no such file`);
-      }
+    // stdin is spooled to a file first: its size decides between one request and an upload, and an
+    // upload is a PUT with a Content-Length (S3 refuses chunked PUTs to presigned URLs).
+    const spooled = file === '-' ? await spoolStdin() : undefined;
+    const path = spooled?.path ?? file;
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch {
+      throw new UsageError(`cannot read ${file}: no such file`);
     }
-    const source = file === '-' ? process.stdin : createReadStream(file);
-    const accepted =
-      size > UPLOAD_ABOVE_BYTES || flags.upload
-        ? await client.submitUpload(source, format, options, flags.urlColumn as string | undefined)
-        : await client.submit(source, CONTENT_TYPES[format]!, withUrlColumn(optionsQuery(options), flags.urlColumn as string | undefined));
+    let accepted: Accepted;
+    try {
+      accepted =
+        size > UPLOAD_ABOVE_BYTES || flags.upload
+          ? await client.submitUpload(createReadStream(path), size, format, options, flags.urlColumn as string | undefined)
+          : await client.submit(createReadStream(path), CONTENT_TYPES[format]!, withUrlColumn(optionsQuery(options), flags.urlColumn as string | undefined));
+    } finally {
+      spooled?.remove();
+    }
     process.stderr.write(`fanout: job ${accepted.jobId}: ${accepted.total} URLs in ${accepted.chunks} chunks\n`);
     // stdout carries one thing: the final status with --wait, else the answer (--json) or the id.
     if (flags.wait) printStatus(await watchJob(Object.assign(client, { where: '' }), accepted.jobId, flags.quiet === true));

@@ -87,9 +87,10 @@ export class FanoutClient {
   }
 
   /** Large lists: an upload slot, the list PUT there, then a job from it. */
-  async submitUpload(body: Readable, format: string, options: Record<string, unknown>, urlColumn?: string) {
+  async submitUpload(body: Readable, size: number, format: string, options: Record<string, unknown>, urlColumn?: string) {
     const upload = await this.json<{ uploadId: string; url: string; headers: Record<string, string> }>('POST', '/uploads');
-    const put = await this.call('PUT', upload.url, body, upload.headers);
+    // With its length: S3 answers a chunked PUT to a presigned URL with 501 NotImplemented.
+    const put = await this.call('PUT', upload.url, body, { ...upload.headers, 'content-length': String(size) });
     await put.body.dump();
     return this.json<{ jobId: string; status: string; total: number; chunks: number }>(
       'POST',
