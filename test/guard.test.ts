@@ -217,6 +217,8 @@ describe('the guard on real connections', () => {
     const before = forbidden.hits.size;
     const { record } = await engine.fetch(url(forbidden.port), { retries: 2 });
     expect(record).toMatchObject({ ok: false, status: null, attempts: 1, error: { code: 'blocked' } });
+    // The record says how an operator would allow it.
+    expect(record.error!.message).toMatch(/FANOUT_ALLOW_CIDRS=\S+\/(32|128) or FANOUT_ALLOW_PRIVATE=1/);
     expect(forbidden.hits.size).toBe(before);
   });
 

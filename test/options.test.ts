@@ -78,6 +78,11 @@ describe('options that could never be sent or held (issue 14 items 7 and 9)', ()
     expect(refusal({ headers: { 'x-k': value } }).field).toBe('headers.x-k');
   });
 
+  it('refuses header values a request cannot carry (past Latin-1), naming the header', () => {
+    expect(refusal({ headers: { 'x-a': '€uro' } })).toMatchObject({ field: 'headers.x-a' });
+    expect(parseJobOptions({ headers: { 'x-a': 'café' } }).headers['x-a']).toBe('café');
+  });
+
   it('accepts tabs and ordinary values', () => {
     expect(parseJobOptions({ headers: { 'x-k': 'a\tb c', accept: 'text/html' } }).headers).toEqual({ 'x-k': 'a\tb c', accept: 'text/html' });
   });

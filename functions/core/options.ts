@@ -33,7 +33,10 @@ export const UNSENDABLE_HEADERS: Readonly<Record<string, string>> = {
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'not a valid header name');
 const headerValue = z
   .string()
-  .regex(/^[^\x00-\x08\x0a-\x1f\x7f]*$/, 'header values may not contain CR, LF, NUL or other control characters (tab aside)');
+  .regex(/^[^\x00-\x08\x0a-\x1f\x7f]*$/, 'header values may not contain CR, LF, NUL or other control characters (tab aside)')
+  // A header carries bytes: characters past U+00FF cannot be sent (percent-encode them, or use RFC 8187's
+  // ext-value), and undici would fail every record of the job later.
+  .regex(/^[\x00-\xff]*$/, 'header values may hold Latin-1 characters only (percent-encode others)');
 export const headersSchema = z.record(headerName, headerValue).superRefine((headers, ctx) => {
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();

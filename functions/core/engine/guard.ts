@@ -259,9 +259,10 @@ export class BlockedAddressError extends Error {
     readonly address: string,
   ) {
     super(
-      host === address
+      (host === address
         ? `${address} is a private address; the server's guard blocks it`
-        : `${host} resolves to ${address}, a private address; the server's guard blocks it`,
+        : `${host} resolves to ${address}, a private address; the server's guard blocks it`) +
+        ` (an operator allows it with FANOUT_ALLOW_CIDRS=${address.includes(':') ? `${address}/128` : `${address}/32`} or FANOUT_ALLOW_PRIVATE=1)`,
     );
   }
 }
