@@ -180,6 +180,20 @@ describe('bad input leaves nothing behind', () => {
     expect(existsSync(data)).toBe(false);
   });
 
+  it('an --out that cannot be written, or that is the input list, is exit 2 before any job is made', async () => {
+    const data = join(dir, 'bad-out');
+    const missing = await fanout(['fetch', '-', '--data-dir', data, '--out', join(dir, 'no', 'such', 'x.ndjson')], { stdin: `${origin.url}/ok\n` });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--out .*cannot write in/);
+    expect(missing.stderr).not.toMatch(/\n\s+at /);
+    const input = list('self.txt', [`${origin.url}/ok`]);
+    const self = await fanout(['fetch', input, '--data-dir', data, '--out', input]);
+    expect(self.code).toBe(2);
+    expect(self.stderr).toContain('is the input list itself');
+    expect(readFileSync(input, 'utf8')).toBe(`${origin.url}/ok\n`);
+    expect(existsSync(data)).toBe(false);
+  });
+
   it('an existing data folder keeps its jobs and gains no empty folders', async () => {
     const data = join(dir, 'existing');
     mkdirSync(data);

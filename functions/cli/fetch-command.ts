@@ -3,8 +3,9 @@
  * a summary, and optionally every record written out in input order.
  */
 import { readLocalEnv } from '../local/environment.ts';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
@@ -121,7 +122,10 @@ function openRun(flags: FetchFlags, command: string): Run {
 export async function runFetch(file: string, flags: FetchFlags): Promise<number> {
   const format = inputFormatOf(file, flags.format);
   if (flags.urlColumn !== undefined && format !== 'csv') throw new UsageError('--url-column applies to CSV input: a .csv file, or --format csv');
-  if (flags.out !== undefined) outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
+  if (flags.out !== undefined) {
+    outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
+    await checkOutPath(flags.out, file);
+  }
   const source = await openSource(file);
   const run = openRun(flags, 'fanout fetch');
   try {
@@ -134,6 +138,20 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
     return await runToEnd(run, job.jobId, flags, started);
   } finally {
     run.release();
+  }
+}
+
+/** Refuses an --out that cannot be written, or that is the input itself, before any job is made. */
+async function checkOutPath(out: string, input: string): Promise<void> {
+  if (out === '-') return;
+  if (input !== '-' && resolve(out) === resolve(input)) throw new UsageError(`--out ${out} is the input list itself: it would be overwritten`);
+  const folder = dirname(resolve(out));
+  try {
+    if (!(await stat(folder)).isDirectory()) throw new UsageError(`--out ${out}: ${folder} is not a folder`);
+    await access(folder, constants.W_OK);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`--out ${out}: cannot write in ${folder} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
 }
 

@@ -40,6 +40,8 @@ export class OutFile {
     readonly format: OutFormat = 'ndjson',
   ) {
     this.file = path === '-' ? process.stdout : createWriteStream(path);
+    // A write that fails later (the disk fills up) ends this writer, reported by finish(), not a crash.
+    if (path !== '-') this.file.on('error', (error) => (this.failure ??= error));
     this.target = this.file;
     if (format === 'csv') {
       this.target = recordsToCsv();
@@ -48,6 +50,9 @@ export class OutFile {
     this.following = this.follow();
     this.following.catch(() => {}); // surfaced by finish()
   }
+
+  /** The file's write error, if one happened. */
+  private failure: Error | undefined;
 
   private async follow(): Promise<void> {
     while (!this.stopped) {
@@ -74,6 +79,7 @@ export class OutFile {
   async finish(): Promise<void> {
     this.stopped = true;
     await this.following;
+    if (this.failure) throw this.failure;
     await this.flush();
     if (this.target !== this.file) {
       // The CSV converter flushes its last row on end, then ends the file (not stdout).
