@@ -166,6 +166,10 @@ describe('fanout fetch: the main job', () => {
     expect(run.stdout).toContain('(1 result file)');
     expect(run.stdout).not.toMatch(/status: -|latency: p50 -/);
     expect(run.stdout).toContain('errors: blocked 1');
+    // With --json the summary would go to stderr: --quiet leaves it out, stdout holds the status alone.
+    const json = await fanout(['fetch', '-', '--quiet', '--json', '--data-dir', join(dir, 'data')], { stdin: `${origin.url}/ok\n` });
+    expect(json.stderr).toBe('');
+    expect(JSON.parse(json.stdout)).toMatchObject({ state: 'completed', total: 1 });
   });
 
   it('uses FANOUT_DATA_DIR, then ./fanout-data', async () => {

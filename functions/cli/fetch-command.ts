@@ -245,8 +245,11 @@ async function report(run: Run, jobId: string, flags: FetchFlags, elapsedMs: num
     await run.out.finish();
   }
   const job = await loadJob(runtime.store, jobId);
-  summaryStream.write(formatSummary(status, { elapsedMs, dataDir, doneBefore, perHost: job.options.perHost }));
-  if (flags.out !== undefined && flags.out !== '-') summaryStream.write(`  records: ${flags.out} (${status.done})\n`);
+  // --quiet silences stderr: a summary that would go there (with --json or --out -) is left out.
+  if (!(flags.quiet && summaryStream === process.stderr)) {
+    summaryStream.write(formatSummary(status, { elapsedMs, dataDir, doneBefore, perHost: job.options.perHost }));
+    if (flags.out !== undefined && flags.out !== '-') summaryStream.write(`  records: ${flags.out} (${status.done})\n`);
+  }
   if (flags.json) process.stdout.write(JSON.stringify(status, null, 2) + '\n');
   return 0;
 }
