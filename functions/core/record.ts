@@ -90,24 +90,18 @@ export function makeRecord(r: Omit<FetchRecord, 'body' | 'bodyEncoding' | 'bodyK
   };
 }
 
-/**
- * A record for an item that was never fetched (cancelled, or its chunk failed for good).
- *
- * @example
- * failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched')
- */
-export function failedRecord(
+/** The record of an item no request was made for: nothing arrived, so every response field is empty. */
+function unfetchedRecord(
   item: IndexedItem,
-  code: ErrorCode,
-  message: string,
-  attempts = 0,
-  startedAt = new Date(),
+  outcome: Pick<FetchRecord, 'error' | 'attempts'> & { duplicateOf?: number },
+  startedAt: Date,
 ): FetchRecord {
   return makeRecord({
     index: item.index,
     url: item.url,
     id: item.id ?? null,
     fields: item.fields,
+    duplicateOf: outcome.duplicateOf,
     ok: false,
     status: null,
     finalUrl: null,
@@ -116,12 +110,22 @@ export function failedRecord(
     bytes: 0,
     truncated: false,
     sha256: null,
-    attempts,
+    attempts: outcome.attempts,
     startedAt: startedAt.toISOString(),
     durationMs: 0,
     queuedMs: 0,
-    error: { code, message },
+    error: outcome.error,
   });
+}
+
+/**
+ * A record for an item that was never fetched (cancelled, or its chunk failed for good).
+ *
+ * @example
+ * failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched')
+ */
+export function failedRecord(item: IndexedItem, code: ErrorCode, message: string, attempts = 0, startedAt = new Date()): FetchRecord {
+  return unfetchedRecord(item, { error: { code, message }, attempts }, startedAt);
 }
 
 /**
@@ -133,26 +137,7 @@ export function failedRecord(
  * duplicateRecord({ index: 7, url: 'http://a.test/', duplicateOf: 2 }).duplicateOf // 2
  */
 export function duplicateRecord(item: IndexedItem & { duplicateOf: number }, startedAt = new Date()): FetchRecord {
-  return makeRecord({
-    index: item.index,
-    url: item.url,
-    id: item.id ?? null,
-    fields: item.fields,
-    duplicateOf: item.duplicateOf,
-    ok: false,
-    status: null,
-    finalUrl: null,
-    redirects: 0,
-    headers: {},
-    bytes: 0,
-    truncated: false,
-    sha256: null,
-    attempts: 0,
-    startedAt: startedAt.toISOString(),
-    durationMs: 0,
-    queuedMs: 0,
-    error: null,
-  });
+  return unfetchedRecord(item, { duplicateOf: item.duplicateOf, error: null, attempts: 0 }, startedAt);
 }
 
 /**
