@@ -78,6 +78,9 @@ export const JobStatus = z
       .optional()
       .openapi({ description: 'chunks whose records could not be written even as chunk_failed (counted as failed); present only when any' }),
     source: z.string().nullable(),
+    options: JobOptions.partial()
+      .optional()
+      .openapi({ description: 'the options the job was submitted with; values of credential headers (authorization, cookie, names with token, secret, key or auth) read "***"' }),
     results: z.object({
       manifest: z.string().nullable(),
       files: z.array(z.string()).openapi({ description: 'result files in chunk order, at most 1,000 (the links form of /results pages through all)' }),

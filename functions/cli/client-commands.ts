@@ -56,11 +56,12 @@ function withUrlColumn(query: URLSearchParams, urlColumn: string | undefined): U
   return query;
 }
 
-/** Job options as query parameters (headers as repeated `header=name: value`). */
+/** Job options as query parameters (headers as repeated `header=name: value`, headerEnv as repeated `headerEnv=name=VARIABLE`). */
 export function optionsQuery(options: Record<string, unknown>): URLSearchParams {
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(options)) {
     if (name === 'headers') for (const [k, v] of Object.entries(value as Record<string, string>)) query.append('header', `${k}: ${v}`);
+    else if (name === 'headerEnv') for (const [k, v] of Object.entries(value as Record<string, string>)) query.append('headerEnv', `${k}=${v}`);
     else query.set(name, String(value));
   }
   return query;

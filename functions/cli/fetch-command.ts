@@ -122,12 +122,14 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
   const format = inputFormatOf(file, flags.format);
   if (flags.urlColumn !== undefined && format !== 'csv') throw new UsageError('--url-column applies to CSV input: a .csv file, or --format csv');
   if (flags.out !== undefined) outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
+  const options = jobOptionsFromFlags(flags);
+  checkHeaderEnvFlags(options.headerEnv as Record<string, string> | undefined);
   const source = await openSource(file);
   const run = openRun(flags, 'fanout fetch');
   try {
     const started = Date.now();
     const input = await openInput(source, format, { urlColumn: flags.urlColumn });
-    const job = await run.runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
+    const job = await run.runtime.submit(input, options, file === '-' ? 'stdin' : file);
     run.jobId = job.jobId;
     if (!flags.quiet) process.stderr.write(`fanout: job ${job.jobId}: ${plural(job.total, 'URL')} in ${plural(job.chunks, 'chunk')}\n`);
     startWorkers(run.runtime, run.workers, job.chunks);
@@ -155,6 +157,13 @@ function outFile(store: EmbeddedRuntime['store'], jobId: string, chunks: number,
   return new OutFile(store, jobId, chunks, flags.out, undefined, outFormatOf(flags.out, flags.outFormat));
 }
 
+/** `--header-env NAME=VAR` whose variable is not set: exit 2 naming it (never its value), before anything is created. */
+function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): void {
+  for (const [name, variable] of Object.entries(headerEnv ?? {})) {
+    if (!process.env[variable]) throw new UsageError(`--header-env ${name}=${variable}: environment variable ${variable} is not set`);
+  }
+}
+
 /** `fanout resume JOB`: re-enqueues what an interrupted or killed run left unfinished and runs it to the end. */
 export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
   checkJobId(jobId);
@@ -168,6 +177,8 @@ export async function runResume(jobId: string, flags: FetchFlags): Promise<numbe
       process.stderr.write(`fanout: job ${jobId} had already ended (${before.state}); nothing to resume\n`);
       return await report(run, jobId, flags, Date.parse(before.finishedAt) - Date.parse(before.createdAt), 0);
     }
+    // The worker threads read headerEnv from this process: a variable missing now would fail every record left.
+    checkHeaderEnvFlags((await loadJob(run.runtime.store, jobId)).options.headerEnv);
     await run.runtime.resume(jobId);
     const chunks = run.runtime.queue.size;
     if (!flags.quiet) {

@@ -10,7 +10,9 @@ import type { PlanningMeta } from './plan-slices.ts';
 import { layout } from './layout.ts';
 import { latencySummary, type LatencySummary } from './latency.ts';
 import { ledgerFor, type Ledger, type LedgerProgress } from './ledger.ts';
+import type { JobOptions } from './options.ts';
 import type { ObjectStore } from './ports.ts';
+import { redactOptions } from './redact.ts';
 
 /** `planning` and `rejected` belong to lists planned in slices (large uploads on AWS). */
 export type JobState = 'planning' | 'rejected' | 'queued' | 'running' | 'completed' | 'cancelled';
@@ -38,6 +40,8 @@ export interface JobStatus {
   bytes: number;
   cancelRequested: boolean;
   source: string | null;
+  /** The job's options as submitted, sensitive header values redacted (absent while a job is planned). */
+  options?: JobOptions;
   results: { manifest: string | null; files: string[] };
   /** Chunks counted as failed whose records could not be written (see Manifest). */
   lostChunks?: number[];
@@ -143,6 +147,7 @@ export async function jobStatus(store: ObjectStore, jobId: string, ledger: Ledge
     bytes: counts.bytes,
     cancelRequested,
     source: job.source ?? null,
+    options: redactOptions(job.options),
     // Which chunks are done is not kept per call (it would cost O(chunks)): files appear once complete.
     results: { manifest: null, files: [] },
     ...(lostChunks.length > 0 ? { lostChunks } : {}),
@@ -195,6 +200,7 @@ export function statusFromManifest(job: JobMeta, manifest: Manifest): JobStatus 
     bytes: manifest.bytes,
     cancelRequested: manifest.state === 'cancelled',
     source: job.source ?? null,
+    options: redactOptions(job.options),
     results: { manifest: layout.manifest(job.jobId), files: manifest.files },
     ...(manifest.lostChunks?.length ? { lostChunks: manifest.lostChunks } : {}),
   };
