@@ -14,6 +14,7 @@ import type { JobMeta } from '../functions/core/job.ts';
 import { parseJobOptions } from '../functions/core/options.ts';
 import { failedRecord, makeRecord, type FetchRecord } from '../functions/core/record.ts';
 import { buildManifest, statusFromManifest, type JobStatus } from '../functions/core/status.ts';
+import { createProgress, waitSummary } from '../functions/cli/progress.ts';
 import { fanout } from './support/cli.ts';
 import { startDynalite, type Dynalite } from './support/dynalite.ts';
 import { readRecords } from './support/jobs.ts';
@@ -57,6 +58,21 @@ describe('counting the wait', () => {
     // A manifest from before: the fields are there, empty.
     const { queuedMs: _, queuedSeconds: __, durationSeconds: ___, ...older } = manifest;
     expect(statusFromManifest(job, older as typeof manifest)).toMatchObject({ queuedMs: { p50: null }, queuedSeconds: 0, durationSeconds: 0 });
+  });
+});
+
+describe('progress lines without a terminal', () => {
+  it('add the connection wait while it holds the run back, and nothing otherwise', async () => {
+    expect(waitSummary({ queuedMs: { p50: 12 }, queuedSeconds: 9, durationSeconds: 2 })).toBe('connection wait p50 12 ms (--per-host holds it back)');
+    expect(waitSummary({ queuedMs: { p50: 1 }, queuedSeconds: 1, durationSeconds: 2 })).toBe('');
+    expect(waitSummary({ queuedMs: { p50: null }, queuedSeconds: 0, durationSeconds: 0 })).toBe('');
+    let written = '';
+    const stream = { write: (text: string) => ((written += text), true) } as unknown as NodeJS.WriteStream;
+    const progress = createProgress(10, 'lines', { stream, lineEveryMs: 5, wait: async () => waitSummary({ queuedMs: { p50: 12 }, queuedSeconds: 9, durationSeconds: 2 }) });
+    progress.update(4, 0);
+    for (let i = 0; i < 200 && !written.includes('\n'); i++) await new Promise((r) => setTimeout(r, 5));
+    progress.stop();
+    expect(written.split('\n')[0]).toMatch(/^fanout: 4\/10 done \(40%\), \d+ URLs\/s, failed 0, connection wait p50 12 ms \(--per-host holds it back\)$/);
   });
 });
 

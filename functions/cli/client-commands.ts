@@ -15,7 +15,7 @@ import { clientConfig, FanoutClient } from './client.ts';
 import { addJobFlags, jobOptionsFromFlags, wholeNumber } from './job-flags.ts';
 import { dataDirOf } from './fetch-command.ts';
 import { LocalJobs, type JobsBackend } from './local-jobs.ts';
-import { createProgress, failureSummary, progressMode } from './progress.ts';
+import { createProgress, failureSummary, progressMode, waitSummary } from './progress.ts';
 import { formatSummary } from './summary.ts';
 
 interface ApiFlags {
@@ -80,6 +80,7 @@ export async function watchJob(backend: JobsBackend, jobId: string, quiet = fals
   const progress = createProgress(status.total, progressMode({ quiet, tty: process.stderr.isTTY === true }), {
     doneBefore: status.done,
     failures: async () => failureSummary(status),
+    wait: async () => waitSummary(status),
   });
   try {
     while (!ENDED.includes(status.state)) {

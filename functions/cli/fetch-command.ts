@@ -17,7 +17,7 @@ import { EmbeddedRuntime } from '../local/runtime.ts';
 import { lockDataDir } from '../local/lock.ts';
 import { loadJob } from '../core/job.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
-import { createProgress, failureSummary, progressMode, type Progress } from './progress.ts';
+import { createProgress, failureSummary, progressMode, waitSummary, type Progress } from './progress.ts';
 import { OutFile } from './out-file.ts';
 import { outFormatOf } from './out-csv.ts';
 import { formatSummary } from './summary.ts';
@@ -208,6 +208,7 @@ async function runToEnd(run: Run, jobId: string, flags: FetchFlags, started: num
   run.progress = createProgress(before.total, mode, {
     doneBefore,
     failures: async () => failureSummary(await jobStatus(runtime.store, jobId)),
+    wait: async () => waitSummary(await jobStatus(runtime.store, jobId)),
   });
   let done = before.done;
   let failed = before.failed;
