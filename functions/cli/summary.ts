@@ -48,6 +48,8 @@ export const SUMMARY_DEFAULTS = {
    * at least this many times as long as their requests took, summed (1: more waiting than fetching).
    */
   heldBackShare: 1,
+  /** A wait below this many seconds in all is not worth a line. */
+  minWaitSeconds: 0.01,
 } as const;
 
 /**
@@ -61,7 +63,7 @@ export const SUMMARY_DEFAULTS = {
 export function waitLines(status: Partial<Pick<JobStatus, 'queuedMs' | 'queuedSeconds' | 'durationSeconds'>>, perHost: number | undefined): string[] {
   const queued = status.queuedMs;
   const waited = status.queuedSeconds ?? 0;
-  if (!queued || queued.p50 === null || waited <= 0) return [];
+  if (!queued || queued.p50 === null || waited < SUMMARY_DEFAULTS.minWaitSeconds) return [];
   const took = status.durationSeconds ?? 0;
   const lines = [
     `  waited for a connection: p50 ${ms(queued.p50)}, p95 ${ms(queued.p95)}, p99 ${ms(queued.p99)}; ` +
