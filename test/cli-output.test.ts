@@ -92,6 +92,9 @@ function status(over: Partial<JobStatus>): JobStatus {
     byStatus: { 200: 1 },
     byError: {},
     latencyMs: { p50: 1, p95: 1, p99: 1 },
+    queuedMs: { p50: null, p95: null, p99: null },
+    queuedSeconds: 0,
+    durationSeconds: 0,
     bytes: 2,
     cancelRequested: false,
     source: null,
@@ -122,13 +125,16 @@ describe('summary', () => {
     expect(text).toContain('100 URLs: 100 ok, 0 failed; this run did 40 (20 URLs/s)');
   });
 
-  it('shows the wait for a connection slot when the status has it, and says when --per-host held the run back', () => {
-    const text = formatSummary({ ...status({ latencyMs: { p50: 1, p95: 2, p99: 3 } }), queuedMs: { p50: 300, p95: 400, p99: 500 } } as JobStatus, {
-      elapsedMs: 500,
-      dataDir: 'd',
-      perHost: 8,
-    });
-    expect(text).toContain('waited for a connection: p50 300 ms, p95 400 ms (the per-host limit, --per-host 8, held this run back)');
+  it('shows the wait for a connection slot apart from the latency, and names --per-host when waiting took more time than the requests', () => {
+    const waited = status({ latencyMs: { p50: 1, p95: 2, p99: 3 }, queuedMs: { p50: 300, p95: 400, p99: 500 }, queuedSeconds: 30, durationSeconds: 1 });
+    const text = formatSummary(waited, { elapsedMs: 500, dataDir: 'd', perHost: 8 });
+    expect(text).toContain('latency: p50 1 ms, p95 2 ms, p99 3 ms (the requests, without the wait for a connection)');
+    expect(text).toContain('waited for a connection: p50 300 ms, p95 400 ms, p99 500 ms; 30.0 s in all (requests: 1.00 s in all)');
+    expect(text).toContain('most of the time was spent waiting for a connection to the same host: raise --per-host (now 8)');
+    const little = formatSummary({ ...waited, queuedSeconds: 0.5 }, { elapsedMs: 500, dataDir: 'd', perHost: 8 });
+    expect(little).toContain('waited for a connection: p50 300 ms');
+    expect(little).not.toContain('--per-host');
+    expect(formatSummary(status({}), { elapsedMs: 500, dataDir: 'd', perHost: 8 })).not.toContain('waited for a connection');
   });
 });
 

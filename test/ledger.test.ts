@@ -35,6 +35,9 @@ function counts(ok: number, fail: number): Counts {
   if (ok) c.byStatus['200'] = ok;
   if (fail) c.byError.timeout = fail;
   c.latency = { '57': ok, '90': fail };
+  c.queued = { '30': ok };
+  c.queuedTotalMs = ok * 10.5;
+  c.durationTotalMs = ok * 2.5;
   return c;
 }
 
@@ -65,6 +68,9 @@ describe.each(ledgers)('the ledger %s', (_name, make) => {
       byStatus: { '200': 64 },
       byError: { timeout: 6 },
       latency: { '57': 64, '90': 6 },
+      queued: { '30': 64 },
+      queuedTotalMs: 672,
+      durationTotalMs: 160,
     });
     expect(progress.lostChunks).toEqual([]);
   });

@@ -70,7 +70,12 @@ export const JobStatus = z
     chunks: z.object({ total: z.number().int(), done: z.number().int() }),
     byStatus: Counts.openapi({ example: { '200': 950, '404': 50 } }),
     byError: Counts.openapi({ example: { timeout: 3 } }),
-    latencyMs: z.object({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }),
+    latencyMs: z.object({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }).openapi({ description: 'request latency (durationMs), without the wait for a connection' }),
+    queuedMs: z
+      .object({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() })
+      .openapi({ description: 'the wait for a connection slot (records\' queuedMs): long when the per-host limit holds the job back' }),
+    queuedSeconds: z.number().openapi({ description: 'seconds all records waited for a connection slot, summed' }),
+    durationSeconds: z.number().openapi({ description: 'seconds all requests took (durationMs), summed' }),
     bytes: z.number().int(),
     cancelRequested: z.boolean(),
     lostChunks: z
@@ -78,6 +83,9 @@ export const JobStatus = z
       .optional()
       .openapi({ description: 'chunks whose records could not be written even as chunk_failed (counted as failed); present only when any' }),
     source: z.string().nullable(),
+    options: JobOptions.partial()
+      .optional()
+      .openapi({ description: 'the options the job was submitted with; values of credential headers (authorization, cookie, names with token, secret, key or auth) read "***"' }),
     results: z.object({
       manifest: z.string().nullable(),
       files: z.array(z.string()).openapi({ description: 'result files in chunk order, at most 1,000 (the links form of /results pages through all)' }),

@@ -53,6 +53,14 @@ export function optionsFromQuery(query: URLSearchParams): Record<string, unknown
       headers[value.slice(0, colon).trim()] = value.slice(colon + 1).trim();
       continue;
     }
+    if (name === 'headerEnv') {
+      // Repeatable `headerEnv=authorization=API_TOKEN`: a header and the variable the worker reads it from.
+      const eq = value.indexOf('=');
+      if (eq <= 0) throw new OptionsError(`query parameter "headerEnv": expected "name=VARIABLE", got ${JSON.stringify(value)}`, 'headerEnv');
+      const entries = (options.headerEnv ??= {}) as Record<string, string>;
+      entries[value.slice(0, eq).trim()] = value.slice(eq + 1).trim();
+      continue;
+    }
     if (!OPTION_NAMES.includes(name as keyof JobOptions)) throw new OptionsError(`unknown option "${name}"`, name);
     const numeric = typeof DEFAULT_OPTIONS[name as keyof JobOptions] === 'number';
     const boolean = typeof DEFAULT_OPTIONS[name as keyof JobOptions] === 'boolean';

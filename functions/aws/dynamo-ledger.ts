@@ -6,7 +6,8 @@
  * `expiresAt`. Items of a job (pk = `job#ID`):
  * - `shard#000012`: chunks 12,000-12,999: `done` (number set of the chunks counted), `chunks` (how
  *   many), `lost` (number set), and the counts flattened into number attributes (`n`, `ok`, `fail`,
- *   `bytes`, `s_200`, `e_timeout`, `h_57` for latency bucket 57);
+ *   `bytes`, `s_200`, `e_timeout`, `h_57` for latency bucket 57, `q_12` for wait bucket 12, `qms` and
+ *   `dms` the summed wait and request time in ms);
  * - `job`: `shards` (number set of the shards whose chunks are all counted), `finisher` and
  *   `claimedAt` (the finish claim, with a lease).
  *
@@ -52,6 +53,9 @@ function flatten(counts: Counts): [string, number][] {
   for (const [k, v] of Object.entries(counts.byStatus)) out.push([`s_${k}`, v]);
   for (const [k, v] of Object.entries(counts.byError)) out.push([`e_${k}`, v]);
   for (const [k, v] of Object.entries(counts.latency)) out.push([`h_${k}`, v]);
+  // The wait for a connection slot: its histogram (q_) and the summed wait and request time, ms.
+  for (const [k, v] of Object.entries(counts.queued ?? {})) out.push([`q_${k}`, v]);
+  out.push(['qms', counts.queuedTotalMs ?? 0], ['dms', counts.durationTotalMs ?? 0]);
   return out.filter(([, v]) => v !== 0);
 }
 
@@ -67,6 +71,9 @@ function addItem(counts: Counts, item: Item): void {
     else if (name.startsWith('s_')) counts.byStatus[name.slice(2)] = (counts.byStatus[name.slice(2)] ?? 0) + n;
     else if (name.startsWith('e_')) counts.byError[name.slice(2)] = (counts.byError[name.slice(2)] ?? 0) + n;
     else if (name.startsWith('h_')) counts.latency[name.slice(2)] = (counts.latency[name.slice(2)] ?? 0) + n;
+    else if (name.startsWith('q_')) counts.queued[name.slice(2)] = (counts.queued[name.slice(2)] ?? 0) + n;
+    else if (name === 'qms') counts.queuedTotalMs += n;
+    else if (name === 'dms') counts.durationTotalMs += n;
   }
 }
 
@@ -117,7 +124,9 @@ export class DynamoLedger implements Ledger {
       ':ttl': this.expiresAt(),
     };
     const adds = ['#done :set', '#chunks :one'];
-    flatten(counts).forEach(([name, value], i) => {
+    // Base-36 placeholders keep the expression short (DynamoDB allows 4 KB): two histograms can have a few hundred buckets.
+    flatten(counts).forEach(([name, value], n) => {
+      const i = n.toString(36);
       names[`#c${i}`] = name;
       values[`:c${i}`] = { N: String(value) };
       adds.push(`#c${i} :c${i}`);

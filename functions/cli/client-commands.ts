@@ -17,7 +17,7 @@ import { clientConfig, FanoutClient } from './client.ts';
 import { addJobFlags, jobOptionsFromFlags, wholeNumber } from './job-flags.ts';
 import { dataDirOf } from './fetch-command.ts';
 import { LocalJobs, type JobsBackend } from './local-jobs.ts';
-import { createProgress, failureSummary, progressMode } from './progress.ts';
+import { createProgress, failureSummary, progressMode, waitSummary } from './progress.ts';
 import { formatSummary } from './summary.ts';
 
 interface ApiFlags {
@@ -58,11 +58,12 @@ function withUrlColumn(query: URLSearchParams, urlColumn: string | undefined): U
   return query;
 }
 
-/** Job options as query parameters (headers as repeated `header=name: value`). */
+/** Job options as query parameters (headers as repeated `header=name: value`, headerEnv as repeated `headerEnv=name=VARIABLE`). */
 export function optionsQuery(options: Record<string, unknown>): URLSearchParams {
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(options)) {
     if (name === 'headers') for (const [k, v] of Object.entries(value as Record<string, string>)) query.append('header', `${k}: ${v}`);
+    else if (name === 'headerEnv') for (const [k, v] of Object.entries(value as Record<string, string>)) query.append('headerEnv', `${k}=${v}`);
     else query.set(name, String(value));
   }
   return query;
@@ -81,6 +82,7 @@ export async function watchJob(backend: JobsBackend, jobId: string, quiet = fals
   const progress = createProgress(status.total, progressMode({ quiet, tty: process.stderr.isTTY === true }), {
     doneBefore: status.done,
     failures: async () => failureSummary(status),
+    wait: async () => waitSummary(status),
   });
   try {
     while (!ENDED.includes(status.state)) {

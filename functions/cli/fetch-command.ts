@@ -18,7 +18,7 @@ import { EmbeddedRuntime } from '../local/runtime.ts';
 import { lockDataDir } from '../local/lock.ts';
 import { loadJob } from '../core/job.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
-import { createProgress, failureSummary, progressMode, type Progress } from './progress.ts';
+import { createProgress, failureSummary, progressMode, waitSummary, type Progress } from './progress.ts';
 import { OutFile } from './out-file.ts';
 import { outFormatOf } from './out-csv.ts';
 import { formatSummary } from './summary.ts';
@@ -126,12 +126,14 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
     outFormatOf(flags.out, flags.outFormat); // a bad --out-format fails before the job
     await checkOutPath(flags.out, file);
   }
+  const options = jobOptionsFromFlags(flags);
+  checkHeaderEnvFlags(options.headerEnv as Record<string, string> | undefined);
   const source = await openSource(file);
   const run = openRun(flags, 'fanout fetch');
   try {
     const started = Date.now();
     const input = await openInput(source, format, { urlColumn: flags.urlColumn });
-    const job = await run.runtime.submit(input, jobOptionsFromFlags(flags), file === '-' ? 'stdin' : file);
+    const job = await run.runtime.submit(input, options, file === '-' ? 'stdin' : file);
     run.jobId = job.jobId;
     if (!flags.quiet) process.stderr.write(`fanout: job ${job.jobId}: ${plural(job.total, 'URL')} in ${plural(job.chunks, 'chunk')}\n`);
     startWorkers(run.runtime, run.workers, job.chunks);
@@ -173,6 +175,13 @@ function outFile(store: EmbeddedRuntime['store'], jobId: string, chunks: number,
   return new OutFile(store, jobId, chunks, flags.out, undefined, outFormatOf(flags.out, flags.outFormat));
 }
 
+/** `--header-env NAME=VAR` whose variable is not set: exit 2 naming it (never its value), before anything is created. */
+function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): void {
+  for (const [name, variable] of Object.entries(headerEnv ?? {})) {
+    if (!process.env[variable]) throw new UsageError(`--header-env ${name}=${variable}: environment variable ${variable} is not set`);
+  }
+}
+
 /** `fanout resume JOB`: re-enqueues what an interrupted or killed run left unfinished and runs it to the end. */
 export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
   checkJobId(jobId);
@@ -186,6 +195,8 @@ export async function runResume(jobId: string, flags: FetchFlags): Promise<numbe
       process.stderr.write(`fanout: job ${jobId} had already ended (${before.state}); nothing to resume\n`);
       return await report(run, jobId, flags, Date.parse(before.finishedAt) - Date.parse(before.createdAt), 0);
     }
+    // The worker threads read headerEnv from this process: a variable missing now would fail every record left.
+    checkHeaderEnvFlags((await loadJob(run.runtime.store, jobId)).options.headerEnv);
     await run.runtime.resume(jobId);
     const chunks = run.runtime.queue.size;
     if (!flags.quiet) {
@@ -215,6 +226,7 @@ async function runToEnd(run: Run, jobId: string, flags: FetchFlags, started: num
   run.progress = createProgress(before.total, mode, {
     doneBefore,
     failures: async () => failureSummary(await jobStatus(runtime.store, jobId)),
+    wait: async () => waitSummary(await jobStatus(runtime.store, jobId)),
   });
   let done = before.done;
   let failed = before.failed;

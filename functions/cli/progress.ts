@@ -37,6 +37,8 @@ export interface ProgressOptions {
   /** Lines mode: failures by code so far, e.g. "timeout 3, http 503 2" ('' when none). */
   failures?: () => Promise<string>;
   lineEveryMs?: number;
+  /** Lines mode: the wait for connections so far, e.g. "connection wait p50 12 ms" ('' when none). */
+  wait?: () => Promise<string>;
 }
 
 /**
@@ -126,9 +128,10 @@ function lines(total: number, options: ProgressOptions, stream: NodeJS.WriteStre
     try {
       const percent = total > 0 ? Math.floor((100 * done) / total) : 100;
       const failures = failed > 0 ? ((await options.failures?.().catch(() => '')) ?? '') : '';
+      const wait = (await options.wait?.().catch(() => '')) ?? '';
       stream.write(
         `fanout: ${done}/${total} done (${percent}%), ${rate(done - before, started)} URLs/s, ` +
-          `failed ${failed}${failures ? ` (${failures})` : ''}\n`,
+          `failed ${failed}${failures ? ` (${failures})` : ''}${wait ? `, ${wait}` : ''}\n`,
       );
     } finally {
       writing = false;
@@ -174,4 +177,17 @@ export function failureSummary(status: { byError: Record<string, number>; byStat
     if (!code.startsWith('2')) parts.push(`http ${code} ${n}`);
   }
   return parts.join(', ');
+}
+
+/**
+ * The wait for connection slots so far, for the progress lines: said only when the chunks done so
+ * far waited longer than their requests took (the per-host limit is holding the run back).
+ *
+ * @example
+ * waitSummary({ queuedMs: { p50: 12, p95: 30, p99: 40 }, queuedSeconds: 9, durationSeconds: 2 }) // 'connection wait p50 12 ms (--per-host holds it back)'
+ */
+export function waitSummary(status: { queuedMs?: { p50: number | null }; queuedSeconds?: number; durationSeconds?: number }): string {
+  const p50 = status.queuedMs?.p50;
+  if (p50 === null || p50 === undefined || !status.queuedSeconds || status.queuedSeconds < (status.durationSeconds ?? 0)) return '';
+  return `connection wait p50 ${p50} ms (--per-host holds it back)`;
 }

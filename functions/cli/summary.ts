@@ -1,8 +1,8 @@
 /**
  * The summary `fanout fetch`, `resume` and `status --watch` print when a job ends: totals, status
- * classes, error codes, latency percentiles and throughput.
+ * classes, error codes, latency percentiles, the wait for connections (and whether --per-host held
+ * the run back) and throughput.
  */
-import type { LatencySummary } from '../core/latency.ts';
 import type { JobStatus } from '../core/status.ts';
 
 function byClass(byStatus: Record<string, number>): string {
@@ -37,15 +37,44 @@ export interface SummaryContext {
   resultsAt?: string;
   /** Records the job had before this run (a resumed job): the rate is this run's own. */
   doneBefore?: number;
-  /** The job's --per-host, to say when waiting for a connection slot held the run back. */
+  /** The job's --per-host, to say when waiting for a connection slot held the run back (default: the status's options). */
   perHost?: number;
 }
 
+/** Summary defaults, stated once. */
+export const SUMMARY_DEFAULTS = {
+  /**
+   * The per-host limit is named as what held the run back when the records waited for a connection
+   * at least this many times as long as their requests took, summed (1: more waiting than fetching).
+   */
+  heldBackShare: 1,
+  /** A wait below this many seconds in all is not worth a line. */
+  minWaitSeconds: 0.01,
+} as const;
+
 /**
- * A status that may carry the time records waited for a connection slot (`queuedMs`, the engine's
- * figure beside `durationMs`); shown when present.
+ * The wait for a connection slot, apart from the request latency, and whether the per-host limit
+ * held the run back (the summed wait at least {@link SUMMARY_DEFAULTS.heldBackShare} times the
+ * summed request time), with the flag to raise.
+ *
+ * @example
+ * waitLines(status, 8) // ['  waited for a connection: p50 14 ms, ...', '  most of the time was spent waiting ...']
  */
-type WithQueue = JobStatus & { queuedMs?: LatencySummary };
+export function waitLines(status: Partial<Pick<JobStatus, 'queuedMs' | 'queuedSeconds' | 'durationSeconds'>>, perHost: number | undefined): string[] {
+  const queued = status.queuedMs;
+  const waited = status.queuedSeconds ?? 0;
+  if (!queued || queued.p50 === null || waited < SUMMARY_DEFAULTS.minWaitSeconds) return [];
+  const took = status.durationSeconds ?? 0;
+  const lines = [
+    `  waited for a connection: p50 ${ms(queued.p50)}, p95 ${ms(queued.p95)}, p99 ${ms(queued.p99)}; ` +
+      `${secondsText(waited)} s in all (requests: ${secondsText(took)} s in all)`,
+  ];
+  if (waited >= took * SUMMARY_DEFAULTS.heldBackShare) {
+    const now = perHost !== undefined ? ` (now ${perHost})` : '';
+    lines.push(`  most of the time was spent waiting for a connection to the same host: raise --per-host${now}`);
+  }
+  return lines;
+}
 
 /**
  * Human-readable lines describing a finished (or stopped) job.
@@ -53,7 +82,7 @@ type WithQueue = JobStatus & { queuedMs?: LatencySummary };
  * @example
  * process.stdout.write(formatSummary(status, { elapsedMs: 2100, dataDir: './fanout-data' }));
  */
-export function formatSummary(status: WithQueue, context: SummaryContext): string {
+export function formatSummary(status: JobStatus, context: SummaryContext): string {
   const seconds = context.elapsedMs / 1000;
   const before = context.doneBefore ?? 0;
   const thisRun = status.done - before;
@@ -67,16 +96,9 @@ export function formatSummary(status: WithQueue, context: SummaryContext): strin
   else if (status.done > 0) lines.push(`  status: no response from any URL`);
   if (Object.keys(status.byError).length > 0) lines.push(`  errors: ${list(status.byError)}`);
   if (status.latencyMs.p50 !== null) {
-    lines.push(`  latency: p50 ${ms(status.latencyMs.p50)}, p95 ${ms(status.latencyMs.p95)}, p99 ${ms(status.latencyMs.p99)}`);
+    lines.push(`  latency: p50 ${ms(status.latencyMs.p50)}, p95 ${ms(status.latencyMs.p95)}, p99 ${ms(status.latencyMs.p99)} (the requests, without the wait for a connection)`);
   }
-  const queued = status.queuedMs;
-  if (queued && queued.p50 !== null) {
-    const held = context.perHost !== undefined && queued.p50 > (status.latencyMs.p50 ?? 0);
-    lines.push(
-      `  waited for a connection: p50 ${ms(queued.p50)}, p95 ${ms(queued.p95)}` +
-        (held ? ` (the per-host limit, --per-host ${context.perHost}, held this run back)` : ''),
-    );
-  }
+  lines.push(...waitLines(status, context.perHost ?? status.options?.perHost));
   const files = status.results.files.length;
   const where = context.dataDir !== undefined ? `${context.dataDir}/jobs/${status.jobId}/` : (context.resultsAt ?? `fanout results ${status.jobId}`);
   lines.push(`  results: ${where} (${plural(files, 'result file')})`);

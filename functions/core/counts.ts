@@ -13,13 +13,19 @@ export interface Counts {
   byStatus: Record<string, number>;
   byError: Record<string, number>;
   latency: Histogram;
+  /** Time records waited for a connection slot (`queuedMs`), as a histogram like `latency`. */
+  queued: Histogram;
+  /** Sum of `queuedMs` of the records counted, ms. */
+  queuedTotalMs: number;
+  /** Sum of `durationMs` (the requests themselves), ms: with `queuedTotalMs`, says what share of the time was waiting. */
+  durationTotalMs: number;
 }
 
 export function emptyCounts(): Counts {
-  return { count: 0, succeeded: 0, failed: 0, bytes: 0, byStatus: {}, byError: {}, latency: {} };
+  return { count: 0, succeeded: 0, failed: 0, bytes: 0, byStatus: {}, byError: {}, latency: {}, queued: {}, queuedTotalMs: 0, durationTotalMs: 0 };
 }
 
-/** Adds one record. Never-fetched records (no attempt) stay out of the latency histogram. */
+/** Adds one record. Never-fetched records (no attempt) stay out of the latency and wait figures. */
 export function countRecord(counts: Counts, record: FetchRecord): void {
   counts.count++;
   if (record.ok) counts.succeeded++;
@@ -27,8 +33,17 @@ export function countRecord(counts: Counts, record: FetchRecord): void {
   counts.bytes += record.bytes;
   if (record.status !== null) counts.byStatus[record.status] = (counts.byStatus[record.status] ?? 0) + 1;
   if (record.error) counts.byError[record.error.code] = (counts.byError[record.error.code] ?? 0) + 1;
-  if (record.attempts > 0) recordLatency(counts.latency, record.durationMs);
+  if (record.attempts > 0) {
+    recordLatency(counts.latency, record.durationMs);
+    const queued = record.queuedMs ?? 0;
+    recordLatency(counts.queued, queued);
+    counts.queuedTotalMs = round(counts.queuedTotalMs + queued);
+    counts.durationTotalMs = round(counts.durationTotalMs + record.durationMs);
+  }
 }
+
+/** Sums kept to 0.1 ms, so repeated float additions do not grow digits. */
+const round = (ms: number) => Math.round(ms * 10) / 10;
 
 export function addCounts(into: Counts, from: Counts): Counts {
   into.count += from.count;
@@ -38,5 +53,10 @@ export function addCounts(into: Counts, from: Counts): Counts {
   for (const [k, v] of Object.entries(from.byStatus)) into.byStatus[k] = (into.byStatus[k] ?? 0) + v;
   for (const [k, v] of Object.entries(from.byError)) into.byError[k] = (into.byError[k] ?? 0) + v;
   mergeHistograms(into.latency, from.latency);
+  // Summaries and ledgers written before the wait was counted have none of these.
+  into.queued ??= {};
+  mergeHistograms(into.queued, from.queued ?? {});
+  into.queuedTotalMs = round((into.queuedTotalMs ?? 0) + (from.queuedTotalMs ?? 0));
+  into.durationTotalMs = round((into.durationTotalMs ?? 0) + (from.durationTotalMs ?? 0));
   return into;
 }

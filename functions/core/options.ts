@@ -84,6 +84,23 @@ function isPemCertificates(text: string): boolean {
   }
 }
 
+/** An environment variable's name, as POSIX shells accept it. */
+const envVarName = z
+  .string()
+  .max(256)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'not an environment variable name (letters, digits and _, not starting with a digit)');
+
+/**
+ * Header name -> environment variable: the worker sends the variable's value, read where it runs
+ * (its process environment; on AWS also a Secrets Manager ARN held there). Only the names are stored.
+ */
+export const headerEnvSchema = z.record(headerName, envVarName).superRefine((entries, ctx) => {
+  for (const name of Object.keys(entries)) {
+    const why = UNSENDABLE_HEADERS[name.toLowerCase()];
+    if (why !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: `header "${name}" cannot be set: ${why}` });
+  }
+});
+
 export const methodSchema = z
   .string()
   .regex(/^[A-Za-z]+$/, 'not an HTTP method')
@@ -152,6 +169,11 @@ export const jobOptionsSchema = z
     http2: z.boolean().default(false),
     /** Requests started per second per origin, per worker (a token bucket per origin); null: no limit. */
     ratePerHost: z.number().min(0.01).max(10_000).nullable().default(null),
+    /**
+     * Headers whose values come from the worker's environment (header name -> variable name), so a
+     * credential is never written to job.json, queue messages, records or API responses.
+     */
+    headerEnv: headerEnvSchema.default({}),
   })
   .strict();
 
@@ -196,6 +218,11 @@ export function checkOptionLimits(options: JobOptions): JobOptions {
         `(${MEMORY_LIMITS.maxHeldBodyBytes / 1024 / 1024} MiB) when bodies are kept: lower either, or use bodies "none"`,
       'maxBodyBytes',
     );
+  }
+  const inline = new Set(Object.keys(options.headers).map((name) => name.toLowerCase()));
+  const twice = Object.keys(options.headerEnv).find((name) => inline.has(name.toLowerCase()));
+  if (twice !== undefined) {
+    throw new OptionsError(`option "headerEnv.${twice}": header "${twice}" is also given in option "headers": give it once`, `headerEnv.${twice}`);
   }
   const mismatch = contentLengthMismatch(options.headers, options.body);
   if (mismatch) throw new OptionsError(`option "headers.content-length": ${mismatch}`, 'headers.content-length');

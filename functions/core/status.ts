@@ -10,7 +10,9 @@ import type { PlanningMeta } from './plan-slices.ts';
 import { layout } from './layout.ts';
 import { latencySummary, type LatencySummary } from './latency.ts';
 import { ledgerFor, type Ledger, type LedgerProgress } from './ledger.ts';
+import type { JobOptions } from './options.ts';
 import type { ObjectStore } from './ports.ts';
+import { redactOptions } from './redact.ts';
 
 /** `planning` and `rejected` belong to lists planned in slices (large uploads on AWS). */
 export type JobState = 'planning' | 'rejected' | 'queued' | 'running' | 'completed' | 'cancelled';
@@ -35,9 +37,17 @@ export interface JobStatus {
   byStatus: Record<string, number>;
   byError: Record<string, number>;
   latencyMs: LatencySummary;
+  /** The wait for a connection slot (the records' `queuedMs`), apart from `latencyMs`. */
+  queuedMs: LatencySummary;
+  /** Seconds all records waited for a connection slot, summed. */
+  queuedSeconds: number;
+  /** Seconds all requests took (their `durationMs`), summed: compare with `queuedSeconds`. */
+  durationSeconds: number;
   bytes: number;
   cancelRequested: boolean;
   source: string | null;
+  /** The job's options as submitted, sensitive header values redacted (absent while a job is planned). */
+  options?: JobOptions;
   results: { manifest: string | null; files: string[] };
   /** Chunks counted as failed whose records could not be written (see Manifest). */
   lostChunks?: number[];
@@ -59,10 +69,20 @@ export interface Manifest {
   byError: Record<string, number>;
   latencyMs: LatencySummary;
   latency: Counts['latency'];
+  queuedMs: LatencySummary;
+  queued: Counts['queued'];
+  queuedSeconds: number;
+  durationSeconds: number;
   bytes: number;
   files: string[];
   /** Chunks whose records could not be written even as chunk_failed (counted as failed; no file). */
   lostChunks?: number[];
+}
+
+/** The wait for connection slots and the request time, from counts, as status and manifest show them. */
+function waitFigures(counts: Counts): Pick<JobStatus, 'queuedMs' | 'queuedSeconds' | 'durationSeconds'> {
+  const seconds = (ms: number | undefined) => Math.round(ms ?? 0) / 1000;
+  return { queuedMs: latencySummary(counts.queued ?? {}), queuedSeconds: seconds(counts.queuedTotalMs), durationSeconds: seconds(counts.durationTotalMs) };
 }
 
 function allResultFiles(jobId: string, chunks: number, lost: number[]): string[] {
@@ -92,6 +112,8 @@ export function buildManifest(job: JobMeta, progress: LedgerProgress, cancelled:
     byError: counts.byError,
     latencyMs: latencySummary(counts.latency),
     latency: counts.latency,
+    ...waitFigures(counts),
+    queued: counts.queued ?? {},
     bytes: counts.bytes,
     files: allResultFiles(job.jobId, job.chunks, lostChunks),
     ...(lostChunks.length > 0 ? { lostChunks } : {}),
@@ -140,9 +162,11 @@ export async function jobStatus(store: ObjectStore, jobId: string, ledger: Ledge
     byStatus: counts.byStatus,
     byError: counts.byError,
     latencyMs: latencySummary(counts.latency),
+    ...waitFigures(counts),
     bytes: counts.bytes,
     cancelRequested,
     source: job.source ?? null,
+    options: redactOptions(job.options),
     // Which chunks are done is not kept per call (it would cost O(chunks)): files appear once complete.
     results: { manifest: null, files: [] },
     ...(lostChunks.length > 0 ? { lostChunks } : {}),
@@ -169,6 +193,9 @@ async function planningStatus(store: ObjectStore, jobId: string, notFound: NotFo
     byStatus: {},
     byError: {},
     latencyMs: { p50: null, p95: null, p99: null },
+    queuedMs: { p50: null, p95: null, p99: null },
+    queuedSeconds: 0,
+    durationSeconds: 0,
     bytes: 0,
     cancelRequested: false,
     source: meta.source,
@@ -192,9 +219,14 @@ export function statusFromManifest(job: JobMeta, manifest: Manifest): JobStatus 
     byStatus: manifest.byStatus,
     byError: manifest.byError,
     latencyMs: manifest.latencyMs,
+    // Manifests written before the wait was counted lack these.
+    queuedMs: manifest.queuedMs ?? { p50: null, p95: null, p99: null },
+    queuedSeconds: manifest.queuedSeconds ?? 0,
+    durationSeconds: manifest.durationSeconds ?? 0,
     bytes: manifest.bytes,
     cancelRequested: manifest.state === 'cancelled',
     source: job.source ?? null,
+    options: redactOptions(job.options),
     results: { manifest: layout.manifest(job.jobId), files: manifest.files },
     ...(manifest.lostChunks?.length ? { lostChunks: manifest.lostChunks } : {}),
   };

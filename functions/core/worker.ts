@@ -25,6 +25,8 @@ import type { ObjectStore } from './ports.ts';
 import { isStoreFull } from './store-errors.ts';
 import { duplicateRecord, failedRecord, isStringLimitError, makeRecord, tooLargeRecord, withItemFields, type FetchRecord } from './record.ts';
 import { finishJob, type FinishDeps } from './finish.ts';
+import { envSecrets, resolveHeaderEnv, type SecretSource } from './header-env.ts';
+import type { JobOptions } from './options.ts';
 import { ledgerFor, type RecordOptions } from './ledger.ts';
 import type { ChunkSummary } from './status.ts';
 
@@ -41,6 +43,8 @@ export interface WorkerDeps extends FinishDeps {
   /** An extra cancellation source for a job (the embedded runtime aborts its workers directly). */
   cancelSignal?: (jobId: string) => AbortSignal | undefined;
   cancelPollMs?: number;
+  /** Where the `headerEnv` option's variables are read (default: this process's environment). */
+  headerSecrets?: SecretSource;
 }
 
 /** `lost`: not even chunk_failed records could be written; the chunk is counted as failed in the ledger. */
@@ -213,7 +217,7 @@ export async function processChunk(deps: WorkerDeps, body: string, options: Proc
 
 async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage, { deadline, marginMs }: ProcessOptions): Promise<ChunkResult> {
   const { store, fetcher } = deps;
-  const { jobId, options } = job;
+  const { jobId } = job;
   const { chunk } = message;
   const resultsKey = layout.results(jobId, chunk);
   if (await store.exists(resultsKey)) {
@@ -227,6 +231,8 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
   // Earlier deliveries may have handed this chunk on: start after what they kept.
   const { parts, next } = await partsChain(store, jobId, chunk);
   const items = (await readChunkItems(store, jobId, chunk)).slice(next);
+  // Values of headerEnv are read here, per chunk, and live only in this options object (never stored).
+  const { options, headerError } = await withHeaderEnv(job.options, deps.headerSecrets);
   const time = budgeted ? new TimeBudget(deadline, options.timeoutMs, marginMs) : undefined;
   const controller = new AbortController();
   const stopWatching = watchCancel(deps, jobId, controller);
@@ -248,6 +254,12 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     }
     if (cancel.aborted) {
       const record = failedRecord(item, 'cancelled', 'the job was cancelled before this URL was fetched');
+      deps.onRecord?.(jobId, record);
+      return record;
+    }
+    if (headerError !== undefined) {
+      // No request goes out without the credential it was meant to carry.
+      const record = failedRecord(item, 'internal', headerError);
       deps.onRecord?.(jobId, record);
       return record;
     }
@@ -283,6 +295,18 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     stopWatching();
     release();
   }
+}
+
+/**
+ * The job's options with the `headerEnv` values added to its headers, or why they cannot be (a
+ * variable not set: the chunk's records say so, naming the variable).
+ */
+async function withHeaderEnv(options: JobOptions, source: SecretSource | undefined): Promise<{ options: JobOptions; headerError?: string }> {
+  const wanted = options.headerEnv ?? {};
+  if (Object.keys(wanted).length === 0) return { options };
+  const resolved = await resolveHeaderEnv(wanted, source ?? envSecrets());
+  if ('error' in resolved) return { options, headerError: resolved.error };
+  return { options: { ...options, headers: { ...options.headers, ...resolved.headers } } };
 }
 
 /** The last delivery failed: every item still gets its record, with `chunk_failed`. */

@@ -6,6 +6,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/app.ts';
 import type { UploadTarget } from '../api/deps.ts';
+import { checkHeaderEnv } from '../core/header-env.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { UsageError } from '../core/errors.ts';
 import { EmbeddedRuntime } from './runtime.ts';
@@ -69,6 +70,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     token: () => options.token,
     uploads: localUploads,
     cancel: (jobId) => runtime.cancel(jobId),
+    // The workers are this process's threads: a headerEnv variable it lacks is refused at submission.
+    checkOptions: (options) => checkHeaderEnv(options.headerEnv),
   });
   await runtime.recover();
   runtime.start();

@@ -180,6 +180,12 @@ function renderStatus(s) {
   $('p50').textContent = s.latencyMs.p50 === null ? '–' : s.latencyMs.p50 + ' ms';
   $('p95').textContent = s.latencyMs.p95 === null ? '–' : s.latencyMs.p95 + ' ms';
   $('p99').textContent = s.latencyMs.p99 === null ? '–' : s.latencyMs.p99 + ' ms';
+  // The wait for a connection slot, apart from the latency; named when it took longer than the requests.
+  const q = s.queuedMs || { p50: null, p95: null };
+  $('q50').textContent = q.p50 === null ? '–' : q.p50 + ' ms';
+  $('q95').textContent = q.p95 === null ? '–' : q.p95 + ' ms';
+  const held = s.queuedSeconds > 0 && s.queuedSeconds >= (s.durationSeconds || 0);
+  $('held').textContent = held ? '(more waiting than fetching: raise perHost' + (s.options ? ', now ' + s.options.perHost : '') + ')' : '';
   const classes = {};
   for (const [code, n] of Object.entries(s.byStatus)) classes[code[0] + 'xx'] = (classes[code[0] + 'xx'] || 0) + n;
   const noResponse = s.done - Object.values(s.byStatus).reduce((a, b) => a + b, 0);

@@ -146,6 +146,8 @@ const JobPage: FC<{ jobId: string }> = ({ jobId }) => (
       <figure>
         <figcaption>
           Latency: p50 <strong id="p50">–</strong>, p95 <strong id="p95">–</strong>, p99 <strong id="p99">–</strong>
+          <br />
+          Wait for a connection: p50 <strong id="q50">–</strong>, p95 <strong id="q95">–</strong> <span id="held"></span>
         </figcaption>
         <div id="chart-latency"></div>
       </figure>

@@ -18,6 +18,7 @@ import { AddressGuard } from '../../core/engine/guard.ts';
 import { handleMessage, type MessageDeps, type MessageResult } from '../../core/messages.ts';
 import { callbackSecretSource } from '../callback-secret.ts';
 import { AWS_ENV_DEFAULTS, awsRuntime, type AwsRuntime } from '../environment.ts';
+import { awsHeaderSecrets } from '../header-secrets.ts';
 
 /** Metric names and dimensions, stated once (the infra's alarms and dashboard use the same). */
 export const WORKER_METRICS = {
@@ -37,6 +38,8 @@ export const metrics = new Metrics({ namespace: WORKER_METRICS.namespace, servic
 const processor = new BatchProcessor(EventType.SQS);
 let fetcher: Fetcher | undefined;
 let secret: { env: AwsRuntime['env']; get: () => Promise<string | undefined> } | undefined;
+/** The headerEnv option's values: this function's environment, or Secrets Manager (cached per container). */
+const headerSecrets = awsHeaderSecrets();
 
 function deps(rt: AwsRuntime, log: Logger): MessageDeps {
   // One Agent per container, kept warm across invocations. Server mode: private addresses are
@@ -49,6 +52,7 @@ function deps(rt: AwsRuntime, log: Logger): MessageDeps {
     ledger: rt.ledger,
     queue: rt.queue,
     callbackSecret: secret.get,
+    headerSecrets,
     onJobFinished: (manifest) => {
       metrics.addMetric(WORKER_METRICS.jobsFinished, MetricUnit.Count, 1);
       log.info('job finished', { state: manifest.state, total: manifest.total, failed: manifest.failed, lostChunks: manifest.lostChunks?.length ?? 0 });

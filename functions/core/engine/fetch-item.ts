@@ -279,7 +279,11 @@ async function attempt(
           delete headers['content-type'];
           delete headers['content-length'];
         }
-        if (next.origin !== target.origin) for (const h of CREDENTIAL_HEADERS) delete headers[h];
+        if (next.origin !== target.origin) {
+          for (const h of CREDENTIAL_HEADERS) delete headers[h];
+          // Headers from the environment (headerEnv) are credentials by definition: they stay with their origin too.
+          for (const h of Object.keys(options.headerEnv ?? {})) delete headers[h.toLowerCase()];
+        }
         url = next.href;
         // If the next hop fails, the record says where fanout was going and how far it got.
         partial = { ...partial, finalUrl: url, redirects };

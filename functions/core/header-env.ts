@@ -1,0 +1,67 @@
+/**
+ * Header values from the worker's environment (the `headerEnv` option): a job names the variable,
+ * never the value, so a credential is not written to job.json, queue messages, records or API
+ * responses. The worker reads the value through a {@link SecretSource} when it starts a chunk: the
+ * process environment locally, the Lambda's environment (or Secrets Manager) on AWS.
+ */
+
+/** Reads one variable where the worker runs; undefined when it is not set. May be asynchronous (Secrets Manager). */
+export type SecretSource = (variable: string) => Promise<string | undefined>;
+
+/** Header values may not hold CR, LF, NUL or other control characters (tab aside), as in options.ts. */
+const HEADER_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/;
+
+import { OptionsError } from './errors.ts';
+
+/**
+ * The worker's own environment as a secret source (worker threads inherit the process's).
+ *
+ * @example
+ * await envSecrets({ API_TOKEN: 'abc' })('API_TOKEN') // 'abc'
+ */
+export function envSecrets(env: NodeJS.ProcessEnv = process.env): SecretSource {
+  return async (variable) => env[variable];
+}
+
+/**
+ * Refuses a job whose `headerEnv` names a variable this environment does not have, where the
+ * workers share it (`fanout fetch`, `fanout serve`): better a 400 or exit 2 now than failed records.
+ *
+ * @throws {OptionsError} naming the header and the variable.
+ * @example
+ * checkHeaderEnv({ authorization: 'API_TOKEN' }, {}) // throws: option "headerEnv.authorization": environment variable API_TOKEN is not set
+ */
+export function checkHeaderEnv(headerEnv: Record<string, string> | undefined, env: NodeJS.ProcessEnv = process.env): void {
+  for (const [name, variable] of Object.entries(headerEnv ?? {})) {
+    if (!env[variable]) {
+      throw new OptionsError(`option "headerEnv.${name}": environment variable ${variable} is not set (the workers read the header's value from it)`, `headerEnv.${name}`);
+    }
+  }
+}
+
+/** The headers of a job's `headerEnv`, or why they cannot be sent (naming the variable, never a value). */
+export type ResolvedHeaders = { headers: Record<string, string> } | { error: string };
+
+/**
+ * Reads every variable of `headerEnv` through `source`. A missing or empty variable, or a value
+ * that cannot be a header value, is an error naming the header and the variable; errors of the
+ * source itself (Secrets Manager unreachable) are thrown, so the chunk is tried again.
+ *
+ * @example
+ * await resolveHeaderEnv({ authorization: 'API_TOKEN' }, envSecrets({ API_TOKEN: 'Bearer x' }))
+ * // { headers: { authorization: 'Bearer x' } }
+ */
+export async function resolveHeaderEnv(headerEnv: Record<string, string>, source: SecretSource): Promise<ResolvedHeaders> {
+  const headers: Record<string, string> = {};
+  for (const [name, variable] of Object.entries(headerEnv)) {
+    const value = await source(variable);
+    if (value === undefined || value === '') {
+      return { error: `header "${name}": environment variable ${variable} is not set where the worker runs (option headerEnv)` };
+    }
+    if (!HEADER_VALUE.test(value)) {
+      return { error: `header "${name}": the value of environment variable ${variable} holds CR, LF or other control characters` };
+    }
+    headers[name.toLowerCase()] = value;
+  }
+  return { headers };
+}

@@ -1,0 +1,257 @@
+/**
+ * Secrets stay secret (issue 11 item 6): header values from the worker's environment (`headerEnv`)
+ * are sent but never stored or shown; inline credential headers are sent but redacted wherever
+ * options are shown.
+ */
+import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../functions/api/app.ts';
+import { optionsFromQuery } from '../functions/api/submit.ts';
+import { optionsQuery } from '../functions/cli/client-commands.ts';
+import { awsHeaderSecrets } from '../functions/aws/header-secrets.ts';
+import { Fetcher } from '../functions/core/engine/fetcher.ts';
+import { AddressGuard } from '../functions/core/engine/guard.ts';
+import { checkHeaderEnv, envSecrets, resolveHeaderEnv } from '../functions/core/header-env.ts';
+import { openInput } from '../functions/core/input.ts';
+import { parseJobOptions } from '../functions/core/options.ts';
+import { planJob } from '../functions/core/plan.ts';
+import { isSensitiveHeader, redactHeaders } from '../functions/core/redact.ts';
+import { processChunk } from '../functions/core/worker.ts';
+import { LocalStore } from '../functions/local/local-store.ts';
+import { MemoryQueue } from '../functions/local/memory-queue.ts';
+import { EmbeddedRuntime } from '../functions/local/runtime.ts';
+import { fanout } from './support/cli.ts';
+import { readRecords } from './support/jobs.ts';
+import { tempDir } from './support/tmp.ts';
+
+const SECRET = 'Bearer s3cr3t-from-env-4f1c';
+const INLINE = 'inline-k3y-9a7b';
+
+/** A loopback origin that answers 200 and keeps the headers of every request; `/away` redirects to `to`. */
+interface Recorder {
+  url: string;
+  seen: IncomingHttpHeaders[];
+  to?: string;
+  close(): Promise<void>;
+}
+
+async function recorder(): Promise<Recorder> {
+  const r = { seen: [] as IncomingHttpHeaders[] } as Recorder;
+  const server: Server = createServer((req, res) => {
+    r.seen.push(req.headers);
+    if (req.url === '/away' && r.to) {
+      res.writeHead(302, { location: `${r.to}/landed` }).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  r.close = () => new Promise((resolve) => server.close(() => resolve()));
+  return r;
+}
+
+/** Every byte under a folder as text (gzip files inflated), to look for a value anywhere in the store. */
+function everything(dir: string): string {
+  let text = '';
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) text += everything(path);
+    else {
+      const data = readFileSync(path);
+      text += `\n${path}\n` + (name.endsWith('.gz') ? gunzipSync(data).toString('utf8') : data.toString('utf8'));
+    }
+  }
+  return text;
+}
+
+let origin: Recorder;
+let other: Recorder;
+beforeAll(async () => {
+  origin = await recorder();
+  other = await recorder();
+  origin.to = other.url;
+});
+afterAll(async () => {
+  await origin.close();
+  await other.close();
+});
+
+describe('the headerEnv option and redaction rules', () => {
+  it('takes header names and variable names, and refuses bad variable names and a header given twice', () => {
+    expect(parseJobOptions({ headerEnv: { authorization: 'API_TOKEN' } }).headerEnv).toEqual({ authorization: 'API_TOKEN' });
+    expect(parseJobOptions({}).headerEnv).toEqual({});
+    expect(() => parseJobOptions({ headerEnv: { authorization: '1TOKEN' } })).toThrow(/headerEnv.authorization.*environment variable name/);
+    expect(() => parseJobOptions({ headerEnv: { host: 'H' } })).toThrow(/cannot be set/);
+    expect(() => parseJobOptions({ headers: { Authorization: 'x' }, headerEnv: { authorization: 'T' } })).toThrow(/also given in option "headers"/);
+  });
+
+  it('travels as repeated query parameters from `fanout submit` to the API', () => {
+    const query = optionsQuery({ headerEnv: { authorization: 'API_TOKEN', 'x-key': 'KEY' }, concurrency: 3 });
+    expect(query.toString()).toBe('headerEnv=authorization%3DAPI_TOKEN&headerEnv=x-key%3DKEY&concurrency=3');
+    expect(optionsFromQuery(query)).toEqual({ headerEnv: { authorization: 'API_TOKEN', 'x-key': 'KEY' }, concurrency: 3 });
+  });
+
+  it('treats authorization, cookie, x-api-key and names with token, secret, key or auth as credentials', () => {
+    for (const name of ['Authorization', 'proxy-authorization', 'Cookie', 'X-API-Key', 'x-auth-token', 'X-Client-Secret', 'apikey', 'x-goog-authuser']) {
+      expect(isSensitiveHeader(name), name).toBe(true);
+    }
+    for (const name of ['accept', 'user-agent', 'x-request-id', 'content-type']) expect(isSensitiveHeader(name), name).toBe(false);
+    expect(redactHeaders({ Authorization: 'Bearer abc', accept: 'text/html' })).toEqual({ Authorization: '***', accept: 'text/html' });
+  });
+
+  it('resolves variables, and names the variable (never a value) when one is missing or unusable', async () => {
+    expect(await resolveHeaderEnv({ Authorization: 'T' }, envSecrets({ T: SECRET }))).toEqual({ headers: { authorization: SECRET } });
+    const missing = await resolveHeaderEnv({ authorization: 'NOPE' }, envSecrets({}));
+    expect(missing).toEqual({ error: expect.stringContaining('environment variable NOPE is not set') });
+    const bad = await resolveHeaderEnv({ authorization: 'T' }, envSecrets({ T: 'a\r\nx-injected: 1' }));
+    expect('error' in bad && bad.error).toContain('environment variable T holds CR, LF');
+    expect(JSON.stringify(bad)).not.toContain('injected');
+  });
+
+  it('on AWS reads a Secrets Manager ARN held by the variable, once per cache period', async () => {
+    const calls: string[] = [];
+    const client = { send: async (command: { input: { SecretId: string } }) => (calls.push(command.input.SecretId), { SecretString: `${SECRET}\n` }) };
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:api-token-AbCdEf';
+    const source = awsHeaderSecrets({ FROM_SM: arn, PLAIN: 'plain-value' }, () => client as never);
+    expect(await source('FROM_SM')).toBe(SECRET);
+    expect(await source('FROM_SM')).toBe(SECRET);
+    expect(await source('PLAIN')).toBe('plain-value');
+    expect(await source('UNSET')).toBeUndefined();
+    expect(calls).toEqual([arn]);
+  });
+});
+
+describe('a worker without the variable', () => {
+  it('writes records whose error names the header and the variable, and sends nothing', async () => {
+    const store = new LocalStore(tempDir());
+    const queue = new MemoryQueue();
+    const fetcher = new Fetcher(new AddressGuard({ blockPrivate: false }));
+    const before = origin.seen.length;
+    const input = await openInput(Readable.from([`${origin.url}/a\n${origin.url}/b\n`]));
+    const job = await planJob(store, queue, { input, options: { headerEnv: { authorization: 'FANOUT_TEST_ABSENT_VAR' } }, source: 'test' });
+    const [message] = await queue.receive({ max: 1 });
+    await processChunk({ store, fetcher, headerSecrets: envSecrets({}) }, message!.body);
+    await fetcher.close();
+    const records = await readRecords(store, job.jobId);
+    expect(records.map((r) => r.error)).toEqual([0, 1].map(() => ({
+      code: 'internal',
+      message: 'header "authorization": environment variable FANOUT_TEST_ABSENT_VAR is not set where the worker runs (option headerEnv)',
+    })));
+    expect(origin.seen.length).toBe(before);
+  });
+});
+
+describe('fanout fetch --header-env', () => {
+  it('sends the value to the origin; job.json, records, status and jobs never hold it', async () => {
+    const dir = tempDir();
+    const list = join(dir, 'list.txt');
+    const dataDir = join(dir, 'data');
+    await import('node:fs/promises').then((fs) => fs.writeFile(list, `${origin.url}/one\n${origin.url}/two\n`));
+    const before = origin.seen.length;
+    const env = { FANOUT_TEST_TOK: SECRET };
+    const run = await fanout(['fetch', list, '--data-dir', dataDir, '--header-env', 'authorization=FANOUT_TEST_TOK', '--header', `X-Api-Key: ${INLINE}`, '--json'], { env });
+    expect(run.code, run.stderr).toBe(0);
+    const seen = origin.seen.slice(before);
+    expect(seen.map((h) => h.authorization)).toEqual([SECRET, SECRET]);
+    expect(seen.map((h) => h['x-api-key'])).toEqual([INLINE, INLINE]);
+
+    const stored = everything(dataDir);
+    expect(stored).toContain('FANOUT_TEST_TOK'); // the name is kept...
+    expect(stored).not.toContain('s3cr3t'); // ...never the value
+    expect(run.stdout + run.stderr).not.toContain('s3cr3t');
+
+    const jobId = (JSON.parse(run.stdout) as { jobId: string }).jobId;
+    const status = await fanout(['status', jobId, '--data-dir', dataDir], { env });
+    expect(status.code, status.stderr).toBe(0);
+    const shown = JSON.parse(status.stdout) as { options: { headers: Record<string, string>; headerEnv: Record<string, string> } };
+    expect(shown.options.headers).toEqual({ 'X-Api-Key': '***' });
+    expect(shown.options.headerEnv).toEqual({ authorization: 'FANOUT_TEST_TOK' });
+    const jobs = await fanout(['jobs', '--data-dir', dataDir, '--json'], { env });
+    for (const out of [status.stdout, jobs.stdout]) {
+      expect(out).not.toContain('s3cr3t');
+      expect(out).not.toContain(INLINE);
+    }
+  });
+
+  it('refuses a variable that is not set: exit 2 naming it, nothing created', async () => {
+    const dir = tempDir();
+    const list = join(dir, 'list.txt');
+    await import('node:fs/promises').then((fs) => fs.writeFile(list, `${origin.url}/x\n`));
+    const run = await fanout(['fetch', list, '--data-dir', join(dir, 'data'), '--header-env', 'authorization=FANOUT_TEST_UNSET'], {});
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--header-env authorization=FANOUT_TEST_UNSET: environment variable FANOUT_TEST_UNSET is not set');
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+  });
+});
+
+describe('the API', () => {
+  let runtime: EmbeddedRuntime;
+  let app: ReturnType<typeof createApp>;
+  beforeAll(() => {
+    process.env.FANOUT_TEST_API_TOK = SECRET;
+    runtime = new EmbeddedRuntime({ dataDir: tempDir(), guard: new AddressGuard({ blockPrivate: false }) });
+    runtime.start();
+    app = createApp({
+      store: runtime.store,
+      queue: runtime.queue,
+      token: () => undefined,
+      uploads: { receivesPut: false, target: async () => ({ url: '', method: 'PUT', headers: {}, expiresAt: null }) },
+      cancel: (id) => runtime.cancel(id),
+      // As `fanout serve` does: its workers share this process's environment.
+      checkOptions: (options) => checkHeaderEnv(options.headerEnv),
+    });
+  });
+  afterAll(async () => {
+    delete process.env.FANOUT_TEST_API_TOK;
+    await runtime.stop();
+  });
+
+  const call = (method: string, path: string, body?: string) =>
+    app.request(`http://127.0.0.1${path}`, { method, body, headers: body ? { 'content-type': 'application/json' } : {} });
+
+  it('redacts inline credential headers in GET /jobs and GET /jobs/:id, while the worker sends them and headerEnv values', async () => {
+    const before = origin.seen.length;
+    const other0 = other.seen.length;
+    const options = { headers: { Authorization: `Basic ${INLINE}`, 'X-Trace': 'visible' }, headerEnv: { 'x-api-key': 'FANOUT_TEST_API_TOK' } };
+    const res = await call('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/p`, `${origin.url}/away`], options }));
+    expect(res.status).toBe(202);
+    const { jobId } = (await res.json()) as { jobId: string };
+    let status: Record<string, unknown> = {};
+    for (let i = 0; i < 200 && status.state !== 'completed'; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      status = (await (await call('GET', `/jobs/${jobId}`)).json()) as Record<string, unknown>;
+    }
+    expect(status.state).toBe('completed');
+    const seen = origin.seen.slice(before);
+    expect(seen.map((h) => [h.authorization, h['x-api-key'], h['x-trace']])).toEqual([
+      [`Basic ${INLINE}`, SECRET, 'visible'],
+      [`Basic ${INLINE}`, SECRET, 'visible'],
+    ]);
+    // The redirect to another origin carries neither the inline credential nor the headerEnv value.
+    expect(other.seen.slice(other0).map((h) => [h.authorization, h['x-api-key'], h['x-trace']])).toEqual([[undefined, undefined, 'visible']]);
+
+    expect((status.options as { headers: Record<string, string> }).headers).toEqual({ Authorization: '***', 'X-Trace': 'visible' });
+    const bodies = [
+      JSON.stringify(status),
+      await (await call('GET', '/jobs')).text(),
+      await (await call('GET', `/jobs/${jobId}/results`)).text(),
+    ];
+    for (const text of bodies) {
+      expect(text).not.toContain(INLINE);
+      expect(text).not.toContain('s3cr3t');
+    }
+    expect(bodies[1]).toContain('"Authorization":"***"');
+  });
+
+  it('refuses at submission a headerEnv variable the server does not have', async () => {
+    const res = await call('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/p`], options: { headerEnv: { authorization: 'FANOUT_TEST_NOT_THERE' } } }));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { detail: string }).detail).toContain('environment variable FANOUT_TEST_NOT_THERE is not set');
+  });
+});
