@@ -184,6 +184,27 @@ describe('POST /jobs on AWS answers within its budget whatever the chunk count',
     expect({ jobs: await store.listPrefixes('jobs/'), uploads: await store.listPrefixes('uploads/') }).toEqual(before);
   }, 60_000);
 
+  it('an upload below the slice threshold is planned within the budget too; a JSON upload as its items', async () => {
+    const store = awsRuntime().store;
+    const textId = '0190c5f0-0000-7000-8000-0000000000c1';
+    const urls = Array.from({ length: 40 }, (_, i) => `${origin.url}/ok?upload=${i}`);
+    await store.put(layout.uploadList(textId), urls.join('\n'));
+    const text = await call(slowApi, 'POST', '/jobs?chunkSize=1&bodies=none', JSON.stringify({ upload: textId }), 'application/json');
+    expect(text.status).toBe(202);
+    expect(text.json()).toMatchObject({ state: 'planning' });
+
+    const jsonId = '0190c5f0-0000-7000-8000-0000000000c2';
+    await store.put(layout.uploadList(jsonId), JSON.stringify({ urls: urls.slice(0, 3), options: { chunkSize: 2 } }));
+    const json = await call(api, 'POST', '/jobs', JSON.stringify({ upload: jsonId, options: { bodies: 'none' } }), 'application/json');
+    expect(json.status).toBe(202);
+    expect(json.json()).toMatchObject({ total: 3, chunks: 2 });
+
+    await drain();
+    expect((await call(api, 'GET', `/jobs/${text.json().jobId}`)).json()).toMatchObject({ state: 'completed', total: 40, succeeded: 40 });
+    expect((await call(api, 'GET', `/jobs/${json.json().jobId}`)).json()).toMatchObject({ state: 'completed', total: 3, succeeded: 3 });
+    expect((await records(text.json().jobId)).map((r) => r.url)).toEqual(urls);
+  }, 60_000);
+
   it('a list that fits the budget is queued in the call, with its totals', async () => {
     const res = await call(api, 'POST', '/jobs?chunkSize=2', `${origin.url}/ok?small=1\n${origin.url}/ok?small=2\n${origin.url}/ok?small=3\n`);
     expect(res.status).toBe(202);

@@ -99,13 +99,15 @@ export async function submitStoredListWithinBudget(
   }
   const stream = await store.getStream(list);
   if (!stream) throw new NotFoundError(`no list at ${list}`);
-  let json: { body: string; options?: Record<string, unknown> } | undefined;
+  let parsed: { body: string; options?: Record<string, unknown> } | undefined;
+  let format: 'text' | 'ndjson' | undefined;
   try {
     const input = await openInput(stream, submission.format);
-    if (input.format === 'json') json = { body: await ndjsonOfItems(input), options: input.options };
+    if (input.format === 'text' || input.format === 'ndjson') format = input.format;
+    else parsed = { body: await ndjsonOfItems(input), options: input.options }; // a JSON document (or any format not read by lines)
   } finally {
     stream.destroy(); // a text or NDJSON list is read again by the planner, from its first byte
   }
-  if (!json) return planWithinBudget(store, queue, { list, format: 'auto', options: submission.options, source, deadline });
-  return planWithinBudget(store, queue, { body: json.body, format: 'ndjson', options: { ...json.options, ...submission.options }, source, deadline });
+  if (format) return planWithinBudget(store, queue, { list, format, options: submission.options, source, deadline });
+  return planWithinBudget(store, queue, { body: parsed!.body, format: 'ndjson', options: { ...parsed!.options, ...submission.options }, source, deadline });
 }
