@@ -81,7 +81,7 @@ export class FanoutClient {
 
   submit(body: string | Readable, contentType: string, query: URLSearchParams) {
     const q = query.toString();
-    return this.json<{ jobId: string; status: string; total: number; chunks: number }>('POST', `/jobs${q ? `?${q}` : ''}`, body, {
+    return this.json<{ jobId: string; status: string; total: number | null; chunks: number | null; state?: 'planning' | 'queued' }>('POST', `/jobs${q ? `?${q}` : ''}`, body, {
       'content-type': contentType,
     });
   }
@@ -91,7 +91,7 @@ export class FanoutClient {
     const upload = await this.json<{ uploadId: string; url: string; headers: Record<string, string> }>('POST', '/uploads');
     const put = await this.call('PUT', upload.url, body, upload.headers);
     await put.body.dump();
-    return this.json<{ jobId: string; status: string; total: number; chunks: number }>(
+    return this.json<{ jobId: string; status: string; total: number | null; chunks: number | null; state?: 'planning' | 'queued' }>(
       'POST',
       '/jobs',
       JSON.stringify({ upload: upload.uploadId, format, options }),
