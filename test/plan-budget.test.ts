@@ -15,6 +15,7 @@ import { layout } from '../functions/core/layout.ts';
 import { parseJobOptions } from '../functions/core/options.ts';
 import { planWithinBudget } from '../functions/core/plan-budget.ts';
 import { planSlice, startPlanning } from '../functions/core/plan-slices.ts';
+import { scheduleSchema, submitScheduledJob } from '../functions/core/schedules.ts';
 import type { ObjectStore } from '../functions/core/ports.ts';
 import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
@@ -241,6 +242,22 @@ describe('the planner in core', () => {
     expect(outcome.kind).toBe('planned');
     const rest = (await queue.receive({ max: 1000 })).map((m) => JSON.parse(m.body));
     expect(rest.map((m) => m.chunk)).toEqual(Array.from({ length: 150 }, (_, i) => 100 + i));
+  });
+
+  it('a schedule run past its deadline hands on after its first chunk; a JSON list is planned from its items stored under the job', async () => {
+    const store = new LocalStore(tempDir('fanout-schedule-budget-'));
+    const queue = new MemoryQueue();
+    const urls = Array.from({ length: 5 }, (_, i) => `http://203.0.113.7/s${i}`);
+    await store.put('lists/nightly.json', JSON.stringify({ urls, options: { chunkSize: 1 } }));
+    const schedule = scheduleSchema.parse({ name: 'nightly', expression: 'rate(1 day)', list: 'lists/nightly.json' });
+    const submitted = await submitScheduledJob(store, queue, schedule, 4 * 1024 * 1024, Date.now());
+    expect(submitted).toMatchObject({ state: 'planning', total: null });
+    const stored = (await store.get(layout.list(submitted.jobId)))!.toString();
+    expect(stored.trim().split('\n').map((l) => JSON.parse(l).url)).toEqual(urls);
+    const [message] = await queue.receive({ max: 10 });
+    expect(JSON.parse(message!.body)).toMatchObject({ type: 'plan', chunk: 1, index: 1 });
+    const outcome = await planSlice(store, queue, message!.body);
+    expect(outcome).toMatchObject({ kind: 'planned', job: { total: 5, chunks: 5, source: 'schedule:nightly' } });
   });
 
   it('a 20 MB line in a stored list is refused after 1 MiB, naming its line', async () => {

@@ -15,7 +15,7 @@ import { planSlice, submitStoredList, type ListSubmission, type PlanMessage, typ
 import type { ObjectStore, Queue } from './ports.ts';
 
 export interface BudgetedPlan {
-  /** Store key of the list; unset with `body`, which is stored first at `uploads/JOB/list`. */
+  /** Store key of the list; unset with `body`, which is stored first at `jobs/JOB/list`. */
   list?: string;
   body?: Buffer | string;
   format: 'auto' | 'text' | 'ndjson';
@@ -38,7 +38,7 @@ export interface BudgetedPlan {
 export async function planWithinBudget(store: ObjectStore, queue: Pick<Queue, 'send'>, plan: BudgetedPlan): Promise<Submitted> {
   const options = parseJobOptions(plan.options);
   const jobId = uuidv7();
-  const list = plan.list ?? layout.uploadList(jobId);
+  const list = plan.list ?? layout.list(jobId);
   const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: plan.source, list };
   const first = { type: 'plan', jobId, format: plan.format } satisfies Partial<PlanMessage>;
   let outcome: Awaited<ReturnType<typeof planSlice>>;
@@ -47,8 +47,7 @@ export async function planWithinBudget(store: ObjectStore, queue: Pick<Queue, 's
     await store.put(layout.planning(jobId), JSON.stringify(meta), { ifAbsent: true, contentType: 'application/json' });
     outcome = await planSlice(store, queue, JSON.stringify(first), { deadline: plan.deadline, marginMs: 0, enqueue: false, invalid: 'throw' });
   } catch (error) {
-    await store.deletePrefix(layout.jobPrefix(jobId));
-    if (plan.body !== undefined) await store.delete(list);
+    await store.deletePrefix(layout.jobPrefix(jobId)); // the stored body with the rest
     throw error;
   }
   if (outcome.kind === 'continued') {

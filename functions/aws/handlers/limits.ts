@@ -15,9 +15,9 @@ const MiB = 1024 * 1024;
 export const planInSlicesAboveBytes = () => fromEnv('FANOUT_PLAN_IN_SLICES_ABOVE_BYTES', 4 * MiB);
 
 /**
- * Time a POST /jobs call spends planning before it hands the rest to the workers and answers
- * `planning`, and after which a GET /jobs page ends: well under API Gateway's 29 s, leaving room for
- * the last writes in flight, the hand-on message and a cold start.
+ * Time a POST /jobs call (and a schedule run) spends planning before it hands the rest to the
+ * workers and answers `planning`; a GET /jobs page ends after half of it. Well under API Gateway's
+ * 29 s, leaving room for the last writes in flight, the hand-on message and a cold start.
  */
 export const apiBudgetMs = () => fromEnv('FANOUT_API_BUDGET_MS', 20_000);
 
