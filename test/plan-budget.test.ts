@@ -9,6 +9,7 @@ import type { APIGatewayProxyStructuredResultV2, SQSBatchResponse } from 'aws-la
 import { handle } from 'hono/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { awsRuntime, resetAwsRuntime } from '../functions/aws/environment.ts';
+import { createApp } from '../functions/api/app.ts';
 import { createAwsApp, isContentTypeBinary } from '../functions/aws/handlers/api.ts';
 import { handler as workerHandler } from '../functions/aws/handlers/worker.ts';
 import { layout } from '../functions/core/layout.ts';
@@ -312,5 +313,31 @@ describe('the planner in core', () => {
     }
     const lineEnd = (n: number) => Buffer.byteLength(lines.slice(0, n).join('\r\n') + '\r\n');
     expect(offsets).toEqual(Array.from({ length: 13 }, (_, i) => lineEnd(3 * (i + 1))));
+  });
+});
+
+describe('GET /jobs within the budget', () => {
+  it('a page ends once half the budget is spent, with next; following next lists every job once, newest first', async () => {
+    const store = new LocalStore(tempDir('fanout-list-budget-'));
+    // budget 0: every page ends after its first job, whatever the machine's speed
+    const app = createApp({ store, queue: new MemoryQueue(), token: () => undefined, uploads: { receivesPut: true } as never, cancel: async () => false, budgetMs: 0 });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await app.request('/jobs', { method: 'POST', body: `http://203.0.113.7/list${i}`, headers: { 'content-type': 'text/plain' } });
+      expect(res.status).toBe(202);
+      ids.push(((await res.json()) as { jobId: string }).jobId);
+    }
+    const listed: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await app.request(`/jobs?limit=10${cursor ? `&cursor=${cursor}` : ''}`);
+      const page = (await res.json()) as { jobs: { jobId: string }[]; next: string | null };
+      expect(page.jobs).toHaveLength(1);
+      listed.push(...page.jobs.map((j) => j.jobId));
+      cursor = page.next;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(listed).toEqual([...ids].reverse());
   });
 });
