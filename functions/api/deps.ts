@@ -27,6 +27,12 @@ export interface ApiDeps {
    */
   planInSlicesAboveBytes?: number;
   /**
+   * Set by a runtime whose calls are cut off (API Gateway's 29 s): POST /jobs plans for at most this
+   * long (from the request's start) and hands the rest to the workers (`state: "planning"`), and a
+   * GET /jobs page ends early once it is spent. Unset, POST /jobs plans everything in the request.
+   */
+  budgetMs?: number;
+  /**
    * Set by a runtime whose responses are bounded (a Lambda's 6 MB): every results response is then
    * a page of at most this many records and bytes. Unset, a request without `cursor` or `limit`
    * streams every record (`fanout serve`), and pages use RESULT_PAGE_DEFAULTS.

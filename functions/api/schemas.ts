@@ -48,7 +48,7 @@ export const Accepted = z
   .object({
     jobId: z.string(),
     status: z.string().openapi({ example: '/jobs/01938f2e-6a2b-7c3d-9e4f-5a6b7c8d9e0f' }),
-    total: z.number().int().nullable().openapi({ description: 'null while a large upload is planned in slices' }),
+    total: z.number().int().nullable().openapi({ description: 'null while the workers plan the list (a large upload; on AWS, any list whose planning outlasts the call\'s budget): then `state` is `planning`' }),
     chunks: z.number().int().nullable(),
     state: z.enum(['planning', 'queued']).optional(),
   })

@@ -11,6 +11,7 @@ import { OptionsError } from '../core/errors.ts';
 import { INPUT_FORMATS, checkJsonDepth, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
 import { layout } from '../core/layout.ts';
 import { DEFAULT_OPTIONS, OPTION_NAMES, parseJobOptions, type JobOptions } from '../core/options.ts';
+import { ndjsonOfItems, planWithinBudget, submitStoredListWithinBudget } from '../core/plan-budget.ts';
 import { submitStoredList, type Submitted } from '../core/plan-slices.ts';
 import { planJob } from '../core/plan.ts';
 import type { ApiDeps } from './deps.ts';
@@ -77,6 +78,7 @@ function bodyStream(c: Context): Readable {
 
 type RequestInput =
   | { input: OpenedInput; bodyOptions?: Record<string, unknown>; source: string }
+  | { raw: Buffer; format: 'text' | 'ndjson'; source: string }
   | { upload: string; format: InputFormat; urlColumn?: string; bodyOptions?: Record<string, unknown>; source: string };
 
 async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
@@ -91,6 +93,9 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
     );
   }
   if (format !== 'json') {
+    // Within a time budget the body is stored and planned from there (a runtime with a budget bounds its size);
+    // other formats (CSV) are parsed here and planned as NDJSON.
+    if (deps.budgetMs !== undefined && (format === 'text' || format === 'ndjson')) return { raw: Buffer.from(await c.req.arrayBuffer()), format, source: 'api' };
     const urlColumn = new URL(c.req.url).searchParams.get('urlColumn') ?? undefined;
     return { input: await openInput(bodyStream(c), format, { urlColumn }), source: 'api' };
   }
@@ -117,26 +122,38 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
 
 /**
  * Plans the job a request describes (a large upload, where the runtime plans in slices, is handed
- * to the workers).
+ * to the workers). With `deps.budgetMs` (AWS), planning stops when that much of the request's time
+ * is spent and the workers go on: the answer is then `state: "planning"`.
  *
  * @throws InputError, OptionsError or a problem HTTPException; nothing is created then.
  */
 export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Submitted> {
+  const started = Date.now();
   const queryOptions = optionsFromQuery(new URL(c.req.url).searchParams);
   const request = await inputOf(c, deps);
-  const options = { ...request.bodyOptions, ...queryOptions };
+  const options = { ...('bodyOptions' in request ? request.bodyOptions : {}), ...queryOptions };
   // Checked before anything is planned, against this runtime's workers too (AWS: their timeout).
   const effective = parseJobOptions({ ...('input' in request ? request.input.options : {}), ...options });
   deps.checkOptions?.(effective);
+  const deadline = deps.budgetMs === undefined ? undefined : started + deps.budgetMs;
   if ('upload' in request) {
-    return submitStoredList(deps.store, deps.queue, {
+    const submission = {
       list: layout.uploadList(request.upload),
       format: request.format,
       urlColumn: request.urlColumn,
       options,
       source: request.source,
       planInSlicesAboveBytes: deps.planInSlicesAboveBytes,
-    });
+    };
+    return deadline === undefined ? submitStoredList(deps.store, deps.queue, submission) : submitStoredListWithinBudget(deps.store, deps.queue, { ...submission, deadline });
+  }
+  if ('raw' in request) {
+    return planWithinBudget(deps.store, deps.queue, { body: request.raw, format: request.format, options, source: request.source, deadline: deadline! });
+  }
+  if (deadline !== undefined) {
+    // A JSON document (validated whole as it was parsed) is planned as NDJSON, so it can be resumed at a line.
+    const body = await ndjsonOfItems(request.input);
+    return planWithinBudget(deps.store, deps.queue, { body, format: 'ndjson', options: { ...request.input.options, ...options }, source: request.source, deadline });
   }
   const job = await planJob(deps.store, deps.queue, { input: request.input, options, source: request.source });
   return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };

@@ -201,7 +201,8 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     } finally {
       spooled?.remove();
     }
-    process.stderr.write(`fanout: job ${accepted.jobId}: ${accepted.total} URLs in ${accepted.chunks} chunks\n`);
+    const planned = accepted.total === null ? 'being planned by the workers' : `${accepted.total} URLs in ${accepted.chunks} chunks`;
+    process.stderr.write(`fanout: job ${accepted.jobId}: ${planned}\n`);
     // stdout carries one thing: the final status with --wait, else the answer (--json) or the id.
     if (flags.wait) printStatus(await watchJob(Object.assign(client, { where: '' }), accepted.jobId, flags.quiet === true));
     else if (flags.json) process.stdout.write(JSON.stringify(accepted, null, 2) + '\n');

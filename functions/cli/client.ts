@@ -81,7 +81,7 @@ export class FanoutClient {
 
   submit(body: string | Readable, contentType: string, query: URLSearchParams) {
     const q = query.toString();
-    return this.json<{ jobId: string; status: string; total: number; chunks: number }>('POST', `/jobs${q ? `?${q}` : ''}`, body, {
+    return this.json<{ jobId: string; status: string; total: number | null; chunks: number | null; state?: 'planning' | 'queued' }>('POST', `/jobs${q ? `?${q}` : ''}`, body, {
       'content-type': contentType,
     });
   }
@@ -92,7 +92,7 @@ export class FanoutClient {
     // With its length: S3 answers a chunked PUT to a presigned URL with 501 NotImplemented.
     const put = await this.call('PUT', upload.url, body, { ...upload.headers, 'content-length': String(size) });
     await put.body.dump();
-    return this.json<{ jobId: string; status: string; total: number; chunks: number }>(
+    return this.json<{ jobId: string; status: string; total: number | null; chunks: number | null; state?: 'planning' | 'queued' }>(
       'POST',
       '/jobs',
       JSON.stringify({ upload: upload.uploadId, format, ...(urlColumn !== undefined ? { urlColumn } : {}), options }),

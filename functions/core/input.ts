@@ -334,6 +334,8 @@ const TOO_LONG = Symbol('line too long');
 class LineReader {
   private buffer: Buffer = Buffer.alloc(0);
   private ended = false;
+  /** Bytes of the source taken by the lines returned so far, newlines included. */
+  consumed = 0;
   private readonly source: AsyncIterator<Uint8Array | string>;
 
   constructor(
@@ -366,6 +368,7 @@ class LineReader {
         const end = nl > 0 && this.buffer[nl - 1] === 13 ? nl - 1 : nl;
         const line = this.buffer.toString('utf8', 0, end);
         this.buffer = this.buffer.subarray(nl + 1);
+        this.consumed += nl + 1;
         return line;
       }
       if (this.buffer.length > this.maxBytes) return TOO_LONG;
@@ -373,6 +376,7 @@ class LineReader {
       if (!(await this.fill())) {
         if (this.buffer.length === 0) return undefined;
         const line = this.buffer.toString('utf8').replace(/\r$/, '');
+        this.consumed += this.buffer.length;
         this.buffer = Buffer.alloc(0);
         return line;
       }
@@ -399,6 +403,33 @@ class LineReader {
     this.ended = true;
     this.buffer = Buffer.alloc(0);
     await this.source.return?.();
+  }
+}
+
+/**
+ * Lines of a byte stream read from `from.offset` (the 1-based line numbers continuing after
+ * `from.line`), each with the offset just past it: the same bounded splitter as {@link openInput},
+ * for a list planned in slices.
+ *
+ * @throws {InputError} naming a line longer than INPUT_LIMITS.maxLineBytes, as soon as that many of
+ *   its bytes arrived (the line is never held whole).
+ * @example
+ * for await (const { text, end, line } of boundedLines(await store.getStream(key, { start }), { offset: start, line: 0 })) ...
+ */
+export async function* boundedLines(
+  source: AsyncIterable<Uint8Array | string> | Readable,
+  from: { offset: number; line: number } = { offset: 0, line: 0 },
+): AsyncGenerator<{ text: string; end: number; line: number }> {
+  const lines = new LineReader(source, INPUT_LIMITS.maxLineBytes);
+  let line = from.line;
+  try {
+    for (let text = await lines.next(); text !== undefined; text = await lines.next()) {
+      line++;
+      if (text === TOO_LONG) throw lineTooLong(line);
+      yield { text, end: from.offset + lines.consumed, line };
+    }
+  } finally {
+    await lines.close();
   }
 }
 

@@ -6,6 +6,7 @@
  * jobs/JOB/job.json                  the request: options, total, chunk count, createdAt
  * jobs/JOB/planning.json             a job still being planned from a large upload (extension)
  * jobs/JOB/rejected.json             why such a job was refused: the bad line (extension)
+ * jobs/JOB/list                      a list sent in a request, stored so planning can resume in it (extension)
  * jobs/JOB/input/CHUNK.ndjson.gz     the chunk's items, written at planning (extension)
  * jobs/JOB/results/CHUNK.ndjson.gz   records of one chunk, by index
  * jobs/JOB/chunks/CHUNK.json         the chunk's counts, written once its results exist (extension)
@@ -52,6 +53,7 @@ export const layout = {
   job: (jobId: string) => `jobs/${checkJobId(jobId)}/job.json`,
   planning: (jobId: string) => `jobs/${checkJobId(jobId)}/planning.json`,
   rejected: (jobId: string) => `jobs/${checkJobId(jobId)}/rejected.json`,
+  list: (jobId: string) => `jobs/${checkJobId(jobId)}/list`,
   input: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/input/${padChunk(chunk)}.ndjson.gz`,
   resultsPrefix: (jobId: string) => `jobs/${checkJobId(jobId)}/results/`,
   results: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/results/${padChunk(chunk)}.ndjson.gz`,

@@ -95,14 +95,18 @@ export async function commitJob(store: ObjectStore, queue: Pick<Queue, 'send'>, 
 }
 
 /**
- * Sends a message for each of `chunkNumbers` (default: every chunk of the job).
+ * Sends a message for each of `chunkNumbers` (default: every chunk of the job), a batch at a time;
+ * with a `deadline`, stops between batches once it passed (at least one batch is sent).
  *
+ * @returns how many of the messages were sent (all of them unless the deadline stopped it).
  * @example
  * await enqueueChunks(queue, job, [3, 7]); // re-enqueue two chunks after a restart
  */
-export async function enqueueChunks(queue: Pick<Queue, 'send'>, job: JobMeta, chunkNumbers?: number[]): Promise<void> {
+export async function enqueueChunks(queue: Pick<Queue, 'send'>, job: JobMeta, chunkNumbers?: number[], deadline = Infinity): Promise<number> {
   const numbers = chunkNumbers ?? Array.from({ length: job.chunks }, (_, i) => i);
   for (let i = 0; i < numbers.length; i += PLAN_DEFAULTS.sendBatch) {
+    if (i > 0 && Date.now() >= deadline) return i;
     await queue.send(numbers.slice(i, i + PLAN_DEFAULTS.sendBatch).map((chunk) => chunkMessage(job.jobId, chunk)));
   }
+  return numbers.length;
 }

@@ -8,8 +8,8 @@
 import { z } from 'zod';
 import { CONTINUATION_DEFAULTS } from './continuation.ts';
 import { deleteDedupeState, loadDedupeState, markDuplicate, saveDedupeState } from './dedupe.ts';
-import { FanoutError, InputError, NotFoundError } from './errors.ts';
-import { openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
+import { EmptyInputError, FanoutError, InputError, NotFoundError } from './errors.ts';
+import { boundedLines, openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
 import type { JobMeta } from './job.ts';
 import { layout } from './layout.ts';
 import { parseJobOptions, type JobOptions } from './options.ts';
@@ -31,6 +31,8 @@ export const planMessageSchema = z.object({
   chunk: z.number().int().min(0).default(0),
   /** Format decided on the first slice. */
   format: z.enum(['auto', 'text', 'ndjson']).default('auto'),
+  /** Chunk messages already sent once the job is planned (the API hands on the rest when its time runs short). */
+  enqueued: z.number().int().min(0).default(0),
 });
 export type PlanMessage = z.infer<typeof planMessageSchema>;
 
@@ -100,36 +102,31 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
   return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
 }
 
-/** Lines of a byte stream with the byte offset just past each line's newline. */
-async function* linesWithOffsets(stream: AsyncIterable<Buffer>, start: number): AsyncGenerator<{ text: string; end: number }> {
-  let carry: Buffer = Buffer.alloc(0);
-  let base = start; // offset of carry[0]
-  for await (const chunk of stream) {
-    let data: Buffer = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-    let from = 0;
-    for (let nl = data.indexOf(10, from); nl !== -1; nl = data.indexOf(10, from)) {
-      yield { text: data.toString('utf8', from, nl), end: base + nl + 1 };
-      from = nl + 1;
-    }
-    carry = data.subarray(from);
-    base += from;
-    data = carry;
-  }
-  if (carry.length > 0) yield { text: carry.toString('utf8'), end: base + carry.length };
-}
-
 export type SliceOutcome = { kind: 'continued'; message: string } | { kind: 'planned'; job: JobMeta } | { kind: 'rejected'; rejection: Rejection };
+
+export interface SliceOptions {
+  /** Epoch ms by which the slice must hand on (none: plan to the end). */
+  deadline?: number;
+  /** Time kept before the deadline for handing on. */
+  marginMs?: number;
+  /** False: job.json is written but no chunk message sent (the caller sends them, e.g. within its own time). */
+  enqueue?: boolean;
+  /** 'throw': invalid input is thrown, not recorded as rejected.json (the API answers it as a 400 itself). */
+  invalid?: 'reject' | 'throw';
+}
 
 /**
  * Plans one slice. Idempotent: a redelivered slice rewrites the same chunk inputs.
  *
- * @param deadline epoch ms by which the slice must hand on (none: plan to the end).
+ * @example
+ * const outcome = await planSlice(store, queue, body, { deadline: Date.now() + 60_000 });
+ * if (outcome.kind === 'continued') await queue.send([outcome.message]);
  */
 export async function planSlice(
   store: ObjectStore,
   queue: Pick<Queue, 'send'>,
   body: string,
-  { deadline, marginMs = CONTINUATION_DEFAULTS.marginMs }: { deadline?: number; marginMs?: number } = {},
+  { deadline, marginMs = CONTINUATION_DEFAULTS.marginMs, enqueue = true, invalid = 'reject' }: SliceOptions = {},
 ): Promise<SliceOutcome> {
   const message = planMessageSchema.parse(JSON.parse(body));
   const { jobId } = message;
@@ -138,9 +135,11 @@ export async function planSlice(
   const meta = JSON.parse(metaData.toString('utf8')) as PlanningMeta;
   const existing = await store.get(layout.job(jobId));
   if (existing) {
-    // Planned already; the chunk messages may not all have been sent: send them (duplicates are harmless).
+    // Planned already; the chunk messages may not all have been sent: send them (duplicates are harmless),
+    // after the first `enqueued`, which the API sent itself before handing on.
     const job = JSON.parse(existing.toString('utf8')) as JobMeta;
-    await enqueueChunks(queue, job);
+    const from = Math.min(message.enqueued, job.chunks);
+    await enqueueChunks(queue, job, Array.from({ length: job.chunks - from }, (_, i) => from + i));
     return { kind: 'planned', job };
   }
   const stream = await store.getStream(meta.list, { start: message.offset });
@@ -154,8 +153,9 @@ export async function planSlice(
   let chunks = 0;
 
   try {
-    for await (const { text, end } of linesWithOffsets(stream as AsyncIterable<Buffer>, message.offset)) {
-      line++;
+    for await (const next of boundedLines(stream, { offset: message.offset, line })) {
+      const { text, end } = next;
+      line = next.line;
       const trimmed = text.replace(/^\uFEFF/, '').trim();
       if (trimmed === '' || trimmed.startsWith('#')) continue;
       if (format === 'auto') {
@@ -170,15 +170,15 @@ export async function planSlice(
         // The next slice starts after these chunks: they must be in the store first.
         await writer.drain();
         if (seen) await saveDedupeState(store, jobId, end, seen);
-        const next: PlanMessage = { type: 'plan', jobId, offset: end, line, index, chunk: writer.chunk, format };
-        return { kind: 'continued', message: JSON.stringify(next) };
+        const handOn: PlanMessage = { type: 'plan', jobId, offset: end, line, index, chunk: writer.chunk, format, enqueued: 0 };
+        return { kind: 'continued', message: JSON.stringify(handOn) };
       }
     }
     chunks = await writer.finish();
-    if (index === 0) throw new InputError('the input holds no URL');
+    if (index === 0) throw new EmptyInputError();
   } catch (error) {
     await writer.abandon();
-    if (!(error instanceof FanoutError) || error.status >= 500) throw error;
+    if (!(error instanceof FanoutError) || error.status >= 500 || invalid === 'throw') throw error;
     const rejection: Rejection = { message: error.message, ...(error instanceof InputError && error.line !== undefined ? { line: error.line } : {}) };
     await store.deletePrefix(`${layout.jobPrefix(jobId)}input/`);
     if (seen) await deleteDedupeState(store, jobId);
@@ -187,7 +187,7 @@ export async function planSlice(
   }
 
   const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks, source: meta.source };
-  await commitJob(store, queue, job);
+  await commitJob(store, queue, job, enqueue);
   // Only once the job is committed: a redelivered slice before that needs its set.
   if (seen) await deleteDedupeState(store, jobId);
   return { kind: 'planned', job };

@@ -15,6 +15,7 @@ import { OptionsError } from './errors.ts';
 import { INPUT_FORMATS } from './input.ts';
 import { parseJobOptions } from './options.ts';
 import { submitStoredList, type Submitted } from './plan-slices.ts';
+import { submitStoredListWithinBudget } from './plan-budget.ts';
 import type { ObjectStore, Queue } from './ports.ts';
 import { NotFoundError } from './errors.ts';
 
@@ -104,20 +105,22 @@ export function parseSchedules(text: string): Schedule[] {
 
 /**
  * Submits one run of a schedule: the list is read from the store and planned like any job (in
- * slices by the workers when it is larger than `planInSlicesAboveBytes`).
+ * slices by the workers when it is larger than `planInSlicesAboveBytes`; with a `deadline`, the
+ * rest of a smaller one is handed to the workers when planning it outlasts the deadline).
  *
  * @throws {NotFoundError} when the list is not in the store.
  */
-export async function submitScheduledJob(store: ObjectStore, queue: Queue, schedule: Schedule, planInSlicesAboveBytes?: number): Promise<Submitted> {
+export async function submitScheduledJob(store: ObjectStore, queue: Queue, schedule: Schedule, planInSlicesAboveBytes?: number, deadline?: number): Promise<Submitted> {
   try {
-    return await submitStoredList(store, queue, {
+    const submission = {
       list: schedule.list,
       format: schedule.format,
       urlColumn: schedule.urlColumn,
       options: schedule.options,
       source: `schedule:${schedule.name}`,
       planInSlicesAboveBytes,
-    });
+    };
+    return await (deadline === undefined ? submitStoredList(store, queue, submission) : submitStoredListWithinBudget(store, queue, { ...submission, deadline }));
   } catch (error) {
     if (error instanceof NotFoundError) throw new NotFoundError(`schedule "${schedule.name}": no list at ${schedule.list}`);
     throw error;

@@ -274,7 +274,8 @@ export async function openScaleHarness(options: HarnessOptions): Promise<ScaleHa
     const started = performance.now();
     const submitted = await api([{ op: 'submit', body: urlList(origins.ports, job.urls, job.delayMs ?? 0, job.bodyBytes ?? 0), contentType: 'text/plain', query: query.toString() }]);
     const jobId = submitted.jobId;
-    const chunks = submitted.results[0].accepted.chunks as number;
+    // null while the workers plan the list (POST /jobs answered `planning` within its budget)
+    const chunks = (submitted.results[0].accepted.chunks as number | null) ?? Math.ceil(job.urls / job.chunkSize);
 
     const before = await services.counts();
     const logs: string[] = [];

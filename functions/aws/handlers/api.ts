@@ -18,6 +18,7 @@ import { AWS_ENV_DEFAULTS, awsRuntime, maxJobTimeoutMs, type AwsEnv, type AwsRun
 import { awsTokenSource } from '../token.ts';
 import {
   PRESIGN_SECONDS,
+  apiBudgetMs,
   inlineResultsMaxGzipBytes,
   maxRequestBytes,
   planInSlicesAboveBytes,
@@ -90,6 +91,7 @@ export function createAwsApp(rt: AwsRuntime = awsRuntime()) {
     uploads: s3Uploads(rt),
     cancel: async (jobId) => (await cancelJob(rt.store, jobId, { ledger: rt.ledger, queue: rt.queue })).cancelled,
     planInSlicesAboveBytes: planInSlicesAboveBytes(),
+    budgetMs: apiBudgetMs(),
     limits: { maxRequestBytes: maxRequestBytes() },
     resultPages: resultPageLimits(),
     resultFiles: s3ResultFiles(rt),

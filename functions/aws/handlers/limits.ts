@@ -15,6 +15,13 @@ const MiB = 1024 * 1024;
 export const planInSlicesAboveBytes = () => fromEnv('FANOUT_PLAN_IN_SLICES_ABOVE_BYTES', 4 * MiB);
 
 /**
+ * Time a POST /jobs call (and a schedule run) spends planning before it hands the rest to the
+ * workers and answers `planning`; a GET /jobs page ends after half of it. Well under API Gateway's
+ * 29 s, leaving room for the last writes in flight, the hand-on message and a cold start.
+ */
+export const apiBudgetMs = () => fromEnv('FANOUT_API_BUDGET_MS', 20_000);
+
+/**
  * Largest POST /jobs body on AWS: a Lambda request carries 6 MB, and a text body may arrive
  * base64-encoded (4/3 larger). Larger lists go through POST /uploads (`fanout submit` switches at
  * the same size).

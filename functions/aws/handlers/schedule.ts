@@ -6,7 +6,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
 import { scheduleSchema, submitScheduledJob } from '../../core/schedules.ts';
 import { awsRuntime } from '../environment.ts';
-import { planInSlicesAboveBytes } from './limits.ts';
+import { apiBudgetMs, planInSlicesAboveBytes } from './limits.ts';
 
 const logger = new Logger({ serviceName: 'fanout-schedule' });
 const eventSchema = z.object({ schedule: scheduleSchema });
@@ -22,7 +22,8 @@ export const handler = async (event: unknown): Promise<{ jobId: string; state: s
   if (!parsed.success) throw new Error(`not a fanout schedule event: ${parsed.error.issues[0]!.path.join('.')}: ${parsed.error.issues[0]!.message}`);
   const { schedule } = parsed.data;
   const rt = awsRuntime();
-  const submitted = await submitScheduledJob(rt.store, rt.queue, schedule, planInSlicesAboveBytes());
+  // Planned for at most the budget, well inside this function's timeout; the workers plan the rest.
+  const submitted = await submitScheduledJob(rt.store, rt.queue, schedule, planInSlicesAboveBytes(), Date.now() + apiBudgetMs());
   logger.info('scheduled job submitted', { schedule: schedule.name, jobId: submitted.jobId, state: submitted.state, total: submitted.total });
   return { jobId: submitted.jobId, state: submitted.state };
 };
