@@ -122,5 +122,5 @@ export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Subm
     });
   }
   const job = await planJob(deps.store, deps.queue, { input: request.input, options, source: request.source });
-  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
+  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued', createdAt: job.createdAt };
 }

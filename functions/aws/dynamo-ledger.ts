@@ -25,7 +25,7 @@ import {
   UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
-import { emptyCounts, type Counts } from '../core/counts.ts';
+import { emptyChanges, emptyCounts, type ChangeCounts, type Counts } from '../core/counts.ts';
 import type { JobMeta } from '../core/job.ts';
 import { LEDGER_DEFAULTS, type Ledger, type LedgerProgress, type RecordOptions, type RecordOutcome } from '../core/ledger.ts';
 
@@ -52,6 +52,9 @@ function flatten(counts: Counts): [string, number][] {
   for (const [k, v] of Object.entries(counts.byStatus)) out.push([`s_${k}`, v]);
   for (const [k, v] of Object.entries(counts.byError)) out.push([`e_${k}`, v]);
   for (const [k, v] of Object.entries(counts.latency)) out.push([`h_${k}`, v]);
+  // Change counts of a job with a baseline (`c_new`, `c_newlyFailing`, ...) and the bytes a 304 saved.
+  for (const [k, v] of Object.entries(counts.changes ?? {})) out.push([`c_${k}`, v]);
+  if (counts.bytesSaved) out.push(['saved', counts.bytesSaved]);
   return out.filter(([, v]) => v !== 0);
 }
 
@@ -67,6 +70,11 @@ function addItem(counts: Counts, item: Item): void {
     else if (name.startsWith('s_')) counts.byStatus[name.slice(2)] = (counts.byStatus[name.slice(2)] ?? 0) + n;
     else if (name.startsWith('e_')) counts.byError[name.slice(2)] = (counts.byError[name.slice(2)] ?? 0) + n;
     else if (name.startsWith('h_')) counts.latency[name.slice(2)] = (counts.latency[name.slice(2)] ?? 0) + n;
+    else if (name.startsWith('c_')) {
+      const changes = (counts.changes ??= emptyChanges());
+      const key = name.slice(2) as keyof ChangeCounts;
+      if (key in changes) changes[key] += n;
+    } else if (name === 'saved') counts.bytesSaved = (counts.bytesSaved ?? 0) + n;
   }
 }
 

@@ -13,6 +13,38 @@ export interface Counts {
   byStatus: Record<string, number>;
   byError: Record<string, number>;
   latency: Histogram;
+  /** Only for jobs with a baseline (option `since`): how the records compare with it. */
+  changes?: ChangeCounts;
+  /** Bytes not downloaded because the origin answered 304 (the baseline record's size). */
+  bytesSaved?: number;
+}
+
+/** Contract names: `changes: {new, unchanged, changed, newlyFailing, recovered}`. */
+export interface ChangeCounts {
+  new: number;
+  unchanged: number;
+  changed: number;
+  /** ok in the baseline, not ok now. */
+  newlyFailing: number;
+  /** Not ok in the baseline, ok now. */
+  recovered: number;
+}
+
+export const CHANGE_COUNT_NAMES = ['new', 'unchanged', 'changed', 'newlyFailing', 'recovered'] as const satisfies readonly (keyof ChangeCounts)[];
+
+export function emptyChanges(): ChangeCounts {
+  return { new: 0, unchanged: 0, changed: 0, newlyFailing: 0, recovered: 0 };
+}
+
+/** Adds one record's comparison with its baseline. */
+function countChange(counts: Counts, record: FetchRecord): void {
+  if (record.change === undefined) return;
+  const changes = (counts.changes ??= emptyChanges());
+  changes[record.change]++;
+  const previous = record.previous;
+  if (previous && previous.ok && !record.ok) changes.newlyFailing++;
+  if (previous && !previous.ok && record.ok) changes.recovered++;
+  if (record.notModified && previous) counts.bytesSaved = (counts.bytesSaved ?? 0) + previous.bytes;
 }
 
 export function emptyCounts(): Counts {
@@ -28,6 +60,7 @@ export function countRecord(counts: Counts, record: FetchRecord): void {
   if (record.status !== null) counts.byStatus[record.status] = (counts.byStatus[record.status] ?? 0) + 1;
   if (record.error) counts.byError[record.error.code] = (counts.byError[record.error.code] ?? 0) + 1;
   if (record.attempts > 0) recordLatency(counts.latency, record.durationMs);
+  countChange(counts, record);
 }
 
 export function addCounts(into: Counts, from: Counts): Counts {
@@ -38,5 +71,10 @@ export function addCounts(into: Counts, from: Counts): Counts {
   for (const [k, v] of Object.entries(from.byStatus)) into.byStatus[k] = (into.byStatus[k] ?? 0) + v;
   for (const [k, v] of Object.entries(from.byError)) into.byError[k] = (into.byError[k] ?? 0) + v;
   mergeHistograms(into.latency, from.latency);
+  if (from.changes) {
+    const changes = (into.changes ??= emptyChanges());
+    for (const name of CHANGE_COUNT_NAMES) changes[name] += from.changes[name];
+  }
+  if (from.bytesSaved) into.bytesSaved = (into.bytesSaved ?? 0) + from.bytesSaved;
   return into;
 }

@@ -25,6 +25,7 @@ import type { ObjectStore } from './ports.ts';
 import { isStoreFull } from './store-errors.ts';
 import { failedRecord, isStringLimitError, makeRecord, tooLargeRecord, type FetchRecord } from './record.ts';
 import { finishJob, type FinishDeps } from './finish.ts';
+import { compareResult, conditionalItem, itemKey, lookupBaseline } from './baseline.ts';
 import { ledgerFor, type RecordOptions } from './ledger.ts';
 import type { ChunkSummary } from './status.ts';
 
@@ -227,6 +228,8 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
   // Earlier deliveries may have handed this chunk on: start after what they kept.
   const { parts, next } = await partsChain(store, jobId, chunk);
   const items = (await readChunkItems(store, jobId, chunk)).slice(next);
+  // With a baseline: its records for these items only (bounded by the chunk, see core/baseline.ts).
+  const previous = options.since ? await lookupBaseline(store, options.since, chunk, items) : undefined;
   const time = budgeted ? new TimeBudget(deadline, options.timeoutMs, marginMs) : undefined;
   const controller = new AbortController();
   const stopWatching = watchCancel(deps, jobId, controller);
@@ -245,8 +248,11 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
       deps.onRecord?.(jobId, record);
       return record;
     }
-    const result = await fetcher.fetch(item, options, signal);
+    const prev = previous?.get(itemKey(item));
+    const sent = previous ? conditionalItem(item, options, prev) : item;
+    let result = await fetcher.fetch(sent, options, signal);
     if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
+    if (previous) result = compareResult(result, prev, sent !== item);
     const record = await withBody(store, job, result).catch((error) => {
       // A body too large to encode into the record fails its URL alone.
       if (!isStringLimitError(error)) throw error;
