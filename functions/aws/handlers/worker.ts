@@ -17,6 +17,7 @@ import { Fetcher } from '../../core/engine/fetcher.ts';
 import { AddressGuard } from '../../core/engine/guard.ts';
 import { handleMessage, type MessageDeps, type MessageResult } from '../../core/messages.ts';
 import { callbackSecretSource } from '../callback-secret.ts';
+import { jobEventPublisher } from '../job-events.ts';
 import { AWS_ENV_DEFAULTS, awsRuntime, type AwsRuntime } from '../environment.ts';
 
 /** Metric names and dimensions, stated once (the infra's alarms and dashboard use the same). */
@@ -49,6 +50,7 @@ function deps(rt: AwsRuntime, log: Logger): MessageDeps {
     ledger: rt.ledger,
     queue: rt.queue,
     callbackSecret: secret.get,
+    publish: jobEventPublisher(rt.env),
     onJobFinished: (manifest) => {
       metrics.addMetric(WORKER_METRICS.jobsFinished, MetricUnit.Count, 1);
       log.info('job finished', { state: manifest.state, total: manifest.total, failed: manifest.failed, lostChunks: manifest.lostChunks?.length ?? 0 });
