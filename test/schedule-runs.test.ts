@@ -13,7 +13,8 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../functions/cli/main.ts';
 import { awsRuntime, resetAwsRuntime } from '../functions/aws/environment.ts';
 import { handler as scheduleHandler } from '../functions/aws/handlers/schedule.ts';
 import { handler as workerHandler } from '../functions/aws/handlers/worker.ts';
@@ -21,6 +22,7 @@ import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { layout } from '../functions/core/layout.ts';
 import type { FetchRecord } from '../functions/core/record.ts';
 import { startServer, type RunningServer } from '../functions/local/serve.ts';
+import type { LocalStore } from '../functions/local/local-store.ts';
 import { startDynalite, type Dynalite } from './support/dynalite.ts';
 import { startFakeSqs, type FakeSqs } from './support/fake-sqs.ts';
 import { lambdaContext, sqsEvent } from './support/lambda-events.ts';
@@ -123,11 +125,12 @@ describe('two runs of a schedule under fanout serve', () => {
   let origin: Awaited<ReturnType<typeof startPages>>;
   let hook: Awaited<ReturnType<typeof startHook>>;
   let server: RunningServer;
+  let schedulesFile: string;
 
   beforeAll(async () => {
     [origin, hook] = await Promise.all([startPages(), startHook()]);
     const dataDir = tempDir();
-    const file = join(dataDir, 'schedules.json');
+    const file = (schedulesFile = join(dataDir, 'schedules.json'));
     const options = { chunkSize: 1, retries: 0, timeoutMs: 3_000, callbackUrl: hook.url };
     writeFileSync(
       file,
@@ -237,6 +240,31 @@ describe('two runs of a schedule under fanout serve', () => {
     // Runs 1 and 2 had nothing newly failing: no callback; run 3 had one.
     expect(hook.received.slice(before).map((b) => b.jobId).filter((id) => id !== third.jobId)).toEqual([q3.jobId]);
     expect(await store.exists(layout.callback(q2.jobId))).toBe(false);
+  });
+
+  it('fanout runs and fanout schedules answer from the API and from the data folder alike', async () => {
+    const cli = async (args: string[]) => {
+      let out = '';
+      const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
+      const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      try {
+        expect(await main(['node', 'fanout', ...args])).toBe(0);
+      } finally {
+        spy.mockRestore();
+        err.mockRestore();
+      }
+      return out;
+    };
+    const viaApi = JSON.parse(await cli(['runs', 'watch', '--api', server.url, '--json'])) as { runs: { jobId: string; changes?: unknown }[] };
+    const viaFolder = JSON.parse(await cli(['runs', 'watch', '--data-dir', (server.runtime.store as LocalStore).root, '--json'])) as typeof viaApi;
+    expect(viaApi.runs).toHaveLength(3);
+    expect(viaFolder.runs.map((r) => r.jobId)).toEqual(viaApi.runs.map((r) => r.jobId));
+    expect(viaApi.runs[1]!.changes).toEqual(SECOND_COUNTS);
+    const lines = (await cli(['runs', 'watch', '--api', server.url])).trim().split('\n');
+    expect(lines[1]).toMatch(/completed +5\/6 ok .* 1 new, 3 changed, 1 newly failing, 1 recovered$/);
+    const schedules = await cli(['schedules', '--data-dir', (server.runtime.store as LocalStore).root, '--schedules', schedulesFile]);
+    expect(schedules).toMatch(/^watch +cron\(0 3 \* \* \? \*\) +next \S+T03:00:00.000Z +last completed/m);
+    expect(JSON.parse(await cli(['schedules', '--api', server.url, '--json'])).schedules.map((x: { name: string }) => x.name)).toEqual(['watch', 'quiet']);
   });
 });
 
