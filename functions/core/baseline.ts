@@ -171,8 +171,10 @@ export async function lookupBaseline(store: ObjectStore, since: string, chunk: n
  * @returns the number of partitions, 0 when the baseline is not finished.
  */
 export async function ensurePartitions(store: ObjectStore, base: JobMeta): Promise<number> {
+  const known = indexed.get(base.jobId);
+  if (known) return known;
   const marker = await store.get(layout.baselineIndex(base.jobId));
-  if (marker) return (JSON.parse(marker.toString('utf8')) as { partitions: number }).partitions;
+  if (marker) return remember(base.jobId, (JSON.parse(marker.toString('utf8')) as { partitions: number }).partitions);
   if (!(await store.exists(layout.manifest(base.jobId)))) return 0;
   const partitions = BASELINE_DEFAULTS.partitions;
   const writers = Array.from({ length: partitions }, (_, p) => {
@@ -219,6 +221,15 @@ export async function ensurePartitions(store: ObjectStore, base: JobMeta): Promi
   }
   // Written last: readers trust the partitions only once every one is complete.
   await store.put(layout.baselineIndex(base.jobId), JSON.stringify({ partitions, writtenAt: new Date().toISOString() }), { contentType: 'application/json' });
+  return remember(base.jobId, partitions);
+}
+
+/** Baselines whose index this process has seen complete: an index never changes once written. */
+const indexed = new Map<string, number>();
+
+function remember(jobId: string, partitions: number): number {
+  if (indexed.size >= 1_000) indexed.delete(indexed.keys().next().value!);
+  indexed.set(jobId, partitions);
   return partitions;
 }
 
