@@ -199,6 +199,15 @@ describe('two runs of a schedule under fanout serve', () => {
     const older = (await get(`/schedules/watch/runs?limit=1&cursor=${paged.next}`)) as { runs: { jobId: string }[]; next: string | null };
     expect(older).toMatchObject({ runs: [{ jobId: first.jobId }], next: null });
     expect((await fetch(`${server.url}/schedules/nope/runs`)).status).toBe(404);
+    expect((await fetch(`${server.url}/schedules/watch/runs?cursor=bogus`)).status).toBe(400);
+    // Any job may name a baseline; one that does not exist is refused before anything is created.
+    const missing = await fetch(`${server.url}/jobs?since=01900000-0000-7000-8000-000000000000`, { method: 'POST', body: `${origin.url}/same\n` });
+    expect(missing.status).toBe(400);
+    expect(((await missing.json()) as { detail: string }).detail).toMatch(/option "since": no job/);
+    const adHoc = await fetch(`${server.url}/jobs?since=${second.jobId}`, { method: 'POST', body: `${origin.url}/same\n${origin.url}/added\n` });
+    const { jobId: adHocId } = (await adHoc.json()) as { jobId: string };
+    expect(await server.runtime.waitForJob(adHocId)).toMatchObject({ since: second.jobId, changes: { unchanged: 2, new: 0 } });
+    expect((await get(`/jobs/${adHocId}`)).schedule).toBeUndefined();
 
     const listed = (await get('/schedules')) as { schedules: { name: string; nextRun: string | null; lastRun: { jobId: string } | null }[] };
     const watch = listed.schedules.find((s) => s.name === 'watch')!;

@@ -64,9 +64,12 @@ export function itemKey(item: { url: string; id?: string | number | null }): str
   return item.id !== undefined && item.id !== null ? `id:${String(item.id)}` : `url:${item.url}`;
 }
 
+/** Validators are sent back as request headers: only visible ASCII (what RFC 9110 allows in them), bounded. */
+const SENDABLE = /^[\x20-\x7e]{1,512}$/;
+
 function header(record: FetchRecord, name: string): string | undefined {
   const value = record.headers[name];
-  return typeof value === 'string' ? value : undefined;
+  return typeof value === 'string' && SENDABLE.test(value) ? value : undefined;
 }
 
 function entryOf(record: FetchRecord): BaselineEntry {
