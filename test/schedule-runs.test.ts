@@ -204,9 +204,9 @@ describe('two runs of a schedule under fanout serve', () => {
     const missing = await fetch(`${server.url}/jobs?since=01900000-0000-7000-8000-000000000000`, { method: 'POST', body: `${origin.url}/same\n` });
     expect(missing.status).toBe(400);
     expect(((await missing.json()) as { detail: string }).detail).toMatch(/option "since": no job/);
-    const adHoc = await fetch(`${server.url}/jobs?since=${second.jobId}`, { method: 'POST', body: `${origin.url}/same\n${origin.url}/added\n` });
+    const adHoc = await fetch(`${server.url}/jobs?since=${first.jobId}`, { method: 'POST', body: `${origin.url}/same\n${origin.url}/added\n` });
     const { jobId: adHocId } = (await adHoc.json()) as { jobId: string };
-    expect(await server.runtime.waitForJob(adHocId)).toMatchObject({ since: second.jobId, changes: { unchanged: 2, new: 0 } });
+    expect(await server.runtime.waitForJob(adHocId)).toMatchObject({ since: first.jobId, changes: { unchanged: 1, new: 1 } });
     expect((await get(`/jobs/${adHocId}`)).schedule).toBeUndefined();
 
     const listed = (await get('/schedules')) as { schedules: { name: string; nextRun: string | null; lastRun: { jobId: string } | null }[] };
