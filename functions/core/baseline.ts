@@ -16,7 +16,8 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createGzip } from 'node:zlib';
+import { createInterface } from 'node:readline';
+import { createGunzip, createGzip } from 'node:zlib';
 import type { FetchResult } from './engine/fetch-item.ts';
 import { NotFoundError, OptionsError } from './errors.ts';
 import type { IndexedItem } from './input.ts';
@@ -153,16 +154,20 @@ export async function lookupBaseline(store: ObjectStore, since: string, chunk: n
   if (partitions === 0) return found;
   const needed = new Set<number>();
   for (const key of wanted) if (!found.has(key)) needed.add(partitionOf(key, partitions));
+  // A partition holds ~1/partitions of the baseline: its lines are matched on their key's text and only
+  // the chunk's own are parsed.
+  const escaped = new Map<string, string>();
+  for (const key of wanted) if (!found.has(key)) escaped.set(JSON.stringify(key).slice(1, -1), key);
   for (const p of [...needed].sort((a, b) => a - b)) {
     if (stats) stats.partitionsRead++;
-    await scan<PartitionLine>(
-      store,
-      layout.baselinePartition(since, p),
-      (line) => {
-        if (wanted.has(line.k) && !found.has(line.k)) found.set(line.k, fromLine(line));
-      },
-      stats,
-    );
+    const stream = await store.getStream(layout.baselinePartition(since, p));
+    if (stats) stats.gets++;
+    if (!stream) continue;
+    for await (const text of createInterface({ input: stream.pipe(createGunzip()), crlfDelay: Infinity })) {
+      // Lines are {"k":"KEY","s":...}: the key's JSON text sits between the first 6 characters and `","s":`.
+      const key = escaped.get(text.slice(6, text.indexOf('","s":')));
+      if (key !== undefined && !found.has(key)) found.set(key, fromLine(JSON.parse(text) as PartitionLine));
+    }
   }
   return found;
 }
