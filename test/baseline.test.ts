@@ -95,6 +95,17 @@ describe('lookupBaseline', () => {
     expect(found.get('id:three')).toMatchObject({ sha256: sha(3), etag: '"v3"', ok: true, status: 200, bytes: 103 });
     expect(store.counts.get('get')!).toBeLessThanOrEqual(1 + BASELINE_DEFAULTS.partitions);
   });
+
+
+  it('chunks that need the index at once: one builds it, the others wait for it', async () => {
+    const store = await baselineStore();
+    const shifted = [null, ...Array.from({ length: SIZE * CHUNKS }, (_, i) => i)];
+    const chunkItems = (c: number) => itemsAt(shifted.slice(c * SIZE, (c + 1) * SIZE)).map((item, k) => ({ ...item, index: c * SIZE + k }));
+    const found = await Promise.all([1, 2, 3].map((c) => lookupBaseline(store, BASE, c, chunkItems(c))));
+    expect(found.map((f) => f.size)).toEqual([SIZE, SIZE, SIZE]);
+    // 3 claims tried, then the partitions and the marker written once (twice or more without the claim).
+    expect(store.counts.get('put')).toBe(3 + BASELINE_DEFAULTS.partitions + 1);
+  });
 });
 
 describe('comparing a record with its baseline', () => {

@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { FetchResult } from './engine/fetch-item.ts';
 import { NotFoundError, OptionsError } from './errors.ts';
@@ -36,6 +37,13 @@ export const BASELINE_DEFAULTS = {
   partitions: 32,
   /** Characters buffered per partition before they go to its gzip stream. */
   partitionBatchChars: 64 * 1024,
+  /**
+   * How long a worker waits for the index another worker claimed to build (a million-record baseline
+   * takes ~20 s) before building it too (the claimant died: same content, harmless).
+   */
+  buildWaitMs: 5 * 60 * 1000,
+  /** How often a waiting worker looks for the finished index. */
+  buildPollMs: 1_000,
 } as const;
 
 /** What a run needs of a baseline record: the comparison fields and the validators. */
@@ -179,11 +187,21 @@ export async function lookupBaseline(store: ObjectStore, since: string, chunk: n
  * @returns the number of partitions, 0 when the baseline is not finished.
  */
 export async function ensurePartitions(store: ObjectStore, base: JobMeta): Promise<number> {
-  const known = indexed.get(base.jobId);
+  const known = indexed.get(store)?.get(base.jobId);
   if (known) return known;
   const marker = await store.get(layout.baselineIndex(base.jobId));
-  if (marker) return remember(base.jobId, (JSON.parse(marker.toString('utf8')) as { partitions: number }).partitions);
+  if (marker) return remember(store, base.jobId, (JSON.parse(marker.toString('utf8')) as { partitions: number }).partitions);
   if (!(await store.exists(layout.manifest(base.jobId)))) return 0;
+  // The chunks of a run start together: one builds, the others wait for its marker.
+  const claim = JSON.stringify({ at: new Date().toISOString() });
+  if (!(await store.put(layout.baselineClaim(base.jobId), claim, { ifAbsent: true, contentType: 'application/json' }))) {
+    const until = Date.now() + BASELINE_DEFAULTS.buildWaitMs;
+    while (Date.now() < until) {
+      await sleep(BASELINE_DEFAULTS.buildPollMs);
+      const done = await store.get(layout.baselineIndex(base.jobId));
+      if (done) return remember(store, base.jobId, (JSON.parse(done.toString('utf8')) as { partitions: number }).partitions);
+    }
+  }
   const partitions = BASELINE_DEFAULTS.partitions;
   const writers = Array.from({ length: partitions }, (_, p) => {
     const gzip = createGzip(gzipOptions);
@@ -229,15 +247,17 @@ export async function ensurePartitions(store: ObjectStore, base: JobMeta): Promi
   }
   // Written last: readers trust the partitions only once every one is complete.
   await store.put(layout.baselineIndex(base.jobId), JSON.stringify({ partitions, writtenAt: new Date().toISOString() }), { contentType: 'application/json' });
-  return remember(base.jobId, partitions);
+  return remember(store, base.jobId, partitions);
 }
 
-/** Baselines whose index this process has seen complete: an index never changes once written. */
-const indexed = new Map<string, number>();
+/** Baselines whose index this process has seen complete, per store: an index never changes once written. */
+const indexed = new WeakMap<ObjectStore, Map<string, number>>();
 
-function remember(jobId: string, partitions: number): number {
-  if (indexed.size >= 1_000) indexed.delete(indexed.keys().next().value!);
-  indexed.set(jobId, partitions);
+function remember(store: ObjectStore, jobId: string, partitions: number): number {
+  let known = indexed.get(store);
+  if (!known) indexed.set(store, (known = new Map()));
+  if (known.size >= 1_000) known.delete(known.keys().next().value!);
+  known.set(jobId, partitions);
   return partitions;
 }
 

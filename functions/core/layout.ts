@@ -17,6 +17,7 @@
  * jobs/JOB/callback.json             the completion callback's outbox entry: pending, delivered or failed (extension)
  * jobs/JOB/baseline/PART.ndjson.gz  the job's records by key hash, for later runs whose lists do not align (extension)
  * jobs/JOB/baseline/index.json      written once every partition is complete (extension)
+ * jobs/JOB/baseline/building.json   the claim of the worker building them; the others wait for index.json (extension)
  * schedules/NAME/runs/INV-JOB.json   one run of a schedule; INV = 9999999999999 - createdAt ms, so newest first (extension)
  * schedules/NAME/last.json           the schedule's last completed run: the next run's baseline (extension)
  * uploads/UPLOAD/upload.json         an upload slot made by POST /uploads (extension)
@@ -82,6 +83,7 @@ export const layout = {
   callback: (jobId: string) => `jobs/${checkJobId(jobId)}/callback.json`,
   baselinePartition: (jobId: string, partition: number) => `jobs/${checkJobId(jobId)}/baseline/${padChunk(partition)}.ndjson.gz`,
   baselineIndex: (jobId: string) => `jobs/${checkJobId(jobId)}/baseline/index.json`,
+  baselineClaim: (jobId: string) => `jobs/${checkJobId(jobId)}/baseline/building.json`,
   runsPrefix: (schedule: string) => `schedules/${checkScheduleName(schedule)}/runs/`,
   run: (schedule: string, jobId: string, createdAt: string) =>
     `schedules/${checkScheduleName(schedule)}/runs/${String(RUN_KEY_MAX - Date.parse(createdAt)).padStart(13, '0')}-${checkJobId(jobId)}.json`,
