@@ -197,6 +197,7 @@ async function planningStatus(store: ObjectStore, jobId: string, notFound: NotFo
     bytes: 0,
     cancelRequested: false,
     source: meta.source,
+    ...(meta.schedule ? { schedule: meta.schedule.name } : {}),
     results: { manifest: null, files: [] },
     ...(rejected ? { error: JSON.parse(rejected.toString('utf8')) as JobStatus['error'] } : {}),
   };
