@@ -6,7 +6,7 @@
  * puts a Job Finished event carrying them (EventBridge mocked).
  */
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import type { SQSBatchResponse } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2, SQSBatchResponse } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../functions/cli/main.ts';
 import { awsRuntime, resetAwsRuntime } from '../functions/aws/environment.ts';
+import { handler as apiHandler } from '../functions/aws/handlers/api.ts';
 import { handler as scheduleHandler } from '../functions/aws/handlers/schedule.ts';
 import { handler as workerHandler } from '../functions/aws/handlers/worker.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
@@ -25,7 +26,7 @@ import { startServer, type RunningServer } from '../functions/local/serve.ts';
 import type { LocalStore } from '../functions/local/local-store.ts';
 import { startDynalite, type Dynalite } from './support/dynalite.ts';
 import { startFakeSqs, type FakeSqs } from './support/fake-sqs.ts';
-import { lambdaContext, sqsEvent } from './support/lambda-events.ts';
+import { httpApiEvent, lambdaContext, sqsEvent } from './support/lambda-events.ts';
 import { readRecords } from './support/jobs.ts';
 import { awsTestEnv, startS3, type FakeS3 } from './support/s3.ts';
 import { tempDir } from './support/tmp.ts';
@@ -284,6 +285,7 @@ describe('on AWS: the schedule target, the worker and a Job Finished event', () 
   let sqs: FakeSqs;
   let dyn: Dynalite;
   let origin: Awaited<ReturnType<typeof startPages>>;
+  const schedule = { name: 'watch', expression: 'rate(1 day)', list: 'lists/watch.txt', options: { chunkSize: 2, retries: 0, timeoutMs: 3_000 } };
 
   beforeAll(async () => {
     [s3, sqs, dyn, origin] = await Promise.all([startS3(), startFakeSqs(), startDynalite(), startPages()]);
@@ -297,6 +299,7 @@ describe('on AWS: the schedule target, the worker and a Job Finished event', () 
         FANOUT_LEDGER_TABLE: 'fanout-ledger',
         FANOUT_ALLOW_CIDRS: '127.0.0.1/32',
         FANOUT_EVENT_BUS: 'default',
+        FANOUT_SCHEDULES_JSON: JSON.stringify({ schedules: [schedule] }),
         POWERTOOLS_LOG_LEVEL: 'ERROR',
         POWERTOOLS_METRICS_DISABLED: 'true',
       }),
@@ -324,7 +327,6 @@ describe('on AWS: the schedule target, the worker and a Job Finished event', () 
 
   it('puts source fanout, detail-type Job Finished, with the change counts on the default bus', async () => {
     const store = awsRuntime().store;
-    const schedule = { name: 'watch', expression: 'rate(1 day)', list: 'lists/watch.txt', options: { chunkSize: 2, retries: 0, timeoutMs: 3_000 } };
     firstPages(origin.pages);
     await store.put('lists/watch.txt', PATHS_1.map((p) => origin.url + p).join('\n'));
     const first = await scheduleHandler({ schedule });
@@ -341,5 +343,19 @@ describe('on AWS: the schedule target, the worker and a Job Finished event', () 
     const detail = JSON.parse(puts[1]!.Detail!) as Record<string, unknown>;
     expect(detail).toMatchObject({ jobId: second.jobId, schedule: 'watch', since: first.jobId, state: 'completed', changes: SECOND_COUNTS, bytesSaved: 6 });
     expect(detail.results).toEqual({ manifest: layout.manifest(second.jobId) });
+
+    // The API function lists the schedules the stack passed it, and their runs from the bucket.
+    const get = async (path: string) => {
+      const res = (await apiHandler(httpApiEvent('GET', path, { headers: { authorization: 'Bearer t' } }) as never, lambdaContext())) as APIGatewayProxyStructuredResultV2;
+      expect(res.statusCode).toBe(200);
+      return JSON.parse(res.isBase64Encoded ? Buffer.from(res.body ?? '', 'base64').toString() : (res.body ?? '')) as Record<string, any>;
+    };
+    const runs = await get('/schedules/watch/runs');
+    expect(runs.runs.map((r: { jobId: string }) => r.jobId)).toEqual([second.jobId, first.jobId]);
+    expect(runs.runs[0]).toMatchObject({ state: 'completed', changes: SECOND_COUNTS });
+    const listed = await get('/schedules');
+    expect(listed.schedules).toMatchObject([{ name: 'watch', lastRun: { jobId: second.jobId } }]);
+    // A rate's next run counts from the last run (EventBridge's own start time is not known to the API).
+    expect(Date.parse(listed.schedules[0].nextRun)).toBeGreaterThan(Date.now());
   }, 30_000);
 });
