@@ -15,6 +15,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../functions/cli/main.ts';
+import { formatSummary } from '../functions/cli/summary.ts';
+import type { JobStatus } from '../functions/core/status.ts';
 import { awsRuntime, resetAwsRuntime } from '../functions/aws/environment.ts';
 import { handler as apiHandler } from '../functions/aws/handlers/api.ts';
 import { handler as scheduleHandler } from '../functions/aws/handlers/schedule.ts';
@@ -180,6 +182,10 @@ describe('two runs of a schedule under fanout serve', () => {
 
     const status = await get(`/jobs/${second.jobId}`);
     expect(status).toMatchObject({ schedule: 'watch', since: first.jobId, changes: SECOND_COUNTS, bytesSaved: 6 });
+    // What `fanout fetch --since` and `status --watch` print.
+    expect(formatSummary(status as unknown as JobStatus, { elapsedMs: 1_000 })).toContain(
+      `  since ${first.jobId}: 1 new, 3 changed, 2 unchanged; 1 newly failing, 1 recovered; 304s saved 6 bytes\n`,
+    );
     const filtered = async (change: string) => {
       const text = await (await fetch(`${server.url}/jobs/${second.jobId}/results?change=${change}`)).text();
       return text.trim().split('\n').filter(Boolean).map((l) => new URL((JSON.parse(l) as FetchRecord).url).pathname);

@@ -69,6 +69,11 @@ export function formatSummary(status: WithQueue, context: SummaryContext): strin
   if (status.latencyMs.p50 !== null) {
     lines.push(`  latency: p50 ${ms(status.latencyMs.p50)}, p95 ${ms(status.latencyMs.p95)}, p99 ${ms(status.latencyMs.p99)}`);
   }
+  if (status.changes) {
+    const c = status.changes;
+    const saved = status.bytesSaved ? `; 304s saved ${status.bytesSaved} bytes` : '';
+    lines.push(`  since ${status.since}: ${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged; ${c.newlyFailing} newly failing, ${c.recovered} recovered${saved}`);
+  }
   const queued = status.queuedMs;
   if (queued && queued.p50 !== null) {
     const held = context.perHost !== undefined && queued.p50 > (status.latencyMs.p50 ?? 0);
