@@ -106,6 +106,16 @@ describe('lookupBaseline', () => {
     // 3 claims tried, then the partitions and the marker written once (twice or more without the claim).
     expect(store.counts.get('put')).toBe(3 + BASELINE_DEFAULTS.partitions + 1);
   });
+
+  it('a claim left by a builder that died long ago does not make the next chunk wait', async () => {
+    const store = await baselineStore();
+    await store.put(layout.baselineClaim(BASE), JSON.stringify({ at: new Date(0).toISOString() }));
+    const started = Date.now();
+    const found = await lookupBaseline(store, BASE, 1, itemsAt([0, 1, 2]).map((item, k) => ({ ...item, index: 5 + k })));
+    expect(found.size).toBe(3);
+    expect(await store.exists(layout.baselineIndex(BASE))).toBe(true);
+    expect(Date.now() - started).toBeLessThan(BASELINE_DEFAULTS.buildWaitMs);
+  });
 });
 
 describe('comparing a record with its baseline', () => {

@@ -195,7 +195,10 @@ export async function ensurePartitions(store: ObjectStore, base: JobMeta): Promi
   // The chunks of a run start together: one builds, the others wait for its marker.
   const claim = JSON.stringify({ at: new Date().toISOString() });
   if (!(await store.put(layout.baselineClaim(base.jobId), claim, { ifAbsent: true, contentType: 'application/json' }))) {
-    const until = Date.now() + BASELINE_DEFAULTS.buildWaitMs;
+    // A claim older than the wait is a builder that died: build at once rather than wait again.
+    const held = await store.get(layout.baselineClaim(base.jobId));
+    const claimedAt = held ? Date.parse((JSON.parse(held.toString('utf8')) as { at: string }).at) : 0;
+    const until = claimedAt + BASELINE_DEFAULTS.buildWaitMs;
     while (Date.now() < until) {
       await sleep(BASELINE_DEFAULTS.buildPollMs);
       const done = await store.get(layout.baselineIndex(base.jobId));
