@@ -265,14 +265,27 @@ export class FanoutStack extends Stack {
     const readWrite = ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'];
     // API: plans jobs (reads uploads, writes jobs/), answers status and results, makes upload slots.
     this.apiFunction.addToRolePolicy(s3(readWrite, objects('jobs/*', 'uploads/*')));
+    // ... and lists schedules' runs (schedules/NAME/runs/, written by the schedule target and the worker).
+    this.apiFunction.addToRolePolicy(s3(['s3:GetObject'], objects('schedules/*')));
     this.apiFunction.addToRolePolicy(listBucket);
     // Worker: fetches chunks into jobs/, plans large lists from uploads/ and lists/.
     this.workerFunction.addToRolePolicy(s3(readWrite, objects('jobs/*')));
     this.workerFunction.addToRolePolicy(s3(['s3:GetObject'], objects('uploads/*', 'lists/*')));
+    // A finished scheduled run rewrites its entry in schedules/NAME/runs/ and schedules/NAME/last.json.
+    this.workerFunction.addToRolePolicy(s3(readWrite, objects('schedules/*')));
     this.workerFunction.addToRolePolicy(listBucket);
+    // The worker announces finished jobs on the default event bus (`source: fanout`, `Job Finished`): that alone.
+    this.workerFunction.addToRolePolicy(
+      new PolicyStatement({
+        effect: Effect.ALLOW,
+        actions: ['events:PutEvents'],
+        resources: [Stack.of(this).formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
+      }),
+    );
+    this.workerFunction.addEnvironment('FANOUT_EVENT_BUS', 'default');
     // Schedule target: reads its list from lists/, plans into jobs/.
     this.scheduleFunction.addToRolePolicy(s3(['s3:GetObject'], objects('lists/*')));
-    this.scheduleFunction.addToRolePolicy(s3(readWrite, objects('jobs/*')));
+    this.scheduleFunction.addToRolePolicy(s3(readWrite, objects('jobs/*', 'schedules/*')));
     this.scheduleFunction.addToRolePolicy(listBucket);
     for (const f of [this.apiFunction, this.workerFunction, this.scheduleFunction]) this.queue.grantSendMessages(f);
     this.tokenSecret.grantRead(this.apiFunction);
@@ -289,7 +302,7 @@ export class FanoutStack extends Stack {
     for (const f of [this.apiFunction, this.workerFunction, this.scheduleFunction]) {
       const role = f.role!;
       acknowledge(role, 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', 'grants only writing this function\'s own logs');
-      for (const prefix of ['jobs', 'uploads', 'lists']) {
+      for (const prefix of ['jobs', 'uploads', 'lists', 'schedules']) {
         acknowledge(role, `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/${prefix}/*]`, `job ids and upload ids are made at run time: access is scoped to the ${prefix}/ prefix`);
       }
       if (settings.tracing) {
@@ -325,6 +338,8 @@ export class FanoutStack extends Stack {
     // --- schedules -----------------------------------------------------------------------------
     const schedulesPath = join(ROOT, settings.schedulesFile);
     this.schedules = existsSync(schedulesPath) ? parseSchedules(readFileSync(schedulesPath, 'utf8')) : [];
+    // GET /schedules lists the same file (compact; Lambda allows 4 KB of environment in all).
+    if (this.schedules.length > 0) this.apiFunction.addEnvironment('FANOUT_SCHEDULES_JSON', JSON.stringify({ schedules: this.schedules }));
     for (const entry of this.schedules) {
       // The schedule function may read lists/ only (least privilege): say so at synth, not at 3 a.m.
       if (!entry.list.startsWith('lists/')) throw new Error(`schedule "${entry.name}": on AWS its list must be under lists/ in the bucket, not ${entry.list}`);

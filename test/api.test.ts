@@ -271,7 +271,7 @@ describe('the API description', () => {
   it('documents every route', async () => {
     const doc = (await (await app.request('http://fanout.test/openapi.json')).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/health', '/jobs', '/jobs/{id}', '/jobs/{id}/results', '/uploads', '/uploads/{id}']);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/health', '/jobs', '/jobs/{id}', '/jobs/{id}/results', '/schedules', '/schedules/{name}/runs', '/uploads', '/uploads/{id}']);
     expect(Object.keys(doc.paths['/jobs']!).sort()).toEqual(['get', 'post']);
     expect(Object.keys(doc.paths['/jobs/{id}']!).sort()).toEqual(['delete', 'get']);
   });

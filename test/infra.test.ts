@@ -222,6 +222,26 @@ describe('the CDK stack', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(1 hour)', State: 'DISABLED' });
   });
 
+  it('lets the worker put Job Finished events on the default bus, and nothing else on EventBridge', () => {
+    const events = statementsOf(template).filter((s) => [s.Action].flat().some((a) => a.startsWith('events:')));
+    expect(events).toHaveLength(1);
+    expect(events[0]!.id.startsWith('WorkerServiceRole')).toBe(true);
+    expect(events[0]!.Action).toBe('events:PutEvents');
+    expect(JSON.stringify(events[0]!.Resource)).toMatch(/:event-bus\/default"/);
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: Match.objectLike({
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: 'events:PutEvents', Effect: 'Allow', Resource: { 'Fn::Join': ['', Match.arrayWith([Match.stringLikeRegexp(':event-bus/default$')])] } }),
+        ]),
+      }),
+    });
+    const env = environments(template);
+    expect(env.Worker!.FANOUT_EVENT_BUS).toBe('default');
+    // GET /schedules lists the file the stack deployed.
+    const listed = JSON.parse(env.Api!.FANOUT_SCHEDULES_JSON as string) as { schedules: { name: string }[] };
+    expect(listed.schedules.map((x) => x.name)).toEqual(['nightly', 'paused']);
+  });
+
   it('refuses at synth a schedule whose list the schedule function may not read', () => {
     const bad = join(scratch, 'bad-schedules.json');
     writeFileSync(bad, JSON.stringify({ schedules: [{ name: 'x', expression: 'rate(1 day)', list: 'uploads/x.txt' }] }));

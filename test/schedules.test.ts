@@ -40,6 +40,7 @@ describe('schedules file', () => {
       format: 'auto',
       options: {},
       enabled: true,
+      alertOn: [],
     });
   });
 
@@ -49,6 +50,7 @@ describe('schedules file', () => {
     [{ schedules: [{ ...valid, list: '../etc/passwd' }] }, /list/],
     [{ schedules: [{ ...valid, options: { concurrency: 0 } }] }, /schedule "nightly": option "concurrency"/],
     [{ schedules: [valid, valid] }, /defined twice/],
+    [{ schedules: [{ ...valid, alertOn: ['sometimes'] }] }, /alertOn/],
     [{ schedules: [{ ...valid, colour: 'red' }] }, /unknown schedules field "schedules.0.colour"/],
   ])('refuses %j', (file, message) => {
     expect(() => parseSchedules(JSON.stringify(file))).toThrow(message);

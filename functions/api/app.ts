@@ -11,6 +11,7 @@ import { dashboardRoutes } from './routes/dashboard.tsx';
 import { jobsRoutes } from './routes/jobs.ts';
 import { docsRoutes, healthRoutes } from './routes/meta.ts';
 import { resultsRoutes } from './routes/results.ts';
+import { schedulesRoutes } from './routes/schedules.ts';
 import { uploadsRoutes } from './routes/uploads.ts';
 
 /**
@@ -31,6 +32,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   const auth = requireToken(deps.token);
   app.use('/jobs', auth);
   app.use('/jobs/*', auth);
+  app.use('/schedules', auth);
+  app.use('/schedules/*', auth);
   app.use('/uploads', auth);
   app.use('/uploads/*', auth);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
@@ -49,6 +52,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   app.route('/', jobsRoutes(deps));
   app.route('/', resultsRoutes(deps));
   app.route('/', uploadsRoutes(deps));
+  app.route('/', schedulesRoutes(deps));
   app.route('/', dashboardRoutes());
   app.route('/', docsRoutes(app));
   return app;

@@ -4,6 +4,7 @@
  */
 import type { ObjectStore, Queue } from '../core/ports.ts';
 import type { JobOptions } from '../core/options.ts';
+import type { Schedule } from '../core/schedules.ts';
 import type { TokenSource } from './auth.ts';
 
 export interface UploadTarget {
@@ -47,6 +48,11 @@ export interface ApiDeps {
    * @throws {OptionsError} naming the field.
    */
   checkOptions?(options: JobOptions): void;
+  /**
+   * The schedules this runtime runs (`fanout serve --schedules`; on AWS the file in
+   * FANOUT_SCHEDULES_JSON), and when each fires next if the runtime keeps timers.
+   */
+  schedules?(): { schedules: Schedule[]; nextRuns?: Record<string, string | null> };
 }
 
 export interface ResultFileLinks {

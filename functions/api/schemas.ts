@@ -3,7 +3,7 @@
  * so the document cannot drift from what the code validates.
  */
 import { z } from '@hono/zod-openapi';
-import { ERROR_CODES } from '../core/record.ts';
+import { CHANGES, ERROR_CODES } from '../core/record.ts';
 import { jobOptionsSchema } from '../core/options.ts';
 
 // The core schema itself, wrapped so the OpenAPI extension can name it (core code does not load that extension).
@@ -56,6 +56,16 @@ export const Accepted = z
 
 const Counts = z.record(z.string(), z.number().int());
 
+export const ChangeCounts = z
+  .object({
+    new: z.number().int(),
+    unchanged: z.number().int(),
+    changed: z.number().int(),
+    newlyFailing: z.number().int().openapi({ description: 'ok in the baseline, not ok now' }),
+    recovered: z.number().int().openapi({ description: 'not ok in the baseline, ok now' }),
+  })
+  .openapi('ChangeCounts');
+
 export const JobStatus = z
   .object({
     jobId: z.string(),
@@ -95,6 +105,10 @@ export const JobStatus = z
       .object({ message: z.string(), line: z.number().int().optional(), field: z.string().optional() })
       .optional()
       .openapi({ description: 'why a list planned in slices was rejected' }),
+    schedule: z.string().optional().openapi({ description: 'the schedule that started the job' }),
+    since: z.string().optional().openapi({ description: 'the baseline job (option `since`)' }),
+    changes: ChangeCounts.optional().openapi({ description: 'with a baseline: how the records compare with it' }),
+    bytesSaved: z.number().int().optional().openapi({ description: 'with a baseline: bytes not downloaded because the origin answered 304' }),
   })
   .openapi('JobStatus');
 
@@ -144,8 +158,56 @@ export const RecordSchema = z
     durationMs: z.number(),
     queuedMs: z.number().openapi({ description: 'Milliseconds waiting for a connection slot, over all attempts; not part of durationMs' }),
     error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }).nullable(),
+    notModified: z.literal(true).optional().openapi({
+      description: "with a baseline: the origin answered 304 to the conditional request; status, ok and sha256 are the baseline's, bytes 0, no body",
+    }),
+    change: z.enum(CHANGES).optional().openapi({ description: 'with a baseline: new, unchanged or changed (sha256 or status differs)' }),
+    previous: z
+      .object({ status: z.number().int().nullable(), sha256: z.string().nullable(), ok: z.boolean(), bytes: z.number().int() })
+      .nullable()
+      .optional()
+      .openapi({ description: "with a baseline: the item's record there (null for a new item)" }),
   })
   .openapi('Record');
+
+export const RunEntry = z
+  .object({
+    jobId: z.string(),
+    schedule: z.string(),
+    state: z.enum(['planning', 'rejected', 'queued', 'running', 'completed', 'cancelled']),
+    createdAt: z.string(),
+    finishedAt: z.string().nullable(),
+    durationMs: z.number().nullable(),
+    total: z.number().int().nullable(),
+    done: z.number().int(),
+    succeeded: z.number().int(),
+    failed: z.number().int(),
+    since: z.string().optional(),
+    changes: ChangeCounts.optional(),
+    bytesSaved: z.number().int().optional(),
+  })
+  .openapi('Run');
+
+export const RunsPage = z
+  .object({
+    schedule: z.string(),
+    runs: z.array(RunEntry),
+    next: z.string().nullable().openapi({ description: 'cursor of the next (older) page, or null' }),
+  })
+  .openapi('RunsPage');
+
+export const ScheduleInfo = z
+  .object({
+    name: z.string(),
+    expression: z.string(),
+    timezone: z.string(),
+    list: z.string(),
+    enabled: z.boolean(),
+    alertOn: z.array(z.string()),
+    nextRun: z.string().nullable(),
+    lastRun: RunEntry.nullable(),
+  })
+  .openapi('Schedule');
 
 export const ResultLinks = z
   .object({

@@ -156,5 +156,5 @@ export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Subm
     return planWithinBudget(deps.store, deps.queue, { body, format: 'ndjson', options: { ...request.input.options, ...options }, source: request.source, deadline });
   }
   const job = await planJob(deps.store, deps.queue, { input: request.input, options, source: request.source });
-  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
+  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued', createdAt: job.createdAt };
 }

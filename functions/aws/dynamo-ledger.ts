@@ -26,7 +26,7 @@ import {
   UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
-import { emptyCounts, type Counts } from '../core/counts.ts';
+import { emptyChanges, emptyCounts, type ChangeCounts, type Counts } from '../core/counts.ts';
 import type { JobMeta } from '../core/job.ts';
 import { LEDGER_DEFAULTS, type Ledger, type LedgerProgress, type RecordOptions, type RecordOutcome } from '../core/ledger.ts';
 
@@ -56,6 +56,9 @@ function flatten(counts: Counts): [string, number][] {
   // The wait for a connection slot: its histogram (q_) and the summed wait and request time, ms.
   for (const [k, v] of Object.entries(counts.queued ?? {})) out.push([`q_${k}`, v]);
   out.push(['qms', counts.queuedTotalMs ?? 0], ['dms', counts.durationTotalMs ?? 0]);
+  // Change counts of a job with a baseline (`c_new`, `c_newlyFailing`, ...) and the bytes a 304 saved.
+  for (const [k, v] of Object.entries(counts.changes ?? {})) out.push([`c_${k}`, v]);
+  if (counts.bytesSaved) out.push(['saved', counts.bytesSaved]);
   return out.filter(([, v]) => v !== 0);
 }
 
@@ -74,6 +77,11 @@ function addItem(counts: Counts, item: Item): void {
     else if (name.startsWith('q_')) counts.queued[name.slice(2)] = (counts.queued[name.slice(2)] ?? 0) + n;
     else if (name === 'qms') counts.queuedTotalMs += n;
     else if (name === 'dms') counts.durationTotalMs += n;
+    else if (name.startsWith('c_')) {
+      const changes = (counts.changes ??= emptyChanges());
+      const key = name.slice(2) as keyof ChangeCounts;
+      if (key in changes) changes[key] += n;
+    } else if (name === 'saved') counts.bytesSaved = (counts.bytesSaved ?? 0) + n;
   }
 }
 

@@ -48,6 +48,13 @@ const envSchema = z.object({
    * the handler gives up without throwing, so a poison message cannot loop.
    */
   FANOUT_DLQ_MAX_RECEIVE_COUNT: z.coerce.number().int().min(1).optional(),
+  /** The schedules file's text (the stack sets it on the API from schedules.json): GET /schedules lists it. */
+  FANOUT_SCHEDULES_JSON: z.string().optional(),
+  /**
+   * The worker puts a `Job Finished` event on this EventBridge bus (name or ARN) when a job ends;
+   * unset, no event is sent. The stack sets `default`.
+   */
+  FANOUT_EVENT_BUS: z.string().optional(),
 });
 
 export type AwsEnv = z.infer<typeof envSchema>;

@@ -12,6 +12,7 @@ import { UsageError } from '../core/errors.ts';
 import { INPUT_FORMATS } from '../core/input.ts';
 import { checkJobId } from '../core/layout.ts';
 import { ERROR_CODES } from '../core/record.ts';
+import { CHANGE_FILTERS } from '../core/results.ts';
 import type { JobStatus } from '../core/status.ts';
 import { clientConfig, FanoutClient } from './client.ts';
 import { addJobFlags, jobOptionsFromFlags, wholeNumber } from './job-flags.ts';
@@ -142,6 +143,10 @@ export function checkFilters(filters: URLSearchParams): void {
   if (error !== null && !(ERROR_CODES as readonly string[]).includes(error)) {
     throw new UsageError(`--error: expected one of ${ERROR_CODES.join(', ')}, got ${JSON.stringify(error)}`);
   }
+  const change = filters.get('change');
+  if (change !== null && !(CHANGE_FILTERS as readonly string[]).includes(change)) {
+    throw new UsageError(`--change: expected one of ${CHANGE_FILTERS.join(', ')}, got ${JSON.stringify(change)}`);
+  }
 }
 
 /** --api and --token; with `local`, also --data-dir (used when no API is given). */
@@ -251,12 +256,13 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
       .option('--out <file>', 'write to a file instead of stdout')
       .option('--ok <bool>', 'only records with ok true or false')
       .option('--status <code>', 'only records with this HTTP status')
-      .option('--error <code>', 'only records with this error code'),
-  ).action(async (jobId: string, flags: ClientFlags & { out?: string; ok?: string; status?: string; error?: string }) => {
+      .option('--error <code>', 'only records with this error code')
+      .option('--change <what>', `with a baseline: only ${CHANGE_FILTERS.join(', ')} records`),
+  ).action(async (jobId: string, flags: ClientFlags & { out?: string; ok?: string; status?: string; error?: string; change?: string }) => {
     checkJobId(jobId);
     const backend = backendOf(flags);
     const filters = new URLSearchParams();
-    for (const name of ['ok', 'status', 'error'] as const) if (flags[name] !== undefined) filters.set(name, flags[name]!);
+    for (const name of ['ok', 'status', 'error', 'change'] as const) if (flags[name] !== undefined) filters.set(name, flags[name]!);
     checkFilters(filters);
     const body = await backend.results(jobId, filters);
     await pipeline(body, flags.out ? createWriteStream(flags.out) : process.stdout, { end: Boolean(flags.out) });

@@ -10,6 +10,8 @@ import { request } from 'undici';
 import { FanoutError } from '../core/errors.ts';
 import type { FetchRecord } from '../core/record.ts';
 import { recordFilter, type RecordQuery } from '../core/results.ts';
+import type { RunsPage } from '../core/runs.ts';
+import type { ScheduleInfo } from '../core/schedules.ts';
 import type { JobStatus } from '../core/status.ts';
 
 /** An answer of the API that is not a success. */
@@ -106,6 +108,15 @@ export class FanoutClient {
 
   cancel(jobId: string) {
     return this.json<JobStatus>('DELETE', `/jobs/${encodeURIComponent(jobId)}`);
+  }
+
+  schedules() {
+    return this.json<{ schedules: ScheduleInfo[] }>('GET', '/schedules');
+  }
+
+  runs(name: string, limit: number, cursor?: string) {
+    const q = new URLSearchParams({ limit: String(limit), ...(cursor ? { cursor } : {}) });
+    return this.json<RunsPage>('GET', `/schedules/${encodeURIComponent(name)}/runs?${q}`);
   }
 
   jobs(limit: number, cursor?: string) {

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { FanoutError, OptionsError } from '../core/errors.ts';
 import { VERSION } from '../core/version.ts';
 import { clientCommands } from './client-commands.ts';
+import { scheduleCommands } from './schedule-commands.ts';
 import { fetchCommand } from './fetch-command.ts';
 import { serveCommand } from './serve-command.ts';
 import { flagError } from './job-flags.ts';
@@ -22,7 +23,7 @@ Exit codes:
 
 Environment variables:
   FANOUT_DATA_DIR         data folder when --data-dir is not given (default ./fanout-data)
-  FANOUT_API              API base URL for submit, status, results, cancel, jobs
+  FANOUT_API              API base URL for submit, status, results, cancel, jobs, schedules, runs
                           (without it and --api, those commands read the local data folder)
   FANOUT_TOKEN            bearer token: the one \`serve\` requires, the one clients send
   FANOUT_ALLOW_PRIVATE    1: jobs of \`serve\` may reach private and loopback addresses
@@ -61,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   fetchCommand(program, exit);
   serveCommand(program);
   clientCommands(program, exit);
+  scheduleCommands(program, exit);
   try {
     await program.parseAsync(argv);
     return exitCode;

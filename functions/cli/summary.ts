@@ -98,6 +98,11 @@ export function formatSummary(status: JobStatus, context: SummaryContext): strin
   if (status.latencyMs.p50 !== null) {
     lines.push(`  latency: p50 ${ms(status.latencyMs.p50)}, p95 ${ms(status.latencyMs.p95)}, p99 ${ms(status.latencyMs.p99)} (the requests, without the wait for a connection)`);
   }
+  if (status.changes) {
+    const c = status.changes;
+    const saved = status.bytesSaved ? `; 304s saved ${status.bytesSaved} bytes` : '';
+    lines.push(`  since ${status.since}: ${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged; ${c.newlyFailing} newly failing, ${c.recovered} recovered${saved}`);
+  }
   lines.push(...waitLines(status, context.perHost ?? status.options?.perHost));
   const files = status.results.files.length;
   const where = context.dataDir !== undefined ? `${context.dataDir}/jobs/${status.jobId}/` : (context.resultsAt ?? `fanout results ${status.jobId}`);

@@ -19,6 +19,38 @@ export interface Counts {
   queuedTotalMs: number;
   /** Sum of `durationMs` (the requests themselves), ms: with `queuedTotalMs`, says what share of the time was waiting. */
   durationTotalMs: number;
+  /** Only for jobs with a baseline (option `since`): how the records compare with it. */
+  changes?: ChangeCounts;
+  /** Bytes not downloaded because the origin answered 304 (the baseline record's size). */
+  bytesSaved?: number;
+}
+
+/** Contract names: `changes: {new, unchanged, changed, newlyFailing, recovered}`. */
+export interface ChangeCounts {
+  new: number;
+  unchanged: number;
+  changed: number;
+  /** ok in the baseline, not ok now. */
+  newlyFailing: number;
+  /** Not ok in the baseline, ok now. */
+  recovered: number;
+}
+
+export const CHANGE_COUNT_NAMES = ['new', 'unchanged', 'changed', 'newlyFailing', 'recovered'] as const satisfies readonly (keyof ChangeCounts)[];
+
+export function emptyChanges(): ChangeCounts {
+  return { new: 0, unchanged: 0, changed: 0, newlyFailing: 0, recovered: 0 };
+}
+
+/** Adds one record's comparison with its baseline. */
+function countChange(counts: Counts, record: FetchRecord): void {
+  if (record.change === undefined) return;
+  const changes = (counts.changes ??= emptyChanges());
+  changes[record.change]++;
+  const previous = record.previous;
+  if (previous && previous.ok && !record.ok) changes.newlyFailing++;
+  if (previous && !previous.ok && record.ok) changes.recovered++;
+  if (record.notModified && previous) counts.bytesSaved = (counts.bytesSaved ?? 0) + previous.bytes;
 }
 
 export function emptyCounts(): Counts {
@@ -40,6 +72,7 @@ export function countRecord(counts: Counts, record: FetchRecord): void {
     counts.queuedTotalMs = round(counts.queuedTotalMs + queued);
     counts.durationTotalMs = round(counts.durationTotalMs + record.durationMs);
   }
+  countChange(counts, record);
 }
 
 /** Sums kept to 0.1 ms, so repeated float additions do not grow digits. */
@@ -58,5 +91,10 @@ export function addCounts(into: Counts, from: Counts): Counts {
   mergeHistograms(into.queued, from.queued ?? {});
   into.queuedTotalMs = round((into.queuedTotalMs ?? 0) + (from.queuedTotalMs ?? 0));
   into.durationTotalMs = round((into.durationTotalMs ?? 0) + (from.durationTotalMs ?? 0));
+  if (from.changes) {
+    const changes = (into.changes ??= emptyChanges());
+    for (const name of CHANGE_COUNT_NAMES) changes[name] += from.changes[name];
+  }
+  if (from.bytesSaved) into.bytesSaved = (into.bytesSaved ?? 0) + from.bytesSaved;
   return into;
 }

@@ -15,7 +15,15 @@ export interface JobMeta {
   chunks: number;
   /** Where the list came from (a file name, "api", a schedule name), for people reading job lists. */
   source?: string;
+  /** The schedule that started the job (contract name `schedule`). */
+  schedule?: string;
+  /** The schedule's `alertOn`: the callback and event are sent only when such records exist. */
+  alertOn?: AlertOn[];
 }
+
+/** Change counts a schedule may alert on. */
+export const ALERT_ON = ['new', 'changed', 'newlyFailing', 'recovered'] as const;
+export type AlertOn = (typeof ALERT_ON)[number];
 
 /** A queue message: one chunk of one job. Small on purpose: the items are in the store. */
 export const chunkMessageSchema = z.object({

@@ -16,6 +16,11 @@
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
  * jobs/JOB/manifest.json             written once when the job ends
  * jobs/JOB/callback.json             the completion callback's outbox entry: pending, delivered or failed (extension)
+ * jobs/JOB/baseline/PART.ndjson.gz  the job's records by key hash, for later runs whose lists do not align (extension)
+ * jobs/JOB/baseline/index.json      written once every partition is complete (extension)
+ * jobs/JOB/baseline/building.json   the claim of the worker building them; the others wait for index.json (extension)
+ * schedules/NAME/runs/INV-JOB.json   one run of a schedule; INV = 9999999999999 - createdAt ms, so newest first (extension)
+ * schedules/NAME/last.json           the schedule's last completed run: the next run's baseline (extension)
  * uploads/UPLOAD/upload.json         an upload slot made by POST /uploads (extension)
  * uploads/UPLOAD/list                the list sent to it (extension)
  * ```
@@ -30,6 +35,18 @@ export function checkJobId(id: string): string {
   if (!JOB_ID.test(id)) throw new MalformedIdError(`malformed job id ${JSON.stringify(id.slice(0, 80))}`);
   return id;
 }
+
+/** Schedule names as EventBridge Scheduler allows them, so a name can never leave its folder. */
+const SCHEDULE_NAME = /^[A-Za-z0-9_.\-]{1,64}$/;
+
+/** Throws unless `name` is a well-formed schedule name ("." and ".." are refused too). */
+export function checkScheduleName(name: string): string {
+  if (!SCHEDULE_NAME.test(name) || name === '.' || name === '..') throw new MalformedIdError(`malformed schedule name ${JSON.stringify(name.slice(0, 80))}`);
+  return name;
+}
+
+/** Run keys sort newest first: this minus the run's creation time (ms), 13 digits. */
+const RUN_KEY_MAX = 9_999_999_999_999;
 
 export function isJobId(id: string): boolean {
   return JOB_ID.test(id);
@@ -66,6 +83,13 @@ export const layout = {
   cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,
   manifest: (jobId: string) => `jobs/${checkJobId(jobId)}/manifest.json`,
   callback: (jobId: string) => `jobs/${checkJobId(jobId)}/callback.json`,
+  baselinePartition: (jobId: string, partition: number) => `jobs/${checkJobId(jobId)}/baseline/${padChunk(partition)}.ndjson.gz`,
+  baselineIndex: (jobId: string) => `jobs/${checkJobId(jobId)}/baseline/index.json`,
+  baselineClaim: (jobId: string) => `jobs/${checkJobId(jobId)}/baseline/building.json`,
+  runsPrefix: (schedule: string) => `schedules/${checkScheduleName(schedule)}/runs/`,
+  run: (schedule: string, jobId: string, createdAt: string) =>
+    `schedules/${checkScheduleName(schedule)}/runs/${String(RUN_KEY_MAX - Date.parse(createdAt)).padStart(13, '0')}-${checkJobId(jobId)}.json`,
+  lastRun: (schedule: string) => `schedules/${checkScheduleName(schedule)}/last.json`,
   upload: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/upload.json`,
   uploadList: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/list`,
 };

@@ -174,6 +174,15 @@ export const jobOptionsSchema = z
      * credential is never written to job.json, queue messages, records or API responses.
      */
     headerEnv: headerEnvSchema.default({}),
+    /**
+     * Job id of the baseline run: records then say what changed since it (`change`, `previous`), and
+     * requests carry If-None-Match / If-Modified-Since from its ETag / Last-Modified.
+     */
+    since: z
+      .string()
+      .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'expected a job id')
+      .nullable()
+      .default(null),
   })
   .strict();
 

@@ -21,6 +21,8 @@ export interface BudgetedPlan {
   format: 'auto' | 'text' | 'ndjson';
   options: Record<string, unknown>;
   source: string;
+  /** The schedule that started the job, if one did. */
+  schedule?: PlanningMeta['schedule'];
   /** Epoch ms by which the call must have handed on what it could not do. */
   deadline: number;
 }
@@ -39,7 +41,7 @@ export async function planWithinBudget(store: ObjectStore, queue: Pick<Queue, 's
   const options = parseJobOptions(plan.options);
   const jobId = uuidv7();
   const list = plan.list ?? layout.list(jobId);
-  const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: plan.source, list };
+  const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: plan.source, list, ...(plan.schedule ? { schedule: plan.schedule } : {}) };
   const first = { type: 'plan', jobId, format: plan.format } satisfies Partial<PlanMessage>;
   let outcome: Awaited<ReturnType<typeof planSlice>>;
   try {
@@ -52,13 +54,13 @@ export async function planWithinBudget(store: ObjectStore, queue: Pick<Queue, 's
   }
   if (outcome.kind === 'continued') {
     await queue.send([outcome.message]);
-    return { jobId, total: null, chunks: null, state: 'planning' };
+    return { jobId, total: null, chunks: null, state: 'planning', createdAt: meta.createdAt };
   }
   if (outcome.kind === 'rejected') throw new Error('unreachable: invalid input is thrown'); // invalid: 'throw'
   const { job } = outcome;
   const enqueued = await enqueueChunks(queue, job, undefined, plan.deadline);
   if (enqueued < job.chunks) await queue.send([JSON.stringify({ ...first, enqueued } satisfies Partial<PlanMessage>)]);
-  return { jobId, total: job.total, chunks: job.chunks, state: 'queued' };
+  return { jobId, total: job.total, chunks: job.chunks, state: 'queued', createdAt: job.createdAt };
 }
 
 /**
@@ -92,21 +94,21 @@ export async function submitStoredListWithinBudget(
   const size = await store.size(submission.list);
   if (size === null) throw new NotFoundError(`no list at ${submission.list}`);
   if (submission.planInSlicesAboveBytes !== undefined && size > submission.planInSlicesAboveBytes) return submitStoredList(store, queue, submission);
-  const { list, source, deadline } = submission;
+  const { list, source, deadline, schedule } = submission;
   if (submission.format === 'text' || submission.format === 'ndjson') {
-    return planWithinBudget(store, queue, { list, format: submission.format, options: submission.options, source, deadline });
+    return planWithinBudget(store, queue, { list, format: submission.format, options: submission.options, source, schedule, deadline });
   }
   const stream = await store.getStream(list);
   if (!stream) throw new NotFoundError(`no list at ${list}`);
   let parsed: { body: string; options?: Record<string, unknown> } | undefined;
   let format: 'text' | 'ndjson' | undefined;
   try {
-    const input = await openInput(stream, submission.format);
+    const input = await openInput(stream, submission.format, { urlColumn: submission.urlColumn });
     if (input.format === 'text' || input.format === 'ndjson') format = input.format;
     else parsed = { body: await ndjsonOfItems(input), options: input.options }; // a JSON document (or any format not read by lines)
   } finally {
     stream.destroy(); // a text or NDJSON list is read again by the planner, from its first byte
   }
-  if (format) return planWithinBudget(store, queue, { list, format, options: submission.options, source, deadline });
-  return planWithinBudget(store, queue, { body: parsed!.body, format: 'ndjson', options: { ...parsed!.options, ...submission.options }, source, deadline });
+  if (format) return planWithinBudget(store, queue, { list, format, options: submission.options, source, schedule, deadline });
+  return planWithinBudget(store, queue, { body: parsed!.body, format: 'ndjson', options: { ...parsed!.options, ...submission.options }, source, schedule, deadline });
 }

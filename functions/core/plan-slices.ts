@@ -14,7 +14,8 @@ import type { JobMeta } from './job.ts';
 import { layout } from './layout.ts';
 import { parseJobOptions, type JobOptions } from './options.ts';
 import { ChunkInputWriter, commitJob, enqueueChunks } from './plan-chunks.ts';
-import { planJob } from './plan.ts';
+import { checkBaseline } from './baseline.ts';
+import { planJob, scheduleFields, type PlanRequest } from './plan.ts';
 import { v7 as uuidv7 } from 'uuid';
 import type { ObjectStore, Queue } from './ports.ts';
 
@@ -44,6 +45,8 @@ export interface PlanningMeta {
   source: string;
   /** Store key of the list (an upload, or a schedule's list). */
   list: string;
+  /** The schedule that started the job. */
+  schedule?: PlanRequest['schedule'];
 }
 
 export interface Rejection {
@@ -66,6 +69,7 @@ export interface ListSubmission {
   urlColumn?: string;
   options: Record<string, unknown>;
   source: string;
+  schedule?: PlanRequest['schedule'];
   /** Lists larger than this are planned in slices by the workers; unset: always at once. */
   planInSlicesAboveBytes?: number;
 }
@@ -76,6 +80,8 @@ export interface Submitted {
   total: number | null;
   chunks: number | null;
   state: 'queued' | 'planning';
+  /** job.json's createdAt (the run's key in a schedule's run index). */
+  createdAt: string;
 }
 
 /**
@@ -92,14 +98,15 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
       throw new InputError(`a list this large must be text or NDJSON, not ${submission.format === 'csv' ? 'CSV' : 'a JSON document'}`, undefined, 'format');
     }
     const options = parseJobOptions(submission.options);
+    await checkBaseline(store, options.since);
     const jobId = uuidv7();
-    const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list };
+    const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list, schedule: submission.schedule };
     await startPlanning(store, queue, meta, submission.format);
-    return { jobId, total: null, chunks: null, state: 'planning' };
+    return { jobId, total: null, chunks: null, state: 'planning', createdAt: meta.createdAt };
   }
   const input = await openInput((await store.getStream(submission.list))!, submission.format, { urlColumn: submission.urlColumn });
-  const job = await planJob(store, queue, { input, options: submission.options, source: submission.source });
-  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued' };
+  const job = await planJob(store, queue, { input, options: submission.options, source: submission.source, schedule: submission.schedule });
+  return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued', createdAt: job.createdAt };
 }
 
 export type SliceOutcome = { kind: 'continued'; message: string } | { kind: 'planned'; job: JobMeta } | { kind: 'rejected'; rejection: Rejection };
@@ -186,7 +193,7 @@ export async function planSlice(
     return { kind: 'rejected', rejection };
   }
 
-  const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks, source: meta.source };
+  const job: JobMeta = { jobId, createdAt: meta.createdAt, options: meta.options, total: index, chunks, source: meta.source, ...scheduleFields(meta.schedule) };
   await commitJob(store, queue, job, enqueue);
   // Only once the job is committed: a redelivered slice before that needs its set.
   if (seen) await deleteDedupeState(store, jobId);

@@ -5,7 +5,8 @@
  */
 import { v7 as uuidv7 } from 'uuid';
 import type { OpenedInput } from './input.ts';
-import type { JobMeta } from './job.ts';
+import { checkBaseline } from './baseline.ts';
+import type { AlertOn, JobMeta } from './job.ts';
 import { layout } from './layout.ts';
 import { markDuplicates } from './dedupe.ts';
 import { parseJobOptions } from './options.ts';
@@ -19,6 +20,8 @@ export interface PlanRequest {
   /** Options given beside the list (CLI flags, query parameters); they override a JSON document's own. */
   options?: Record<string, unknown>;
   source?: string;
+  /** The schedule that started the job, and its `alertOn`. */
+  schedule?: { name: string; alertOn?: AlertOn[] };
   /** Sends the chunk messages; false leaves that to the caller (the API may want to answer first). */
   enqueue?: boolean;
 }
@@ -32,6 +35,7 @@ export interface PlanRequest {
  */
 export async function planJob(store: ObjectStore, queue: Pick<Queue, 'send'>, request: PlanRequest): Promise<JobMeta> {
   const options = parseJobOptions({ ...request.input.options, ...request.options });
+  await checkBaseline(store, options.since);
   const jobId = uuidv7();
   const writer = new ChunkInputWriter(store, jobId, options.chunkSize);
   let total = 0;
@@ -47,7 +51,13 @@ export async function planJob(store: ObjectStore, queue: Pick<Queue, 'send'>, re
     await store.deletePrefix(layout.jobPrefix(jobId));
     throw error;
   }
-  const job: JobMeta = { jobId, createdAt: new Date().toISOString(), options, total, chunks, source: request.source };
+  const job: JobMeta = { jobId, createdAt: new Date().toISOString(), options, total, chunks, source: request.source, ...scheduleFields(request.schedule) };
   await commitJob(store, queue, job, request.enqueue !== false);
   return job;
+}
+
+/** The job.json fields of a scheduled run (none for other jobs). */
+export function scheduleFields(schedule: PlanRequest['schedule']): Pick<JobMeta, 'schedule' | 'alertOn'> {
+  if (!schedule) return {};
+  return { schedule: schedule.name, ...(schedule.alertOn?.length ? { alertOn: schedule.alertOn } : {}) };
 }

@@ -58,7 +58,27 @@ export interface FetchRecord {
   /** Milliseconds the request waited for a connection slot, over all attempts; not in `durationMs`. */
   queuedMs: number;
   error: RecordError | null;
+  /** With a baseline (option `since`): a 304 answered the conditional request; nothing was downloaded. */
+  notModified?: true;
+  /** With a baseline: `new` (not in it), `unchanged` or `changed` (sha256 or status differs). */
+  change?: Change;
+  /** With a baseline: the item's record there (null for a `new` item). */
+  previous?: PreviousRecord | null;
 }
+
+export const CHANGES = ['new', 'unchanged', 'changed'] as const;
+export type Change = (typeof CHANGES)[number];
+
+/** What a record keeps of the baseline's record: `status` and `sha256` (contract), `ok` and `bytes`. */
+export interface PreviousRecord {
+  status: number | null;
+  sha256: string | null;
+  ok: boolean;
+  bytes: number;
+}
+
+/** The comparison fields, appended by the worker when the job has a baseline. */
+export type ChangeFields = Pick<FetchRecord, 'notModified' | 'change' | 'previous'>;
 
 type BodyFields = Pick<FetchRecord, 'body' | 'bodyEncoding'> | Pick<FetchRecord, 'bodyKey'>;
 
@@ -67,7 +87,7 @@ type BodyFields = Pick<FetchRecord, 'body' | 'bodyEncoding'> | Pick<FetchRecord,
  * Every record is made here.
  */
 export function makeRecord(r: Omit<FetchRecord, 'body' | 'bodyEncoding' | 'bodyKey'>, body?: BodyFields): FetchRecord {
-  return {
+  const record: FetchRecord = {
     index: r.index,
     url: r.url,
     id: r.id,
@@ -88,6 +108,12 @@ export function makeRecord(r: Omit<FetchRecord, 'body' | 'bodyEncoding' | 'bodyK
     queuedMs: r.queuedMs,
     error: r.error,
   };
+  if (r.notModified) record.notModified = true;
+  if (r.change !== undefined) {
+    record.change = r.change;
+    record.previous = r.previous ?? null;
+  }
+  return record;
 }
 
 /** The record of an item no request was made for: nothing arrived, so every response field is empty. */

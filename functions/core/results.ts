@@ -70,6 +70,18 @@ export interface RecordQuery {
   ok?: string;
   status?: string;
   error?: string;
+  /** A comparison with the baseline: `new`, `unchanged`, `changed`, `newlyFailing` or `recovered`. */
+  change?: string;
+}
+
+/** Values of the `change` filter: the record's `change`, or how its `ok` moved since the baseline. */
+export const CHANGE_FILTERS = ['new', 'unchanged', 'changed', 'newlyFailing', 'recovered'] as const;
+
+/** True when a record matches a `change` filter (records of jobs without a baseline match none). */
+export function matchesChange(r: Pick<FetchRecord, 'ok' | 'change' | 'previous'>, change: string): boolean {
+  if (change === 'newlyFailing') return r.previous?.ok === true && !r.ok;
+  if (change === 'recovered') return r.previous?.ok === false && r.ok;
+  return r.change === change;
 }
 
 /**
@@ -90,6 +102,9 @@ export function checkRecordQuery(query: RecordQuery): RecordQuery {
   if (query.error !== undefined && !(ERROR_CODES as readonly string[]).includes(query.error)) {
     throw new QueryError(`"error" must be one of ${ERROR_CODES.join(', ')}, not ${JSON.stringify(query.error)}`, 'error');
   }
+  if (query.change !== undefined && !(CHANGE_FILTERS as readonly string[]).includes(query.change)) {
+    throw new QueryError(`"change" must be one of ${CHANGE_FILTERS.join(', ')}, not ${JSON.stringify(query.change)}`, 'change');
+  }
   return query;
 }
 
@@ -99,12 +114,13 @@ export function checkRecordQuery(query: RecordQuery): RecordQuery {
  * @example
  * recordFilter({ ok: 'false' })?.(record) // true for a failed record
  */
-export function recordFilter(query: RecordQuery): ((r: Pick<FetchRecord, 'ok' | 'status' | 'error'>) => boolean) | undefined {
-  if (query.ok === undefined && query.status === undefined && query.error === undefined) return undefined;
+export function recordFilter(query: RecordQuery): ((r: Pick<FetchRecord, 'ok' | 'status' | 'error' | 'change' | 'previous'>) => boolean) | undefined {
+  if (query.ok === undefined && query.status === undefined && query.error === undefined && query.change === undefined) return undefined;
   return (r) =>
     (query.ok === undefined || String(r.ok) === query.ok) &&
     (query.status === undefined || String(r.status) === query.status) &&
-    (query.error === undefined || r.error?.code === query.error);
+    (query.error === undefined || r.error?.code === query.error) &&
+    (query.change === undefined || matchesChange(r, query.change));
 }
 
 /** Where a page starts: a chunk, and a record's position within that chunk's result file. */

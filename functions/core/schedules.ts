@@ -18,6 +18,9 @@ import { submitStoredList, type Submitted } from './plan-slices.ts';
 import { submitStoredListWithinBudget } from './plan-budget.ts';
 import type { ObjectStore, Queue } from './ports.ts';
 import { NotFoundError } from './errors.ts';
+import { Cron } from 'croner';
+import { ALERT_ON } from './job.ts';
+import { lastCompletedRun, listRuns, recordRunStarted, type RunEntry } from './runs.ts';
 
 const KEY = /^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(\/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$/;
 
@@ -33,6 +36,8 @@ export const scheduleSchema = z
     urlColumn: z.string().min(1).max(1024).optional(),
     options: z.record(z.string(), z.unknown()).default({}),
     enabled: z.boolean().default(true),
+    /** Send the callback and the event only when the run has such records (default: always). */
+    alertOn: z.array(z.enum(ALERT_ON)).default([]),
   })
   .strict();
 
@@ -111,18 +116,85 @@ export function parseSchedules(text: string): Schedule[] {
  * @throws {NotFoundError} when the list is not in the store.
  */
 export async function submitScheduledJob(store: ObjectStore, queue: Queue, schedule: Schedule, planInSlicesAboveBytes?: number, deadline?: number): Promise<Submitted> {
+  // A run compares with the schedule's last completed run unless its options name a baseline.
+  const options = { ...schedule.options };
+  if (options.since === undefined) {
+    const last = await lastCompletedRun(store, schedule.name);
+    if (last) options.since = last.jobId;
+  }
+  let submitted: Submitted;
   try {
     const submission = {
       list: schedule.list,
       format: schedule.format,
       urlColumn: schedule.urlColumn,
-      options: schedule.options,
+      options,
       source: `schedule:${schedule.name}`,
+      schedule: { name: schedule.name, alertOn: schedule.alertOn },
       planInSlicesAboveBytes,
     };
-    return await (deadline === undefined ? submitStoredList(store, queue, submission) : submitStoredListWithinBudget(store, queue, { ...submission, deadline }));
+    submitted = await (deadline === undefined ? submitStoredList(store, queue, submission) : submitStoredListWithinBudget(store, queue, { ...submission, deadline }));
   } catch (error) {
     if (error instanceof NotFoundError) throw new NotFoundError(`schedule "${schedule.name}": no list at ${schedule.list}`);
     throw error;
   }
+  await recordRunStarted(store, schedule.name, { ...submitted, since: (options.since as string | undefined) ?? null });
+  return submitted;
+}
+
+/** A schedule as GET /schedules lists it. */
+export interface ScheduleInfo {
+  name: string;
+  expression: string;
+  timezone: string;
+  list: string;
+  enabled: boolean;
+  alertOn: string[];
+  /** When it fires next (ISO), null when disabled or unknown. */
+  nextRun: string | null;
+  /** Its newest run, null before the first. */
+  lastRun: RunEntry | null;
+}
+
+/**
+ * When a schedule fires next, from its expression: croner for cron expressions; a rate counts from
+ * its last run (EventBridge counts from the schedule's creation, which fanout does not know).
+ *
+ * @example
+ * nextRunOf(schedule, new Date()) // '2026-11-27T03:00:00.000Z'
+ */
+export function nextRunOf(schedule: Schedule, lastRunAt: string | null, now = new Date()): string | null {
+  if (!schedule.enabled) return null;
+  const parsed = parseExpression(schedule.expression);
+  if (!parsed) return null;
+  if (parsed.kind === 'cron') return new Cron(parsed.pattern, { timezone: schedule.timezone, paused: true }).nextRun(now)?.toISOString() ?? null;
+  if (!lastRunAt) return null;
+  let next = Date.parse(lastRunAt) + parsed.ms;
+  if (next < now.getTime()) next += Math.ceil((now.getTime() - next) / parsed.ms) * parsed.ms;
+  return new Date(next).toISOString();
+}
+
+/**
+ * The schedules with their next and last run: one LIST page and one GET per schedule.
+ *
+ * @param nextRuns the runner's own timers, when it has them (`fanout serve`).
+ * @example
+ * await describeSchedules(store, parseSchedules(text))
+ */
+export async function describeSchedules(store: ObjectStore, schedules: Schedule[], nextRuns?: Record<string, string | null>): Promise<ScheduleInfo[]> {
+  return Promise.all(
+    schedules.map(async (s) => {
+      const lastRun = (await listRuns(store, s.name, { limit: 1 })).runs[0] ?? null;
+      return {
+        name: s.name,
+        expression: s.expression,
+        timezone: s.timezone,
+        list: s.list,
+        enabled: s.enabled,
+        alertOn: s.alertOn,
+        nextRun: nextRuns && s.name in nextRuns ? nextRuns[s.name]! : nextRunOf(s, lastRun?.createdAt ?? null),
+        lastRun,
+      };
+    }),
+  );
 }

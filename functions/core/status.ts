@@ -3,7 +3,7 @@
  * from its own result file and adds the same counts to the job's ledger (core/ledger.ts), so the
  * sums equal the records; status and the manifest read the ledger, never the summaries.
  */
-import type { Counts } from './counts.ts';
+import { emptyChanges, type ChangeCounts, type Counts } from './counts.ts';
 import { NotFoundError } from './errors.ts';
 import { loadJob, type JobMeta } from './job.ts';
 import type { PlanningMeta } from './plan-slices.ts';
@@ -51,6 +51,12 @@ export interface JobStatus {
   results: { manifest: string | null; files: string[] };
   /** Chunks counted as failed whose records could not be written (see Manifest). */
   lostChunks?: number[];
+  /** The schedule that started the job (contract name `schedule`). */
+  schedule?: string;
+  /** With a baseline (option `since`): the baseline's job id, how the records compare with it, and the bytes 304s saved. */
+  since?: string;
+  changes?: ChangeCounts;
+  bytesSaved?: number;
   /** Why a job was rejected while being planned (the bad line). */
   error?: { message: string; line?: number; field?: string };
 }
@@ -77,6 +83,23 @@ export interface Manifest {
   files: string[];
   /** Chunks whose records could not be written even as chunk_failed (counted as failed; no file). */
   lostChunks?: number[];
+  schedule?: string;
+  since?: string;
+  changes?: ChangeCounts;
+  bytesSaved?: number;
+}
+
+/**
+ * The status fields of a scheduled run and of a job with a baseline (none for other jobs).
+ *
+ * @example
+ * comparisonFields(job, counts) // { schedule: 'nightly', since: '0190...', changes: { new: 0, ... }, bytesSaved: 5120 }
+ */
+export function comparisonFields(job: JobMeta, counts: Pick<Counts, 'changes' | 'bytesSaved'>): Pick<JobStatus, 'schedule' | 'since' | 'changes' | 'bytesSaved'> {
+  return {
+    ...(job.schedule ? { schedule: job.schedule } : {}),
+    ...(job.options.since ? { since: job.options.since, changes: { ...emptyChanges(), ...counts.changes }, bytesSaved: counts.bytesSaved ?? 0 } : {}),
+  };
 }
 
 /** The wait for connection slots and the request time, from counts, as status and manifest show them. */
@@ -117,6 +140,7 @@ export function buildManifest(job: JobMeta, progress: LedgerProgress, cancelled:
     bytes: counts.bytes,
     files: allResultFiles(job.jobId, job.chunks, lostChunks),
     ...(lostChunks.length > 0 ? { lostChunks } : {}),
+    ...comparisonFields(job, counts),
   };
 }
 
@@ -170,6 +194,7 @@ export async function jobStatus(store: ObjectStore, jobId: string, ledger: Ledge
     // Which chunks are done is not kept per call (it would cost O(chunks)): files appear once complete.
     results: { manifest: null, files: [] },
     ...(lostChunks.length > 0 ? { lostChunks } : {}),
+    ...comparisonFields(job, counts),
   };
 }
 
@@ -199,6 +224,7 @@ async function planningStatus(store: ObjectStore, jobId: string, notFound: NotFo
     bytes: 0,
     cancelRequested: false,
     source: meta.source,
+    ...(meta.schedule ? { schedule: meta.schedule.name } : {}),
     results: { manifest: null, files: [] },
     ...(rejected ? { error: JSON.parse(rejected.toString('utf8')) as JobStatus['error'] } : {}),
   };
@@ -229,5 +255,6 @@ export function statusFromManifest(job: JobMeta, manifest: Manifest): JobStatus 
     options: redactOptions(job.options),
     results: { manifest: layout.manifest(job.jobId), files: manifest.files },
     ...(manifest.lostChunks?.length ? { lostChunks: manifest.lostChunks } : {}),
+    ...comparisonFields(job, manifest),
   };
 }

@@ -27,6 +27,7 @@ import { duplicateRecord, failedRecord, isStringLimitError, makeRecord, tooLarge
 import { finishJob, type FinishDeps } from './finish.ts';
 import { envSecrets, resolveHeaderEnv, type SecretSource } from './header-env.ts';
 import type { JobOptions } from './options.ts';
+import { compareResult, conditionalItem, itemKey, lookupBaseline } from './baseline.ts';
 import { ledgerFor, type RecordOptions } from './ledger.ts';
 import type { ChunkSummary } from './status.ts';
 
@@ -233,6 +234,8 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
   const items = (await readChunkItems(store, jobId, chunk)).slice(next);
   // Values of headerEnv are read here, per chunk, and live only in this options object (never stored).
   const { options, headerError } = await withHeaderEnv(job.options, deps.headerSecrets);
+  // With a baseline: its records for these items only (bounded by the chunk, see core/baseline.ts).
+  const previous = options.since ? await lookupBaseline(store, options.since, chunk, items) : undefined;
   const time = budgeted ? new TimeBudget(deadline, options.timeoutMs, marginMs) : undefined;
   const controller = new AbortController();
   const stopWatching = watchCancel(deps, jobId, controller);
@@ -263,8 +266,11 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
       deps.onRecord?.(jobId, record);
       return record;
     }
-    const result = await fetcher.fetch(item, options, signal);
+    const prev = previous?.get(itemKey(item));
+    const sent = previous ? conditionalItem(item, options, prev) : item;
+    let result = await fetcher.fetch(sent, options, signal);
     if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
+    if (previous) result = compareResult(result, prev, sent !== item);
     const kept = await withBody(store, job, result).catch((error) => {
       // A body too large to encode into the record fails its URL alone.
       if (!isStringLimitError(error)) throw error;

@@ -64,6 +64,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   runtime.on('error', (error, context) =>
     console.error(JSON.stringify({ level: 'warn', message: context, error: (error as Error).message })),
   );
+  let schedules: ScheduleRunner | undefined;
   const app = createApp({
     store: runtime.store,
     queue: runtime.queue,
@@ -72,10 +73,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     cancel: (jobId) => runtime.cancel(jobId),
     // The workers are this process's threads: a headerEnv variable it lacks is refused at submission.
     checkOptions: (options) => checkHeaderEnv(options.headerEnv),
+    schedules: () => (schedules ? { schedules: schedules.schedules, nextRuns: schedules.nextRuns() } : { schedules: [] }),
   });
   await runtime.recover();
   runtime.start();
-  const schedules = options.schedulesFile ? await startSchedules(options.schedulesFile, runtime) : undefined;
+  schedules = options.schedulesFile ? await startSchedules(options.schedulesFile, runtime) : undefined;
 
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: options.host, port: options.port }, () => resolve(s));

@@ -344,6 +344,112 @@ async function initJob() {
   tick();
 }
 
+/* ---- schedules ---- */
+
+function pct(run) {
+  return run.total ? Math.round((1000 * run.succeeded) / run.total) / 10 : 0;
+}
+
+function seconds(ms) {
+  return ms === null || ms === undefined ? '–' : (ms / 1000).toFixed(1) + ' s';
+}
+
+function changeWords(changes) {
+  if (!changes) return 'no baseline';
+  const parts = [];
+  if (changes.new) parts.push(changes.new + ' new');
+  if (changes.changed) parts.push(changes.changed + ' changed');
+  if (changes.newlyFailing) parts.push(changes.newlyFailing + ' newly failing');
+  if (changes.recovered) parts.push(changes.recovered + ' recovered');
+  return parts.length ? parts.join(', ') : 'no change';
+}
+
+/* One column per run, oldest on the left: the bar is the success rate; red marks newly failing, amber changed. */
+function runsChart(runs) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const width = Math.max(320, runs.length * 56 + 40);
+  const height = 180;
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('id', 'runs-svg');
+  svg.setAttribute('aria-label', runs.map((r) => r.createdAt + ': ' + pct(r) + '% ok, ' + seconds(r.durationMs) + ', ' + changeWords(r.changes)).join('; ') || 'no runs');
+  runs.forEach((run, i) => {
+    const x = 30 + i * 56;
+    const h = Math.round((pct(run) / 100) * 110);
+    const g = document.createElementNS(ns, 'g');
+    g.setAttribute('class', 'run');
+    g.setAttribute('data-job-id', run.jobId);
+    const back = document.createElementNS(ns, 'rect');
+    back.setAttribute('x', x); back.setAttribute('y', 20); back.setAttribute('width', 40); back.setAttribute('height', 110); back.setAttribute('fill', '#eaeef2');
+    const bar = document.createElementNS(ns, 'rect');
+    bar.setAttribute('x', x); bar.setAttribute('y', 130 - h); bar.setAttribute('width', 40); bar.setAttribute('height', h);
+    bar.setAttribute('fill', run.changes && run.changes.newlyFailing ? '#b3261e' : run.changes && run.changes.changed ? '#b26a00' : '#137333');
+    const rate = document.createElementNS(ns, 'text');
+    rate.setAttribute('x', x); rate.setAttribute('y', 14); rate.textContent = pct(run) + '%';
+    const dur = document.createElementNS(ns, 'text');
+    dur.setAttribute('x', x); dur.setAttribute('y', 146); dur.textContent = seconds(run.durationMs);
+    const ch = document.createElementNS(ns, 'text');
+    ch.setAttribute('x', x); ch.setAttribute('y', 162);
+    ch.textContent = run.changes ? '±' + (run.changes.changed + run.changes.new) + ' ✗' + run.changes.newlyFailing : '';
+    g.append(back, bar, rate, dur, ch);
+    svg.append(g);
+  });
+  return svg;
+}
+
+async function initSchedules() {
+  try {
+    const { schedules } = await (await api('/schedules')).json();
+    const body = $('schedules-body');
+    body.replaceChildren();
+    for (const s of schedules) {
+      const tr = el('tr', { 'data-schedule': s.name });
+      const td = el('td');
+      td.append(el('a', { href: '/ui/schedules/' + encodeURIComponent(s.name) }, s.name));
+      tr.append(td);
+      tr.append(el('td', {}, s.expression));
+      tr.append(el('td', {}, s.nextRun || (s.enabled ? '–' : 'disabled')));
+      tr.append(el('td', {}, s.lastRun ? s.lastRun.state + ', ' + pct(s.lastRun) + '% ok, ' + changeWords(s.lastRun.changes) : 'never run'));
+      body.append(tr);
+    }
+    showError('');
+  } catch (error) {
+    showError('Could not load schedules: ' + error.message);
+  }
+}
+
+async function initSchedule() {
+  const name = document.body.dataset.schedule;
+  try {
+    const { runs } = await (await api('/schedules/' + encodeURIComponent(name) + '/runs?limit=30')).json();
+    $('runs-chart').replaceChildren(runsChart(runs.slice().reverse()));
+    const body = $('runs-body');
+    body.replaceChildren();
+    for (const run of runs) {
+      const tr = el('tr', { 'data-job-id': run.jobId });
+      const td = el('td');
+      td.append(el('a', { href: '/ui/jobs/' + run.jobId }, run.createdAt));
+      tr.append(td);
+      tr.append(el('td', { class: 'state-' + run.state }, run.state));
+      tr.append(el('td', { class: 'rate' }, pct(run) + '%'));
+      tr.append(el('td', {}, seconds(run.durationMs)));
+      const c = run.changes || {};
+      tr.append(el('td', {}, run.changes ? c.new : '–'));
+      tr.append(el('td', {}, run.changes ? c.changed : '–'));
+      tr.append(el('td', { class: 'failed' }, run.changes ? c.newlyFailing : '–'));
+      tr.append(el('td', {}, run.changes ? c.recovered : '–'));
+      body.append(tr);
+    }
+    $('runs-count').textContent = runs.length + ' runs';
+    showError('');
+  } catch (error) {
+    showError('Could not load the runs: ' + error.message);
+  }
+}
+
 if (page === 'jobs') initJobs();
 if (page === 'job') initJob();
+if (page === 'schedules') initSchedules();
+if (page === 'schedule') initSchedule();
 `;

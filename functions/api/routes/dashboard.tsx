@@ -9,7 +9,7 @@ import type { FC, PropsWithChildren } from 'hono/jsx';
 import { DASHBOARD_CLIENT } from './dashboard-client.ts';
 import { DASHBOARD_CSS } from './dashboard-style.ts';
 
-const Layout: FC<PropsWithChildren<{ title: string; page: string; jobId?: string }>> = ({ title, page, jobId, children }) => (
+const Layout: FC<PropsWithChildren<{ title: string; page: string; jobId?: string; schedule?: string }>> = ({ title, page, jobId, schedule, children }) => (
   <html lang="en">
     <head>
       <meta charset="utf-8" />
@@ -18,13 +18,14 @@ const Layout: FC<PropsWithChildren<{ title: string; page: string; jobId?: string
       <link rel="stylesheet" href="/ui/app.css" />
       <link rel="icon" href="data:," />
     </head>
-    <body data-page={page} data-job-id={jobId ?? ''}>
+    <body data-page={page} data-job-id={jobId ?? ''} data-schedule={schedule ?? ''}>
       <header>
         <a href="/" class="brand">
           fanout
         </a>
         <nav aria-label="main">
           <a href="/">Jobs</a>
+          <a href="/ui/schedules">Schedules</a>
           <a href="/docs">API</a>
         </nav>
       </header>
@@ -208,10 +209,64 @@ const JobPage: FC<{ jobId: string }> = ({ jobId }) => (
   </Layout>
 );
 
+const SchedulesPage: FC = () => (
+  <Layout title="fanout: schedules" page="schedules">
+    <h1>Schedules</h1>
+    <table id="schedules-table">
+      <thead>
+        <tr>
+          <th scope="col">Schedule</th>
+          <th scope="col">Expression</th>
+          <th scope="col">Next run</th>
+          <th scope="col">Last run</th>
+        </tr>
+      </thead>
+      <tbody id="schedules-body"></tbody>
+    </table>
+  </Layout>
+);
+
+/** A schedule's runs: success rate, duration and changes, as a chart (oldest left) and a table (newest first). */
+const SchedulePage: FC<{ name: string }> = ({ name }) => (
+  <Layout title={`fanout: schedule ${name}`} page="schedule" schedule={name}>
+    <h1>
+      Schedule <code>{name}</code>
+    </h1>
+    <section aria-labelledby="runs-chart-title">
+      <h2 id="runs-chart-title">Runs over time</h2>
+      <figure>
+        <figcaption>Success rate per run (bar), duration and changes (± new or changed, ✗ newly failing) below; red: something newly fails</figcaption>
+        <div id="runs-chart"></div>
+      </figure>
+    </section>
+    <section aria-labelledby="runs-title">
+      <h2 id="runs-title">Runs</h2>
+      <p id="runs-count" role="status" aria-live="polite"></p>
+      <table id="runs-table">
+        <thead>
+          <tr>
+            <th scope="col">Started</th>
+            <th scope="col">State</th>
+            <th scope="col">Success rate</th>
+            <th scope="col">Duration</th>
+            <th scope="col">New</th>
+            <th scope="col">Changed</th>
+            <th scope="col">Newly failing</th>
+            <th scope="col">Recovered</th>
+          </tr>
+        </thead>
+        <tbody id="runs-body"></tbody>
+      </table>
+    </section>
+  </Layout>
+);
+
 export function dashboardRoutes(): Hono {
   const app = new Hono();
   app.get('/', (c) => c.html(<JobsPage />));
   app.get('/ui/jobs/:id', (c) => c.html(<JobPage jobId={c.req.param('id').replace(/[^0-9a-f-]/g, '')} />));
+  app.get('/ui/schedules', (c) => c.html(<SchedulesPage />));
+  app.get('/ui/schedules/:name', (c) => c.html(<SchedulePage name={c.req.param('name').replace(/[^A-Za-z0-9_.\-]/g, '').slice(0, 64)} />));
   app.get('/ui/app.js', (c) => c.body(DASHBOARD_CLIENT, 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }));
   app.get('/ui/app.css', (c) => c.body(DASHBOARD_CSS, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'no-cache' }));
   return app;

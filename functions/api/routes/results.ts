@@ -19,6 +19,7 @@ import {
   readResultPage,
   readResults,
   recordFilter,
+  CHANGE_FILTERS,
 } from '../../core/results.ts';
 import { jobStatus } from '../../core/status.ts';
 import type { ApiDeps, ResultFileLinks, ResultLinks as Links } from '../deps.ts';
@@ -59,6 +60,10 @@ const resultsRoute = createRoute({
         .optional()
         .openapi({ description: 'only records with this HTTP status' }),
       error: z.enum(ERROR_CODES).optional().openapi({ description: 'only records with this error code' }),
+      change: z
+        .enum(CHANGE_FILTERS)
+        .optional()
+        .openapi({ description: 'with a baseline (option `since`): only new, unchanged or changed records, or those newly failing or recovered since it' }),
       links: z
         .enum(['true', 'false'])
         .optional()
@@ -121,7 +126,7 @@ export function resultsRoutes(deps: ApiDeps): OpenAPIHono {
     const setNext = (next: string | null) => {
       if (next === null) return;
       const q = new URLSearchParams();
-      for (const name of ['ok', 'status', 'error', 'links', 'limit'] as const) if (query[name] !== undefined) q.set(name, String(query[name]));
+      for (const name of ['ok', 'status', 'error', 'change', 'links', 'limit'] as const) if (query[name] !== undefined) q.set(name, String(query[name]));
       q.set('cursor', next);
       c.header('Link', `</jobs/${id}/results?${q}>; rel="next"`);
       c.header('Fanout-Next-Cursor', next);

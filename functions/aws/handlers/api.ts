@@ -15,6 +15,17 @@ import { OptionsError } from '../../core/errors.ts';
 import { layout } from '../../core/layout.ts';
 import type { JobOptions } from '../../core/options.ts';
 import { AWS_ENV_DEFAULTS, awsRuntime, maxJobTimeoutMs, type AwsEnv, type AwsRuntime } from '../environment.ts';
+import { parseSchedules, type Schedule } from '../../core/schedules.ts';
+
+let schedulesCache: { text: string; schedules: Schedule[] } | undefined;
+
+/** The schedules file the stack passed in FANOUT_SCHEDULES_JSON (parsed once per container). */
+function loadedSchedules(rt: AwsRuntime): Schedule[] {
+  const text = rt.env.FANOUT_SCHEDULES_JSON;
+  if (!text) return [];
+  if (schedulesCache?.text !== text) schedulesCache = { text, schedules: parseSchedules(text) };
+  return schedulesCache.schedules;
+}
 import { awsTokenSource } from '../token.ts';
 import {
   PRESIGN_SECONDS,
@@ -96,6 +107,7 @@ export function createAwsApp(rt: AwsRuntime = awsRuntime()) {
     resultPages: resultPageLimits(),
     resultFiles: s3ResultFiles(rt),
     checkOptions: (options) => checkWorkerTime(options),
+    schedules: () => ({ schedules: loadedSchedules(rt) }),
   });
 }
 

@@ -17,6 +17,7 @@ import { Fetcher } from '../../core/engine/fetcher.ts';
 import { AddressGuard } from '../../core/engine/guard.ts';
 import { handleMessage, type MessageDeps, type MessageResult } from '../../core/messages.ts';
 import { callbackSecretSource } from '../callback-secret.ts';
+import { jobEventPublisher } from '../job-events.ts';
 import { AWS_ENV_DEFAULTS, awsRuntime, type AwsRuntime } from '../environment.ts';
 import { awsHeaderSecrets } from '../header-secrets.ts';
 
@@ -53,6 +54,7 @@ function deps(rt: AwsRuntime, log: Logger): MessageDeps {
     queue: rt.queue,
     callbackSecret: secret.get,
     headerSecrets,
+    publish: jobEventPublisher(rt.env),
     onJobFinished: (manifest) => {
       metrics.addMetric(WORKER_METRICS.jobsFinished, MetricUnit.Count, 1);
       log.info('job finished', { state: manifest.state, total: manifest.total, failed: manifest.failed, lostChunks: manifest.lostChunks?.length ?? 0 });
