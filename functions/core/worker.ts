@@ -41,6 +41,12 @@ export interface WorkerDeps extends FinishDeps {
   /** An extra cancellation source for a job (the embedded runtime aborts its workers directly). */
   cancelSignal?: (jobId: string) => AbortSignal | undefined;
   cancelPollMs?: number;
+  /**
+   * Keep what a delivery without a time budget fetched as part files, cut this often (ms), so a
+   * process stopped or killed mid-chunk refetches only what was not yet kept (the embedded runtime
+   * sets it; undefined: the chunk is written only when it is done).
+   */
+  partEveryMs?: number;
 }
 
 /** `lost`: not even chunk_failed records could be written; the chunk is counted as failed in the ledger. */
@@ -264,6 +270,12 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
   };
 
   try {
+    if (!time && deps.partEveryMs !== undefined) {
+      const outcome = await writeInParts(store, job, chunk, { parts, next }, inOrder(items, run, limit, budget), deps.partEveryMs);
+      await markChunkDone(deps, job, chunk, outcome.counts!);
+      await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+      return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
+    }
     const outcome = await writeChunkFile(
       store,
       { resultsKey, prefixParts: parts, partKey: time ? layout.part(jobId, chunk, next) : undefined },
@@ -283,6 +295,67 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     stopWatching();
     release();
   }
+}
+
+/**
+ * Writes a chunk's records as a chain of part files, each cut `everyMs` after it began (also while
+ * the next record is still being fetched), then the result file as the parts' bytes in order: a
+ * delivery that dies keeps every part it marked, and the next one starts after them
+ * (see {@link partsChain}).
+ */
+async function writeInParts(
+  store: ObjectStore,
+  job: JobMeta,
+  chunk: number,
+  chain: { parts: string[]; next: number },
+  records: AsyncGenerator<FetchRecord>,
+  everyMs: number,
+): Promise<{ counts: Counts | null; created: boolean }> {
+  const { jobId } = job;
+  const parts = [...chain.parts];
+  let next = chain.next;
+  // The record being waited for; a cut leaves it to head the next part.
+  let pending: Promise<IteratorResult<FetchRecord>> | undefined = records.next();
+  let ended = false;
+  try {
+    while (!ended) {
+      const head = await pending!;
+      pending = undefined;
+      if (head.done) break;
+      const cutAt = Date.now() + everyMs;
+      async function* segment(): AsyncGenerator<FetchRecord> {
+        yield head.value as FetchRecord;
+        for (;;) {
+          const step = (pending ??= records.next());
+          const left = cutAt - Date.now();
+          if (left <= 0) return;
+          let timer: NodeJS.Timeout | undefined;
+          const raced = await Promise.race([step, new Promise<'cut'>((r) => (timer = setTimeout(r, left, 'cut')))]);
+          clearTimeout(timer);
+          if (raced === 'cut') return;
+          pending = undefined;
+          if (raced.done) return void (ended = true);
+          yield raced.value;
+        }
+      }
+      const key = layout.part(jobId, chunk, next);
+      // A part at this position is not in the chain: a dead delivery's unmarked leftover.
+      await store.delete(key);
+      const { written, created } = await writeChunkFile(store, { resultsKey: key }, segment());
+      if (!created) throw new Error(`part file ${key} was written by another delivery meanwhile`);
+      await markPart(store, jobId, chunk, next, next + written);
+      parts.push(key);
+      next += written;
+    }
+  } finally {
+    // With a record still awaited, the generator closes once it settles (the caller aborts it).
+    pending?.catch(() => {});
+    const closing = records.return(undefined);
+    if (pending) closing.catch(() => {});
+    else await closing;
+  }
+  async function* none(): AsyncGenerator<FetchRecord> {}
+  return writeChunkFile(store, { resultsKey: layout.results(jobId, chunk), prefixParts: parts }, none());
 }
 
 /** The last delivery failed: every item still gets its record, with `chunk_failed`. */
