@@ -3,13 +3,19 @@
  * for a job that then ends `completed`. A store wrapper holds the chunk's result file until the
  * cancel marker is written, so the race is the same on every run.
  */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../functions/api/app.ts';
 import type { UploadTarget } from '../functions/api/deps.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
+import { openInput } from '../functions/core/input.ts';
+import { layout } from '../functions/core/layout.ts';
 import type { ObjectStore } from '../functions/core/ports.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { LocalStore } from '../functions/local/local-store.ts';
+import { fanout } from './support/cli.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
@@ -81,4 +87,24 @@ describe('DELETE near completion', () => {
     expect(again.status).toBe(409);
     expect(((await again.json()) as { detail: string }).detail).toMatch(/already ended \(cancelled\)/);
   });
+});
+
+describe('fanout cancel near completion', () => {
+  it('says the job already ended (completed) and exits 2 when every URL had been fetched', async () => {
+    // A job whose every chunk was written and counted, stopped before its manifest: nothing is left to cancel.
+    const dataDir = tempDir();
+    const local = new EmbeddedRuntime({ dataDir, guard: new AddressGuard({ blockPrivate: false }) });
+    const urls = Array.from({ length: 3 }, (_, i) => `${origin.url}/ok?cli=${i}`).join('\n');
+    const job = await local.submit(await openInput(Readable.from([urls])), { chunkSize: 3 });
+    local.start();
+    await local.waitForJob(job.jobId);
+    await local.stop();
+    rmSync(join(dataDir, layout.manifest(job.jobId)));
+
+    const run = await fanout(['cancel', job.jobId, '--data-dir', dataDir]);
+    expect(run.stderr).toMatch(/already ended \(completed\)/);
+    expect(run.code).toBe(2);
+    const status = await fanout(['status', job.jobId, '--data-dir', dataDir, '--json']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ state: 'completed', succeeded: 3 });
+  }, 30_000);
 });
