@@ -243,6 +243,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     // A delivery wrote the file but died before its summary: finish its work.
     const counts = await countResults(store, resultsKey);
     await markChunkDone(deps, job, chunk, counts);
+    await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {}); // parts it may have left
     return { jobId, chunk, outcome: 'lost-race', counts };
   }
 
