@@ -199,7 +199,7 @@ describe('cancel', () => {
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     const res = await call('DELETE', `/jobs/${json.jobId}`);
-    expect(res.status).toBe(202);
+    expect([200, 202]).toContain(res.status); // 200 when it ended within CANCEL_ROUTE_DEFAULTS.settleMs
     const status = await waitDone(json.jobId as string);
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(status).toMatchObject({ state: 'cancelled', total: 200, done: 200, byError: { cancelled: 200 } });

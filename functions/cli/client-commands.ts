@@ -279,6 +279,11 @@ export function clientCommands(program: Command, exit: (code: number) => void): 
     checkJobId(jobId);
     const backend = backendOf(flags);
     const status = await settle(backend, await backend.cancel(jobId));
+    // The cancel landed as the last chunk was written: nothing was cancelled, and saying so is the truth
+    // (the API answers 409 with the same words; exit 2 either way).
+    if (status.state === 'completed') {
+      throw new UsageError(`job ${jobId} already ended (completed): every URL had been fetched before the cancel arrived, nothing was cancelled`);
+    }
     if (flags.json) printStatus(status);
     else if (ENDED.includes(status.state)) {
       process.stdout.write(`fanout: job ${jobId} ${status.state}: ${status.succeeded} ok, ${status.failed} failed, ${status.byError.cancelled ?? 0} cancelled of ${status.total}\n`);

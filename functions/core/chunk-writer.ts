@@ -4,16 +4,47 @@
  * so that if it stops early what it fetched is kept; the delivery that finishes the chunk then
  * writes the result file as the earlier parts' bytes followed by its own (gzip members concatenate).
  */
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { countRecord, emptyCounts, type Counts } from './counts.ts';
+import { addCounts, countRecord, emptyCounts, type Counts } from './counts.ts';
 import { gzipOptions, readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
 import { isStringLimitError, serializeRecord, tooLargeRecord, type FetchRecord } from './record.ts';
 
 /** Characters of serialized records handed to gzip at once. */
 const WRITE_BATCH_CHARS = 64 * 1024;
+/** A body at least this long is written in slices of this many characters. */
+const BODY_SLICE_CHARS = 1024 * 1024;
+/** Stands for the body in the record's JSON; nothing else in a record can hold it (random per process). */
+const BODY_MARK = `\u0000fanout-body-${randomUUID()}\u0000`;
+
+/**
+ * A record with a large body as pieces of its NDJSON line: the JSON around the body, then the body in
+ * slices (JSON-escaped one slice at a time). The whole line never exists as one string, nor as one
+ * Buffer: only the body the record already holds, and one slice at a time.
+ *
+ * @example
+ * [...recordPieces(makeRecord(r, { body: 'x'.repeat(3 << 20), bodyEncoding: 'utf8' }))].join('') === serializeRecord(record) // true
+ */
+export function* recordPieces(record: FetchRecord): Generator<string> {
+  const body = record.body!;
+  const marked = JSON.stringify({ ...record, body: BODY_MARK });
+  const at = marked.indexOf(JSON.stringify(BODY_MARK));
+  yield marked.slice(0, at) + '"';
+  // base64 needs no escaping; text is escaped per slice, never splitting a surrogate pair.
+  const escape = record.bodyEncoding !== 'base64';
+  for (let from = 0; from < body.length; ) {
+    let to = Math.min(from + BODY_SLICE_CHARS, body.length);
+    const last = body.charCodeAt(to - 1);
+    if (to < body.length && last >= 0xd800 && last <= 0xdbff) to--;
+    const slice = body.slice(from, to);
+    yield escape ? JSON.stringify(slice).slice(1, -1) : slice;
+    from = to;
+  }
+  yield '"' + marked.slice(at + JSON.stringify(BODY_MARK).length) + '\n';
+}
 
 /**
  * Serialises a record; one that cannot be (past V8's string limit) is replaced by its `too_large`
@@ -40,6 +71,8 @@ export interface ChunkFileTargets {
   prefixParts?: string[];
   /** Keep this delivery's records here too. */
   partKey?: string;
+  /** Counts of the prefix parts' records, when known (else the file is read back to count). */
+  prefixCounts?: Counts | null;
 }
 
 export interface ChunkFileOutcome {
@@ -49,6 +82,8 @@ export interface ChunkFileOutcome {
   created: boolean;
   /** Records this call produced (whether or not they reached the result file). */
   written: number;
+  /** Counts of those records. */
+  own: Counts;
   /** The part file was written (only with `partKey`). */
   partWritten: boolean;
 }
@@ -125,6 +160,17 @@ export async function writeChunkFile(
   try {
     for await (const produced of records) {
       if (failure) throw failure;
+      if ((produced.body?.length ?? 0) >= BODY_SLICE_CHARS) {
+        // A large body goes to gzip a slice at a time, never copied whole into the line.
+        countRecord(counts, produced);
+        written++;
+        if (pending.length > 0) await flush();
+        for (const piece of recordPieces(produced)) {
+          pending = piece;
+          await flush();
+        }
+        continue;
+      }
       const { record, line } = serializeOrReplace(produced);
       countRecord(counts, record);
       written++;
@@ -148,11 +194,12 @@ export async function writeChunkFile(
       await resultsPut.catch((error) => {
         if (!(error instanceof StoppedEarly) && !(error instanceof Error && error.message.includes('StoppedEarly'))) throw error;
       });
-      return { counts: null, created: false, written, partWritten };
+      return { counts: null, created: false, written, own: counts, partWritten };
     }
     const created = await resultsPut;
-    const fileCounts = created && prefixParts.length === 0 ? counts : await countResults(store, targets.resultsKey);
-    return { counts: fileCounts, created, written, partWritten };
+    const known = prefixParts.length === 0 ? emptyCounts() : targets.prefixCounts;
+    const fileCounts = created && known ? addCounts(structuredClone(known), counts) : await countResults(store, targets.resultsKey);
+    return { counts: fileCounts, created, written, own: counts, partWritten };
   } catch (error) {
     gzip.destroy(error as Error);
     toResults.destroy(error as Error);

@@ -5,6 +5,7 @@
  * The next delivery finds the parts in the store and starts after them, so a chunk is never
  * half-lost and never refetched whole.
  */
+import { addCounts, emptyCounts, type Counts } from './counts.ts';
 import { layout } from './layout.ts';
 import type { ObjectStore } from './ports.ts';
 
@@ -45,28 +46,36 @@ export interface PartsChain {
   parts: string[];
   /** Position in the chunk where fetching resumes. */
   next: number;
+  /** The parts' records counted, when every part's mark says (else the parts must be read to count). */
+  counts: Counts | null;
 }
 
 /** The parts earlier deliveries of a chunk left, as a contiguous chain from the chunk's start. */
 export async function partsChain(store: ObjectStore, jobId: string, chunk: number): Promise<PartsChain> {
-  const ranges = new Map<number, number>();
+  const ranges = new Map<number, { to: number; counts?: Counts }>();
   for await (const key of store.list(layout.partsPrefix(jobId, chunk))) {
     if (!key.endsWith('.json')) continue;
     const data = await store.get(key);
     if (!data) continue;
-    const { from, to } = JSON.parse(data.toString('utf8')) as { from: number; to: number };
-    if (to > (ranges.get(from) ?? from)) ranges.set(from, to);
+    const { from, to, counts } = JSON.parse(data.toString('utf8')) as { from: number; to: number; counts?: Counts };
+    if (to > (ranges.get(from)?.to ?? from)) ranges.set(from, { to, counts });
   }
   const parts: string[] = [];
   let next = 0;
+  let counts: Counts | null = emptyCounts();
   while (ranges.has(next)) {
     parts.push(layout.part(jobId, chunk, next));
-    next = ranges.get(next)!;
+    const range = ranges.get(next)!;
+    counts = counts && range.counts ? addCounts(counts, range.counts) : null;
+    next = range.to;
   }
-  return { parts, next };
+  return { parts, next, counts };
 }
 
-/** Records that a part file holds items [from, to) of the chunk. */
-export async function markPart(store: ObjectStore, jobId: string, chunk: number, from: number, to: number): Promise<void> {
-  await store.put(layout.partDone(jobId, chunk, from), JSON.stringify({ from, to }), { ifAbsent: true, contentType: 'application/json' });
+/**
+ * Records that a part file holds items [from, to) of the chunk, and their counts (so the result file
+ * is counted without reading the parts back: their records may hold large bodies).
+ */
+export async function markPart(store: ObjectStore, jobId: string, chunk: number, from: number, to: number, counts?: Counts): Promise<void> {
+  await store.put(layout.partDone(jobId, chunk, from), JSON.stringify({ from, to, counts }), { ifAbsent: true, contentType: 'application/json' });
 }

@@ -12,8 +12,8 @@
 import { setMaxListeners } from 'node:events';
 import type { LimitFunction } from 'p-limit';
 import { countResults, writeChunkFile } from './chunk-writer.ts';
-import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain } from './continuation.ts';
-import { emptyCounts, type Counts } from './counts.ts';
+import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain, type PartsChain } from './continuation.ts';
+import { addCounts, emptyCounts, type Counts } from './counts.ts';
 import type { FetchResult } from './engine/fetch-item.ts';
 import type { ByteBudget, Fetcher } from './engine/fetcher.ts';
 import { encodeBody } from './engine/body-text.ts';
@@ -46,6 +46,12 @@ export interface WorkerDeps extends FinishDeps {
   cancelPollMs?: number;
   /** Where the `headerEnv` option's variables are read (default: this process's environment). */
   headerSecrets?: SecretSource;
+  /**
+   * Keep what a delivery without a time budget fetched as part files, cut this often (ms), so a
+   * process stopped or killed mid-chunk refetches only what was not yet kept (the embedded runtime
+   * sets it; undefined: the chunk is written only when it is done).
+   */
+  partEveryMs?: number;
 }
 
 /** `lost`: not even chunk_failed records could be written; the chunk is counted as failed in the ledger. */
@@ -127,11 +133,16 @@ async function* inOrder(
   const sizes = new Array<number>(items.length).fill(0);
   let started = 0;
   let closed = false;
+  let head = 0;
   try {
     for (let i = 0; i < items.length; i++) {
+      head = i;
+      budget.release(0); // the new head, if it waits for room, goes now
       while (started < items.length && (started === i || budget.available)) {
         const at = started++;
-        const promise = limit(() => run(items[at]!)).then((record) => {
+        // Queued items check the budget again when their turn comes: results that finished meanwhile
+        // may fill it, and an item that starts then would hold its body on top.
+        const promise = limit(async () => (await budget.room(() => closed || at === head), run(items[at]!))).then((record) => {
           if (!closed && record !== HANDED_ON) {
             sizes[at] = recordSize(record);
             budget.used += sizes[at]!;
@@ -142,7 +153,7 @@ async function* inOrder(
         pending[at] = promise;
       }
       const result = await pending[i]!;
-      budget.used -= sizes[i]!;
+      budget.release(sizes[i]!);
       sizes[i] = 0;
       pending[i] = undefined;
       if (result === HANDED_ON) return;
@@ -151,22 +162,34 @@ async function* inOrder(
   } finally {
     // Results this generator will never yield give their budget back.
     closed = true;
-    for (let i = 0; i < items.length; i++) budget.used -= sizes[i]!;
+    let held = 0;
+    for (let i = 0; i < items.length; i++) held += sizes[i]!;
+    budget.release(held);
   }
 }
 
-/** Rough bytes a record holds in memory, for the reorder budget. */
+/**
+ * Bytes a record holds in memory, for the reorder budget: a body string takes one byte a character
+ * when every character is Latin-1 (base64 always), else two.
+ */
 function recordSize(record: FetchRecord): number {
-  return 512 + (record.body?.length ?? 0);
+  const body = record.body;
+  if (!body) return 512;
+  return 512 + (record.bodyEncoding === 'base64' || !/[^\x00-\xff]/.test(body) ? body.length : 2 * body.length);
 }
 
 /** Turns a fetch result into the record to store, attaching the body as the job asks. */
 async function withBody(store: ObjectStore, job: JobMeta, result: FetchResult): Promise<FetchRecord> {
   const { record, body } = result;
   if (body === null || job.options.bodies === 'none') return record;
-  if (job.options.bodies === 'inline') return makeRecord(record, encodeBody(body, result.contentType, record.truncated));
+  if (job.options.bodies === 'inline') {
+    const encoded = encodeBody(body, result.contentType, record.truncated);
+    result.body = null; // the bytes are in the string now: let them go before the record waits its turn
+    return makeRecord(record, encoded);
+  }
   const key = layout.body(job.jobId, record.index);
   await store.put(key, body, { contentType: result.contentType ?? 'application/octet-stream' });
+  result.body = null;
   return makeRecord(record, { bodyKey: key });
 }
 
@@ -225,12 +248,14 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     // A delivery wrote the file but died before its summary: finish its work.
     const counts = await countResults(store, resultsKey);
     await markChunkDone(deps, job, chunk, counts);
+    await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {}); // parts it may have left
     return { jobId, chunk, outcome: 'lost-race', counts };
   }
 
   const budgeted = deadline !== undefined && message.continuation < CONTINUATION_DEFAULTS.maxContinuations;
   // Earlier deliveries may have handed this chunk on: start after what they kept.
-  const { parts, next } = await partsChain(store, jobId, chunk);
+  const chain = await partsChain(store, jobId, chunk);
+  const { parts, next } = chain;
   const items = (await readChunkItems(store, jobId, chunk)).slice(next);
   // Values of headerEnv are read here, per chunk, and live only in this options object (never stored).
   const { options, headerError } = await withHeaderEnv(job.options, deps.headerSecrets);
@@ -282,14 +307,20 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
   };
 
   try {
+    if (!time && deps.partEveryMs !== undefined) {
+      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, limit, budget), deps.partEveryMs);
+      await markChunkDone(deps, job, chunk, outcome.counts!);
+      await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+      return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
+    }
     const outcome = await writeChunkFile(
       store,
-      { resultsKey, prefixParts: parts, partKey: time ? layout.part(jobId, chunk, next) : undefined },
+      { resultsKey, prefixParts: parts, prefixCounts: chain.counts, partKey: time ? layout.part(jobId, chunk, next) : undefined },
       inOrder(items, run, limit, budget),
       () => !handedOn,
     );
     if (handedOn) {
-      if (outcome.partWritten && outcome.written > 0) await markPart(store, jobId, chunk, next, next + outcome.written);
+      if (outcome.partWritten && outcome.written > 0) await markPart(store, jobId, chunk, next, next + outcome.written, outcome.own);
       return { jobId, chunk, outcome: 'continued', counts: emptyCounts(), continuation: chunkMessage(jobId, chunk, message.continuation + 1) };
     }
     await markChunkDone(deps, job, chunk, outcome.counts!);
@@ -315,6 +346,69 @@ async function withHeaderEnv(options: JobOptions, source: SecretSource | undefin
   return { options: { ...options, headers: { ...options.headers, ...resolved.headers } } };
 }
 
+/**
+ * Writes a chunk's records as a chain of part files, each cut `everyMs` after it began (also while
+ * the next record is still being fetched), then the result file as the parts' bytes in order: a
+ * delivery that dies keeps every part it marked, and the next one starts after them
+ * (see {@link partsChain}).
+ */
+async function writeInParts(
+  store: ObjectStore,
+  job: JobMeta,
+  chunk: number,
+  chain: PartsChain,
+  records: AsyncGenerator<FetchRecord>,
+  everyMs: number,
+): Promise<{ counts: Counts | null; created: boolean }> {
+  const { jobId } = job;
+  const parts = [...chain.parts];
+  let next = chain.next;
+  const counts = chain.counts && structuredClone(chain.counts);
+  // The record being waited for; a cut leaves it to head the next part.
+  let pending: Promise<IteratorResult<FetchRecord>> | undefined = records.next();
+  let ended = false;
+  try {
+    while (!ended) {
+      const head = await pending!;
+      pending = undefined;
+      if (head.done) break;
+      const cutAt = Date.now() + everyMs;
+      async function* segment(): AsyncGenerator<FetchRecord> {
+        yield head.value as FetchRecord;
+        for (;;) {
+          const step = (pending ??= records.next());
+          const left = cutAt - Date.now();
+          if (left <= 0) return;
+          let timer: NodeJS.Timeout | undefined;
+          const raced = await Promise.race([step, new Promise<'cut'>((r) => (timer = setTimeout(r, left, 'cut')))]);
+          clearTimeout(timer);
+          if (raced === 'cut') return;
+          pending = undefined;
+          if (raced.done) return void (ended = true);
+          yield raced.value;
+        }
+      }
+      const key = layout.part(jobId, chunk, next);
+      // A part at this position is not in the chain: a dead delivery's unmarked leftover.
+      await store.delete(key);
+      const { written, created, own } = await writeChunkFile(store, { resultsKey: key }, segment());
+      if (!created) throw new Error(`part file ${key} was written by another delivery meanwhile`);
+      await markPart(store, jobId, chunk, next, next + written, own);
+      if (counts) addCounts(counts, own);
+      parts.push(key);
+      next += written;
+    }
+  } finally {
+    // With a record still awaited, the generator closes once it settles (the caller aborts it).
+    pending?.catch(() => {});
+    const closing = records.return(undefined);
+    if (pending) closing.catch(() => {});
+    else await closing;
+  }
+  async function* none(): AsyncGenerator<FetchRecord> {}
+  return writeChunkFile(store, { resultsKey: layout.results(jobId, chunk), prefixParts: parts, prefixCounts: counts }, none());
+}
+
 /** The last delivery failed: every item still gets its record, with `chunk_failed`. */
 async function failChunk(deps: WorkerDeps, job: JobMeta, chunk: number, cause: unknown): Promise<ChunkResult> {
   const message = `chunk ${chunk} failed on its last delivery: ${(cause as Error)?.message ?? String(cause)}`.slice(0, 500);
@@ -328,11 +422,11 @@ async function failChunk(deps: WorkerDeps, job: JobMeta, chunk: number, cause: u
 export async function writeFailedChunk(deps: WorkerDeps, job: JobMeta, chunk: number, message: string): Promise<ChunkResult> {
   const items = await readChunkItems(deps.store, job.jobId, chunk);
   // Records a delivery kept before running out of time stay; only the rest are failed.
-  const { parts, next } = await partsChain(deps.store, job.jobId, chunk);
+  const { parts, next, counts: prefixCounts } = await partsChain(deps.store, job.jobId, chunk);
   async function* records() {
     for (const item of items.slice(next)) yield failedRecord(item, 'chunk_failed', message);
   }
-  const { counts, created } = await writeChunkFile(deps.store, { resultsKey: layout.results(job.jobId, chunk), prefixParts: parts }, records());
+  const { counts, created } = await writeChunkFile(deps.store, { resultsKey: layout.results(job.jobId, chunk), prefixParts: parts, prefixCounts }, records());
   await markChunkDone(deps, job, chunk, counts!);
   return { jobId: job.jobId, chunk, outcome: created ? 'chunk-failed' : 'lost-race', counts: counts! };
 }

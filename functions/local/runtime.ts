@@ -47,6 +47,8 @@ export interface EmbeddedRuntimeOptions {
   callbackSecret?: string;
   /** Backoff base between callback attempts (tests shorten it). */
   callbackRetryBaseMs?: number;
+  /** How often a running chunk keeps its records as a part file (default LOOP_DEFAULTS.partEveryMs). */
+  partEveryMs?: number;
 }
 
 export interface RuntimeEvents {
@@ -99,6 +101,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
       cancelSignal: (jobId) => this.cancels.signal(jobId),
       callbackSecret: async () => options.callbackSecret,
       callbackRetryBaseMs: options.callbackRetryBaseMs,
+      partEveryMs: options.partEveryMs ?? LOOP_DEFAULTS.partEveryMs,
     };
   }
 
@@ -154,6 +157,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
         retryDelayMs: this.options.retryDelayMs,
         callbackSecret: this.options.callbackSecret,
         callbackRetryBaseMs: this.options.callbackRetryBaseMs,
+        partEveryMs: this.deps.partEveryMs,
       };
       const handlers = {
         onProgress: (jobId: string, done: number, failed: number) => this.emit('progress', jobId, done, failed),

@@ -55,6 +55,7 @@ const deps: MessageDeps = {
   cancelSignal: (jobId) => cancels.signal(jobId),
   callbackSecret: async () => config.callbackSecret,
   callbackRetryBaseMs: config.callbackRetryBaseMs,
+  partEveryMs: config.partEveryMs,
 };
 
 function flushProgress(): void {

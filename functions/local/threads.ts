@@ -29,6 +29,8 @@ export interface ThreadConfig {
   /** Signs completion callbacks (threads deliver them like any message). */
   callbackSecret?: string;
   callbackRetryBaseMs?: number;
+  /** See WorkerDeps.partEveryMs. */
+  partEveryMs?: number;
 }
 
 /** Messages from a worker thread. */

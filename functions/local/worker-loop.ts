@@ -24,6 +24,11 @@ export const LOOP_DEFAULTS = {
   receiveWaitMs: 1_000,
   /** Longest wait before a message that met a full store is tried again. */
   storeFullMaxDelayMs: 30_000,
+  /**
+   * A chunk's records are kept as a part file this often while it runs, so restarts that come
+   * faster than one chunk still make progress (a killed delivery refetches at most this much).
+   */
+  partEveryMs: 5_000,
   /** Tries the main thread gives counting a thread's chunk when the failure is not a full store. */
   countRetries: 5,
 } as const;

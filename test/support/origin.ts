@@ -103,7 +103,7 @@ const routes: Record<string, Handler> = {
   },
   '/big': (_req, res, q) => {
     const total = num(q, 'mb', 64) * MiB;
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+    res.writeHead(200, { 'content-type': q.get('type') ?? 'application/octet-stream', 'content-length': total });
     const block = Buffer.alloc(64 * 1024, 97);
     let sent = 0;
     const pump = () => {

@@ -4,7 +4,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { loadJob } from '../../core/job.ts';
 import { JOBS_PREFIX, checkJobId, isJobId } from '../../core/layout.ts';
-import { jobStatus, type JobStatus as Status } from '../../core/status.ts';
+import { jobStatus, readManifest, type JobStatus as Status } from '../../core/status.ts';
 import type { ApiDeps } from '../deps.ts';
 import { problem } from '../problem.ts';
 import { Accepted, JobIdParam, JobList, JobStatus, JsonSubmission, Problem, problemResponses } from '../schemas.ts';
@@ -36,13 +36,40 @@ const cancelRoute = createRoute({
   method: 'delete',
   path: '/jobs/{id}',
   summary: 'Cancel a job: chunks not yet fetched get cancelled records',
+  description:
+    'Waits up to a few seconds (CANCEL_ROUTE_DEFAULTS.settleMs) for the job to end, so the answer says what the cancel did: ' +
+    '200 with the final status when the job ended cancelled, 202 with the current status when it is still stopping, ' +
+    '409 when it had already ended, or ended completed because every URL had been fetched before the cancel arrived.',
   request: { params: JobIdParam },
   responses: {
+    200: { description: 'Cancelled: the job ended; the final status', content: { 'application/json': { schema: JobStatus } } },
     202: { description: 'Cancelling; the status follows', content: { 'application/json': { schema: JobStatus } } },
-    409: { description: 'The job already ended', content: { 'application/problem+json': { schema: Problem } } },
+    409: { description: 'The job already ended (completed or cancelled): nothing was cancelled', content: { 'application/problem+json': { schema: Problem } } },
     ...problemResponses,
   },
 });
+
+/** DELETE /jobs/{id} defaults, stated once. */
+export const CANCEL_ROUTE_DEFAULTS = {
+  /**
+   * How long DELETE waits for the job to end before answering 202: a cancel that lands as the last
+   * chunk is written ends `completed`, and the answer must say so instead of claiming a cancel.
+   */
+  settleMs: 3_000,
+  /** How often it looks for the manifest meanwhile. */
+  pollMs: 50,
+} as const;
+
+/** The manifest's state once the job ends within `ms`, else null. */
+async function endedWithin(deps: ApiDeps, id: string, ms: number): Promise<string | null> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const manifest = await readManifest(deps.store, id);
+    if (manifest) return manifest.state;
+    if (Date.now() >= until) return null;
+    await new Promise((r) => setTimeout(r, CANCEL_ROUTE_DEFAULTS.pollMs));
+  }
+}
 
 /** A job list page holds at most this much JSON (its statuses are capped by {@link capFiles}). */
 const JOB_LIST_MAX_BYTES = 4 * 1024 * 1024;
@@ -136,8 +163,14 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
   app.openapi(cancelRoute, async (c) => {
     const id = checkJobId(c.req.valid('param').id);
     await loadJob(deps.store, id);
-    if (!(await deps.cancel(id))) throw problem(409, 'Conflict', `job ${id} already ended`);
-    return c.json(capFiles(await jobStatus(deps.store, id)), 202);
+    if (!(await deps.cancel(id))) {
+      const state = (await readManifest(deps.store, id))?.state ?? 'ended';
+      throw problem(409, 'Conflict', `job ${id} already ended (${state}): nothing was cancelled`);
+    }
+    const state = await endedWithin(deps, id, CANCEL_ROUTE_DEFAULTS.settleMs);
+    // Every URL had been fetched when the marker landed: the job completed, nothing was cancelled.
+    if (state === 'completed') throw problem(409, 'Conflict', `job ${id} already ended (completed): every URL had been fetched before the cancel arrived, nothing was cancelled`);
+    return c.json(capFiles(await jobStatus(deps.store, id)), state ? 200 : 202);
   });
 
   return app;

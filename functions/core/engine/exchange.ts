@@ -13,6 +13,7 @@ import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import type { ResponseHeaders } from '../record.ts';
+import { BodyBuffer } from './body-buffer.ts';
 
 /** Exchange limits, stated once. */
 export const EXCHANGE_DEFAULTS = {
@@ -129,7 +130,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
   private wireBytes = 0;
   private bytes = 0;
   private truncated = false;
-  private chunks: Buffer[] = [];
+  private kept: BodyBuffer;
   /** Most bodies come in one chunk: hashed in one call at the end; a Hash is made on the second chunk. */
   private firstChunk: Buffer | undefined;
   private hash: crypto.Hash | undefined;
@@ -145,7 +146,9 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
     private readonly policy: BodyPolicy,
     private readonly resolve: (result: ExchangeResult) => void,
     private readonly reject: (error: unknown) => void,
-  ) {}
+  ) {
+    this.kept = new BodyBuffer(policy.limit);
+  }
 
   /** The request left the pool's queue for a connection of its own. */
   slot(): void {
@@ -189,6 +192,8 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
     this.headers = headers;
     this.discarding = this.policy.discard?.(statusCode, headers) ?? false;
     this.steps = decodingSteps(headers['content-encoding']);
+    // An unencoded body of announced size is kept in one buffer of that size (no copy at the end).
+    if (this.policy.keep && !this.discarding && !this.steps?.length) this.kept.expect(Number(headers['content-length']));
     if (!this.discarding && this.steps && this.steps.length > EXCHANGE_DEFAULTS.maxDecodingLayers) {
       this.refuse(
         controller,
@@ -213,7 +218,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
       if (room > 0) {
         const part = chunk.subarray(0, room);
         this.digest(part);
-        if (this.policy.keep) this.chunks.push(part);
+        if (this.policy.keep) this.kept.push(part);
       }
       this.bytes = this.policy.limit;
       this.truncated = true;
@@ -224,7 +229,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
     }
     if (chunk.length === 0) return;
     this.digest(chunk);
-    if (this.policy.keep) this.chunks.push(chunk);
+    if (this.policy.keep) this.kept.push(chunk);
     this.bytes += chunk.length;
   }
 
@@ -300,7 +305,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
       location: this.location,
       bytes: this.bytes,
       truncated: this.truncated,
-      data: this.policy.keep && !this.discarding ? Buffer.concat(this.chunks) : null,
+      data: this.policy.keep && !this.discarding ? this.kept.take() : null,
       decoded: this.steps !== undefined,
       sha256: this.sha256(),
     });

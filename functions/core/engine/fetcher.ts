@@ -47,9 +47,29 @@ export interface FetcherOptions {
  */
 export class ByteBudget {
   used = 0;
+  private waiters: (() => void)[] = [];
   constructor(readonly limit: number) {}
   get available(): boolean {
     return this.used < this.limit;
+  }
+
+  /** Gives bytes back and wakes whoever waits for room (they look again). */
+  release(bytes: number): void {
+    this.used -= bytes;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /**
+   * Resolves once there is room, or once `go()` says to start anyway (the item at the head of the
+   * line, which every held record waits for, never waits).
+   *
+   * @example
+   * await budget.room(() => index === head);
+   */
+  async room(go: () => boolean): Promise<void> {
+    while (!this.available && !go()) await new Promise<void>((wake) => this.waiters.push(wake));
   }
 }
 
