@@ -8,10 +8,12 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../functions/core/version.ts';
-import { startServe, type Run } from './support/cli.ts';
+import { spawnFanout, startServe, until, type Run } from './support/cli.ts';
+import { expectOnePerIndex } from './support/jobs.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
@@ -87,6 +89,50 @@ describe('the installed package', () => {
     const jobs = await run(['jobs']);
     expect(jobs.stdout).toMatch(/completed\s+30\/30/);
   });
+
+  it('stops on Ctrl-C keeping what it wrote, and resumes to a complete job with every record fetched', async () => {
+    const urls = Array.from({ length: 40 }, (_, i) => `${origin.url}/delay?ms=150&q=${i}`);
+    writeFileSync(join(home, 'slow.txt'), urls.join('\n') + '\n');
+    const data = join(home, 'interrupted');
+    const live = await spawnFanout(['fetch', 'slow.txt', '--data-dir', data, '--chunk-size', '5', '--concurrency', '5', '--workers', '1'], { bin, cwd: home });
+    const summaries = () => (existsSync(join(data, 'jobs')) ? readdirSync(join(data, 'jobs')).flatMap((j) => (existsSync(join(data, 'jobs', j, 'chunks')) ? readdirSync(join(data, 'jobs', j, 'chunks')) : [])) : []);
+    await until(() => summaries().length >= 2, 20_000, 'two chunks written');
+    live.child.kill('SIGINT');
+    const ended = await live.done;
+    expect(ended.code).toBe(130);
+    const jobId = /resume with: fanout resume (\S+)/.exec(ended.stderr)?.[1];
+    expect(jobId).toBeDefined();
+    const resumed = await run(['resume', jobId!, '--data-dir', data]);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain(`job ${jobId} completed`);
+    const all = (await run(['results', jobId!, '--data-dir', data])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expectOnePerIndex(all, 40);
+    expect(all.filter((r) => !r.ok)).toEqual([]);
+  });
+
+  it('shows the dashboard in a browser (Debian chromium), from the installed package', async () => {
+    const server = await startServe(['--data-dir', join(dir, 'browsed')], { FANOUT_ALLOW_CIDRS: '127.0.0.1/32' }, { bin, cwd: home });
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    });
+    try {
+      writeFileSync(join(home, 'two.txt'), `${origin.url}/ok\n${origin.url}/ok?x=1\n`);
+      const submitted = await run(['submit', 'two.txt', '--api', server.url, '--wait']);
+      const { jobId } = JSON.parse(submitted.stdout) as { jobId: string };
+      const errors: string[] = [];
+      const page = await browser.newPage();
+      page.on('pageerror', (e) => errors.push(String(e)));
+      const answer = await page.goto(`${server.url}/ui/jobs/${jobId}`);
+      expect(answer?.status()).toBe(200);
+      // The page's script read the job through the API: its state is on the page.
+      await page.getByText('completed').first().waitFor({ timeout: 10_000 });
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  }, 60_000);
 
   it('serves the API, the dashboard and the API docs with no network (assets served locally)', async () => {
     const server = await startServe(['--data-dir', join(dir, 'served')], { FANOUT_ALLOW_CIDRS: '127.0.0.1/32' }, { bin, cwd: home });
