@@ -275,4 +275,20 @@ describe('the API description', () => {
     expect(Object.keys(doc.paths['/jobs']!).sort()).toEqual(['get', 'post']);
     expect(Object.keys(doc.paths['/jobs/{id}']!).sort()).toEqual(['delete', 'get']);
   });
+
+  it('lists every job option from the options schema, with its range, default and help', async () => {
+    const { jobOptionsSchema, DEFAULT_OPTIONS, OPTION_HELP } = await import('../functions/core/options.ts');
+    type Param = { name: string; in: string; schema: { minimum?: number; maximum?: number; default?: unknown }; description?: string };
+    const doc = (await (await app.request('http://fanout.test/openapi.json')).json()) as { paths: Record<string, Record<string, { parameters?: Param[] }>> };
+    const params = new Map(doc.paths['/jobs']!.post!.parameters!.map((p) => [p.name, p]));
+    for (const name of Object.keys(jobOptionsSchema.shape)) {
+      if (name === 'headers' || name === 'headerEnv') continue; // as repeatable `header=` / `headerEnv=`
+      const param = params.get(name);
+      expect(param, name).toBeDefined();
+      expect(param!.description ?? (param!.schema as { description?: string }).description, name).toBe(OPTION_HELP[name as keyof typeof OPTION_HELP]);
+      const fallback = (DEFAULT_OPTIONS as Record<string, unknown>)[name];
+      if (typeof fallback === 'number') expect(param!.schema, name).toMatchObject({ default: fallback, minimum: expect.any(Number), maximum: expect.any(Number) });
+    }
+    expect([...params.keys()]).toEqual(expect.arrayContaining(['header', 'headerEnv']));
+  });
 });

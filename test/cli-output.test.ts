@@ -165,11 +165,11 @@ describe('flags from the options schema', () => {
     .object({
       ratePerHost: z.number().positive().max(1000).nullable().default(null),
       insecure: z.boolean().default(false),
-      http2: z.boolean().default(true),
+      http2: z.boolean().default(true).describe('offer HTTP/2 on TLS connections (the server chooses)'),
       headerEnv: z.record(z.string(), z.string()).default({}),
       proxy: z.string().nullable().default(null),
       mode: z.enum(['fast', 'careful']).default('fast').describe('how to go about it'),
-      retries: z.number().int().min(0).max(10).default(2),
+      retries: z.number().int().min(0).max(10).default(2).describe('extra attempts on network errors, 429 and 5xx'),
     })
     .strict() as unknown as OptionsSchema;
 

@@ -13,33 +13,21 @@ import { OptionsError, UsageError } from '../core/errors.ts';
 import { jobOptionsSchema } from '../core/options.ts';
 
 /**
- * What the schema cannot say: the contract's flag names where they differ from the option's
- * name, and one line of help per option. Entries for options the schema does not have are unused.
+ * What the schema cannot say: the contract's flag names where they differ from the option's name,
+ * and the name of a flag's value. Each option's help is its description in the options schema.
  */
-const FLAG_TEXT: Record<string, { flag?: string; help: string; value?: string }> = {
-  concurrency: { help: 'requests in flight per worker' },
-  perHost: { help: 'connections per origin per worker' },
-  timeoutMs: { help: 'per attempt, from connect to last body byte' },
-  retries: { help: 'extra attempts on network errors, 429 and 5xx' },
-  retryBaseMs: { help: 'first backoff delay, doubled each attempt, with jitter' },
-  retryMaxDelayMs: { help: 'cap on any wait between attempts, Retry-After included' },
-  maxRedirects: { help: 'redirects followed; 0 returns the 3xx itself' },
-  method: { help: 'HTTP method', value: 'method' },
-  headers: { flag: '--header', help: 'request header "name: value" (repeatable)', value: 'header' },
-  body: { flag: '--data', help: 'request body', value: 'body' },
-  bodies: { help: 'where bodies go: none counts their bytes only, inline keeps them in the record, store writes one object each', value: 'mode' },
-  maxBodyBytes: { help: 'cut point for bodies, after decoding' },
-  chunkSize: { help: 'input lines per queue message' },
-  userAgent: { help: 'User-Agent header', value: 'ua' },
-  callbackUrl: { help: 'POSTed the final status when the job ends', value: 'url' },
-  proxy: { help: 'proxy for every request, http(s)://host:port; credentials from FANOUT_PROXY_AUTH=user:password (without it, fetch reads HTTP_PROXY, HTTPS_PROXY, NO_PROXY)', value: 'url' },
-  insecure: { help: 'accept any TLS certificate' },
-  ca: { help: 'trust the CA certificates of this PEM file', value: 'file' },
-  http2: { help: 'offer HTTP/2 on TLS connections (the server chooses)' },
-  ratePerHost: { help: 'requests started per second per origin, per worker (e.g. 5 or 0.5)', value: 'rate' },
-  dedupe: { help: 'fetch each distinct request once; later duplicates get a record with duplicateOf and no request' },
-  since: { help: 'job id of the baseline: records say what changed since it', value: 'job-id' },
-  headerEnv: { help: 'header from an environment variable "name=VARIABLE", resolved by the worker, never stored (repeatable)', value: 'name=var' },
+const FLAG_TEXT: Record<string, { flag?: string; value?: string }> = {
+  method: { value: 'method' },
+  headers: { flag: '--header', value: 'header' },
+  body: { flag: '--data', value: 'body' },
+  bodies: { value: 'mode' },
+  userAgent: { value: 'ua' },
+  callbackUrl: { value: 'url' },
+  proxy: { value: 'url' },
+  ca: { value: 'file' },
+  ratePerHost: { value: 'rate' },
+  since: { value: 'job-id' },
+  headerEnv: { value: 'name=var' },
 };
 
 /** Options whose flag takes a file and passes its text. */
@@ -192,7 +180,7 @@ function defaultText(value: unknown): string {
 
 /** The help line of a flag: what it does, then range or choices and default from the schema. */
 export function flagHelp(flag: JobFlag): string {
-  const text = flag.description ?? FLAG_TEXT[flag.option]?.help ?? flag.option;
+  const text = flag.description ?? flag.option;
   if (flag.flag.startsWith('--no-')) return `turn off: ${text}`;
   const facts: string[] = [];
   if (flag.kind.type === 'number') facts.push(`${flag.kind.int ? 'whole number' : 'number'} ${rangeText(flag.kind.min, flag.kind.max)}`.trim());

@@ -107,7 +107,7 @@ export const methodSchema = z
   .transform((m) => m.toUpperCase())
   .refine((m) => !['CONNECT', 'TRACE'].includes(m), 'CONNECT and TRACE are not allowed');
 
-export const jobOptionsSchema = z
+const optionFields = z
   .object({
     /** Requests in flight per worker. */
     concurrency: z.number().int().min(1).max(10_000).default(64),
@@ -152,7 +152,7 @@ export const jobOptionsSchema = z
      * Fetch each URL once: later lines of the same request (normalized URL, method, headers, body)
      * get a record with `duplicateOf` and no request.
      */
-    dedupe: z.boolean().default(false).describe('fetch each URL once; later lines of it get a record with duplicateOf and no request'),
+    dedupe: z.boolean().default(false),
     /**
      * HTTP proxy for every request of the job (http:// targets as absolute-form requests, https:// through
      * CONNECT). No credentials: the worker takes them from FANOUT_PROXY_AUTH.
@@ -184,6 +184,45 @@ export const jobOptionsSchema = z
       .nullable()
       .default(null),
   })
+  .strict();
+
+/**
+ * One line of help per option, stated once: the CLI's help, the OpenAPI document (and so the
+ * dashboard's form) read it from the schema's descriptions.
+ */
+export const OPTION_HELP: Record<keyof z.output<typeof optionFields>, string> = {
+  concurrency: 'requests in flight per worker',
+  perHost: 'connections per origin per worker',
+  timeoutMs: 'per attempt, from the moment the request has a connection (connect included) to the last body byte; the wait for a free connection is not counted',
+  retries: 'extra attempts on network errors, 429 and 5xx',
+  retryBaseMs: 'first backoff delay, doubled each attempt, with jitter',
+  retryMaxDelayMs: 'cap on any wait between attempts, Retry-After included',
+  maxRedirects: 'redirects followed; 0 returns the 3xx itself',
+  method: 'HTTP method',
+  headers: 'request header "name: value" (repeatable)',
+  body: 'request body',
+  bodies: 'where bodies go: none counts their bytes only, inline keeps them in the record, store writes one object each',
+  maxBodyBytes: 'cut point for bodies, after decoding',
+  chunkSize: 'input lines per queue message',
+  userAgent: 'User-Agent header',
+  callbackUrl: 'POSTed the final status when the job ends',
+  proxy: 'proxy for every request, http(s)://host:port; credentials from FANOUT_PROXY_AUTH=user:password (without it, fetch reads HTTP_PROXY, HTTPS_PROXY, NO_PROXY)',
+  insecure: 'accept any TLS certificate',
+  ca: 'PEM certificates trusted besides the system roots (the CLI takes a file: --ca FILE)',
+  http2: 'offer HTTP/2 on TLS connections (the server chooses)',
+  ratePerHost: 'requests started per second per origin, per worker (e.g. 5 or 0.5)',
+  dedupe: 'fetch each distinct request once; later duplicates get a record with duplicateOf and no request',
+  since: 'job id of the baseline: records say what changed since it',
+  headerEnv: 'header from an environment variable "name=VARIABLE", resolved by the worker, never stored (repeatable)',
+};
+
+/** The options schema: every field with its range, default and help. */
+export const jobOptionsSchema = z
+  .object(
+    Object.fromEntries(
+      Object.entries(optionFields.shape).map(([name, field]) => [name, field.describe(OPTION_HELP[name as keyof typeof OPTION_HELP])]),
+    ) as typeof optionFields.shape,
+  )
   .strict();
 
 export type JobOptions = z.output<typeof jobOptionsSchema>;

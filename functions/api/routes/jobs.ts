@@ -7,7 +7,7 @@ import { JOBS_PREFIX, checkJobId, isJobId } from '../../core/layout.ts';
 import { jobStatus, readManifest, type JobStatus as Status } from '../../core/status.ts';
 import type { ApiDeps } from '../deps.ts';
 import { problem } from '../problem.ts';
-import { Accepted, JobIdParam, JobList, JobStatus, JsonSubmission, Problem, problemResponses } from '../schemas.ts';
+import { Accepted, JobIdParam, JobList, JobOptions, JobStatus, JsonSubmission, Problem, problemResponses } from '../schemas.ts';
 import { submitFromRequest } from '../submit.ts';
 import { validationHook } from '../validation.ts';
 
@@ -96,7 +96,14 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
       '({"urls": [...], "options": {...}} or {"upload": ID, "options": {...}}). Options may also be given as query parameters ' +
       '(?concurrency=10&bodies=none&header=x-k:%20v). Invalid input creates nothing.',
     request: {
-      query: z.object({ concurrency: z.number().optional(), bodies: z.string().optional() }).passthrough(),
+      // Every job option, with its range, default and help, straight from the options schema.
+      query: JobOptions.partial()
+        .omit({ headers: true, headerEnv: true })
+        .extend({
+          header: z.string().optional().openapi({ description: 'a request header "name: value" (repeatable)' }),
+          headerEnv: z.string().optional().openapi({ description: 'a header from the worker\'s environment "name=VARIABLE" (repeatable)' }),
+          urlColumn: z.string().optional().openapi({ description: 'with text/csv: the column holding the URL (default url)' }),
+        }),
       body: {
         content: {
           'text/plain': { schema: z.string().openapi({ example: 'https://example.com/\nhttps://example.org/\n' }) },
