@@ -269,6 +269,8 @@ export class FanoutStack extends Stack {
     // Worker: fetches chunks into jobs/, plans large lists from uploads/ and lists/.
     this.workerFunction.addToRolePolicy(s3(readWrite, objects('jobs/*')));
     this.workerFunction.addToRolePolicy(s3(['s3:GetObject'], objects('uploads/*', 'lists/*')));
+    // ... and deletes an upload's list once it has planned (or refused) it: uploads must not pile up.
+    this.workerFunction.addToRolePolicy(s3(['s3:DeleteObject'], objects('uploads/*')));
     this.workerFunction.addToRolePolicy(listBucket);
     // Schedule target: reads its list from lists/, plans into jobs/.
     this.scheduleFunction.addToRolePolicy(s3(['s3:GetObject'], objects('lists/*')));

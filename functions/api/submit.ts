@@ -11,7 +11,8 @@ import { OptionsError } from '../core/errors.ts';
 import { INPUT_FORMATS, checkJsonDepth, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
 import { layout } from '../core/layout.ts';
 import { DEFAULT_OPTIONS, OPTION_NAMES, parseJobOptions, type JobOptions } from '../core/options.ts';
-import { submitStoredList, type Submitted } from '../core/plan-slices.ts';
+import type { Submitted } from '../core/plan-slices.ts';
+import { checkUploadOpen, submitUpload } from '../core/uploads.ts';
 import { planJob } from '../core/plan.ts';
 import type { ApiDeps } from './deps.ts';
 import { problem } from './problem.ts';
@@ -99,6 +100,8 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
     const submission = uploadSubmission.safeParse(parsed);
     if (!submission.success) throw OptionsError.fromZod(submission.error, 'field');
     const { upload, options, format, urlColumn } = submission.data;
+    // A slot submitted before, or expired: 409 naming why (its list is gone by then).
+    if (await deps.store.exists(layout.upload(upload))) await checkUploadOpen(deps.store, upload);
     if (!(await deps.store.exists(layout.uploadList(upload)))) {
       throw problem(409, 'Upload not received', `nothing was uploaded for ${upload} yet: PUT the list to the upload URL first`, { field: 'upload' });
     }
@@ -121,8 +124,7 @@ export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Subm
   const effective = parseJobOptions({ ...('input' in request ? request.input.options : {}), ...options });
   deps.checkOptions?.(effective);
   if ('upload' in request) {
-    return submitStoredList(deps.store, deps.queue, {
-      list: layout.uploadList(request.upload),
+    return submitUpload(deps.store, deps.queue, request.upload, {
       format: request.format,
       urlColumn: request.urlColumn,
       options,

@@ -16,7 +16,8 @@
  * jobs/JOB/manifest.json             written once when the job ends
  * jobs/JOB/callback.json             the completion callback's outbox entry: pending, delivered or failed (extension)
  * uploads/UPLOAD/upload.json         an upload slot made by POST /uploads (extension)
- * uploads/UPLOAD/list                the list sent to it (extension)
+ * uploads/UPLOAD/list                the list sent to it (extension); deleted once submitted
+ * uploads/UPLOAD/claim.json          written when the upload is submitted: it plans one job (extension)
  * ```
  */
 import { MalformedIdError } from './errors.ts';
@@ -66,6 +67,8 @@ export const layout = {
   callback: (jobId: string) => `jobs/${checkJobId(jobId)}/callback.json`,
   upload: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/upload.json`,
   uploadList: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/list`,
+  uploadClaim: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/claim.json`,
+  uploadPrefix: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/`,
 };
 
 /** The chunk number in a `chunks/` or `results/` key. */

@@ -42,6 +42,8 @@ export interface PlanningMeta {
   source: string;
   /** Store key of the list (an upload, or a schedule's list). */
   list: string;
+  /** The list is an upload: deleted once the job is planned or the list refused. */
+  consume?: boolean;
 }
 
 export interface Rejection {
@@ -66,6 +68,8 @@ export interface ListSubmission {
   source: string;
   /** Lists larger than this are planned in slices by the workers; unset: always at once. */
   planInSlicesAboveBytes?: number;
+  /** The list is an upload: the workers delete it once they have planned (or refused) it. */
+  consume?: boolean;
 }
 
 export interface Submitted {
@@ -91,7 +95,7 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
     }
     const options = parseJobOptions(submission.options);
     const jobId = uuidv7();
-    const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list };
+    const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list, ...(submission.consume ? { consume: true } : {}) };
     await startPlanning(store, queue, meta, submission.format);
     return { jobId, total: null, chunks: null, state: 'planning' };
   }
@@ -141,10 +145,15 @@ export async function planSlice(
     // Planned already; the chunk messages may not all have been sent: send them (duplicates are harmless).
     const job = JSON.parse(existing.toString('utf8')) as JobMeta;
     await enqueueChunks(queue, job);
+    if (meta.consume) await store.delete(meta.list);
     return { kind: 'planned', job };
   }
   const stream = await store.getStream(meta.list, { start: message.offset });
-  if (!stream) throw new Error(`list ${meta.list} vanished`);
+  if (!stream) {
+    const rejected = await store.get(layout.rejected(jobId)); // a redelivered slice of a refused upload
+    if (rejected) return { kind: 'rejected', rejection: JSON.parse(rejected.toString('utf8')) as Rejection };
+    throw new Error(`list ${meta.list} vanished`);
+  }
 
   let { line, index, format } = message;
   const writer = new ChunkInputWriter(store, jobId, meta.options.chunkSize, message.chunk);
@@ -183,6 +192,7 @@ export async function planSlice(
     await store.deletePrefix(`${layout.jobPrefix(jobId)}input/`);
     if (seen) await deleteDedupeState(store, jobId);
     await store.put(layout.rejected(jobId), JSON.stringify(rejection), { ifAbsent: true, contentType: 'application/json' });
+    if (meta.consume) await store.delete(meta.list);
     return { kind: 'rejected', rejection };
   }
 
@@ -190,5 +200,6 @@ export async function planSlice(
   await commitJob(store, queue, job);
   // Only once the job is committed: a redelivered slice before that needs its set.
   if (seen) await deleteDedupeState(store, jobId);
+  if (meta.consume) await store.delete(meta.list);
   return { kind: 'planned', job };
 }

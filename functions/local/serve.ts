@@ -8,6 +8,7 @@ import { createApp } from '../api/app.ts';
 import type { UploadTarget } from '../api/deps.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { UsageError } from '../core/errors.ts';
+import { UPLOAD_DEFAULTS, sweepUploads } from '../core/uploads.ts';
 import { EmbeddedRuntime } from './runtime.ts';
 import { startSchedules, type ScheduleRunner } from './schedules.ts';
 
@@ -34,12 +35,13 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 /** Uploads come back to this server: PUT /uploads/ID. */
 const localUploads: UploadTarget = {
   receivesPut: true,
+  maxPending: UPLOAD_DEFAULTS.maxPending,
   async target(uploadId, requestUrl) {
     return {
       url: `${requestUrl.origin}/uploads/${uploadId}`,
       method: 'PUT',
       headers: { 'content-type': 'text/plain' },
-      expiresAt: null,
+      expiresAt: null, // the slot's own expiry (UPLOAD_DEFAULTS) is given by the route
     };
   },
 };
@@ -71,6 +73,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     cancel: (jobId) => runtime.cancel(jobId),
   });
   await runtime.recover();
+  // Expired upload slots (and their lists) go at start and hourly: uploads must not fill the disk.
+  const sweep = () =>
+    sweepUploads(runtime.store).catch((error) => console.error(JSON.stringify({ level: 'warn', message: 'upload sweep failed', error: (error as Error).message })));
+  await sweep();
+  const sweeper = setInterval(sweep, UPLOAD_DEFAULTS.sweepEveryMs);
+  sweeper.unref();
   runtime.start();
   const schedules = options.schedulesFile ? await startSchedules(options.schedulesFile, runtime) : undefined;
 
@@ -85,6 +93,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     schedules,
     async close() {
       schedules?.stop();
+      clearInterval(sweeper);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await runtime.stop();
     },
