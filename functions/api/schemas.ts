@@ -87,6 +87,15 @@ export const JobStatus = z
       .object({ message: z.string(), line: z.number().int().optional(), field: z.string().optional() })
       .optional()
       .openapi({ description: 'why a list planned in slices was rejected' }),
+    callback: z
+      .object({
+        state: z.enum(['pending', 'delivered', 'failed']),
+        attempts: z.number().int(),
+        lastError: z.string().nullable().openapi({ description: 'the last attempt\'s error code, or "HTTP 503"; null once delivered' }),
+        nextAttemptAt: z.string().nullable().openapi({ description: 'while pending after a failed attempt: when the next is due' }),
+      })
+      .optional()
+      .openapi({ description: 'GET /jobs/:id only, for a job with callbackUrl once it has ended: the completion callback (5 attempts over about 6 minutes)' }),
   })
   .openapi('JobStatus');
 

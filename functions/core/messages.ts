@@ -15,7 +15,7 @@
  * marked lost, so the job still ends; a dead letter's last try never throws, so it cannot loop.
  */
 import { z } from 'zod';
-import { callbackMessageSchema, deliverCallback, readCallbackOutbox, type CallbackDelivery, type CallbackDeps } from './callback.ts';
+import { callbackMessage, callbackMessageSchema, deliverCallback, readCallbackOutbox, type CallbackDelivery, type CallbackDeps } from './callback.ts';
 import { finishJob } from './finish.ts';
 import { loadJob } from './job.ts';
 import { layout } from './layout.ts';
@@ -127,6 +127,8 @@ async function handleLive(deps: MessageDeps, type: MessageType, body: string, co
   if (type === 'callback') {
     const { jobId } = callbackMessageSchema.parse(JSON.parse(body));
     const delivery = await deliverCallback(deps, jobId);
+    // The next attempt is a delayed message: no worker waits through the backoff.
+    if (delivery?.retryInMs !== undefined) await deps.queue.send([callbackMessage(jobId)], { delayMs: delivery.retryInMs });
     return { outcome: delivery ? delivery.entry.state : 'no-callback', delivery };
   }
   throw new Error(`unknown message type in ${body.slice(0, 200)}`);
