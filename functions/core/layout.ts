@@ -13,6 +13,7 @@
  * jobs/JOB/parts/CHUNK/FROM.json       {from, to} of that part, written once its records are stored (extension)
  * jobs/JOB/bodies/INDEX              bodies when bodies=store
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
+ * jobs/JOB/started.json              present once a worker received one of its chunks (extension)
  * jobs/JOB/manifest.json             written once when the job ends
  * jobs/JOB/callback.json             the completion callback's outbox entry: pending, delivered or failed (extension)
  * uploads/UPLOAD/upload.json         an upload slot made by POST /uploads (extension)
@@ -63,6 +64,7 @@ export const layout = {
   partDone: (jobId: string, chunk: number, from: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/${padChunk(from)}.json`,
   body: (jobId: string, index: number) => `jobs/${checkJobId(jobId)}/bodies/${index}`,
   cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,
+  started: (jobId: string) => `jobs/${checkJobId(jobId)}/started.json`,
   manifest: (jobId: string) => `jobs/${checkJobId(jobId)}/manifest.json`,
   callback: (jobId: string) => `jobs/${checkJobId(jobId)}/callback.json`,
   upload: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/upload.json`,

@@ -21,6 +21,7 @@ import { loadJob } from './job.ts';
 import { layout } from './layout.ts';
 import { chunkItemCount, ledgerFor, lostChunkCounts } from './ledger.ts';
 import { planSlice } from './plan-slices.ts';
+import { markStarted } from './started.ts';
 import type { Queue } from './ports.ts';
 import type { Manifest } from './status.ts';
 import { countChunk, parseChunkMessage, processChunk, writeFailedChunk, type ChunkResult, type WorkerDeps } from './worker.ts';
@@ -106,6 +107,8 @@ type Handled = Omit<MessageResult, 'type' | 'jobId' | 'deadLetter'>;
 async function handleLive(deps: MessageDeps, type: MessageType, body: string, context: MessageContext): Promise<Handled> {
   if (type === 'chunk') {
     const finalReceive = context.receiveCount >= context.maxReceiveCount;
+    // Status says running from the first chunk received, not the first one finished; a failure here costs only that.
+    await markStarted(deps.store, parseChunkMessage(body).jobId).catch(() => {});
     const chunk = await processChunk(deps, body, { finalReceive, deadline: context.deadline });
     if (chunk.continuation) await deps.queue.send([chunk.continuation]);
     return { outcome: chunk.outcome, chunk };
