@@ -97,7 +97,7 @@ describe('fanout fetch: the main job', () => {
 
     const [jobId] = jobsIn(data);
     const jobDir = join(data, 'jobs', jobId!);
-    expect(readdirSync(jobDir).sort()).toEqual(['chunks', 'input', 'job.json', 'manifest.json', 'results']);
+    expect(readdirSync(jobDir).sort()).toEqual(['chunks', 'input', 'job.json', 'manifest.json', 'results', 'started.json']);
     expect(readdirSync(join(jobDir, 'results'))).toEqual(
       Array.from({ length: 10 }, (_, i) => `${String(i).padStart(6, '0')}.ndjson.gz`),
     );
