@@ -273,6 +273,8 @@ export class FanoutStack extends Stack {
     this.workerFunction.addToRolePolicy(s3(['s3:GetObject'], objects('uploads/*', 'lists/*')));
     // A finished scheduled run rewrites its entry in schedules/NAME/runs/ and schedules/NAME/last.json.
     this.workerFunction.addToRolePolicy(s3(readWrite, objects('schedules/*')));
+    // ... and deletes an upload's list once it has planned (or refused) it: uploads must not pile up.
+    this.workerFunction.addToRolePolicy(s3(['s3:DeleteObject'], objects('uploads/*')));
     this.workerFunction.addToRolePolicy(listBucket);
     // The worker announces finished jobs on the default event bus (`source: fanout`, `Job Finished`): that alone.
     this.workerFunction.addToRolePolicy(

@@ -134,6 +134,21 @@ describe('SqsQueue', () => {
     }
   });
 
+  it('sends a delay as DelaySeconds, rounded up and at most 900 (a callback retry waits in the queue)', async () => {
+    const mock = mockClient(SQSClient);
+    try {
+      const queue = new SqsQueue(new SQSClient({ region: 'us-east-1' }), { queueUrl: 'https://sqs/q', maxReceiveCount: 5, visibilityTimeoutMs: 60_000 });
+      mock.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+      await queue.send(['a'], { delayMs: 1_500 });
+      await queue.send(['b'], { delayMs: 3_600_000 });
+      await queue.send(['c']);
+      const entries = mock.commandCalls(SendMessageBatchCommand).map((c) => c.args[0].input.Entries![0]!.DelaySeconds);
+      expect(entries).toEqual([2, 900, undefined]);
+    } finally {
+      mock.restore();
+    }
+  });
+
   it('receives with the receive count', async () => {
     const mock = mockClient(SQSClient);
     try {

@@ -101,7 +101,7 @@ describe('fanout fetch: the main job', () => {
     // deleted once its result file holds them (an empty parts/ folder may stay).
     const parts = join(jobDir, 'parts');
     if (existsSync(parts)) expect(readdirSync(parts)).toEqual([]);
-    expect(readdirSync(jobDir).filter((d) => d !== 'parts').sort()).toEqual(['chunks', 'input', 'job.json', 'manifest.json', 'results']);
+    expect(readdirSync(jobDir).filter((d) => d !== 'parts').sort()).toEqual(['chunks', 'input', 'job.json', 'manifest.json', 'results', 'started.json']);
     expect(readdirSync(join(jobDir, 'results'))).toEqual(
       Array.from({ length: 10 }, (_, i) => `${String(i).padStart(6, '0')}.ndjson.gz`),
     );

@@ -358,6 +358,11 @@ describe('the CDK stack', () => {
     expect(of('ApiServiceRole')).not.toContain('/lists/*');
     expect(of('WorkerServiceRole')).toContain('/lists/*');
     expect(of('ScheduleTargetServiceRole')).not.toContain('/uploads/*');
+    // The worker deletes an upload's list once it has planned it (tryout defect 3).
+    const workerDeletesUploads = statements.some(
+      (s) => s.id.startsWith('WorkerServiceRole') && [s.Action].flat().includes('s3:DeleteObject') && JSON.stringify(s.Resource).includes('/uploads/*'),
+    );
+    expect(workerDeletesUploads).toBe(true);
   });
 
   it('passes the cdk-nag AwsSolutions checks, each acknowledgement justified', () => {

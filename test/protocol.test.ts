@@ -76,8 +76,12 @@ function deps(store: ObjectStore, queue: MemoryQueue, ledger: Ledger = new Memor
 /** Delivers every visible message to the shared handler, as a runtime's loop would. */
 async function drain(queue: MemoryQueue, d: MessageDeps) {
   for (;;) {
-    const [m] = await queue.receive({ max: 1 });
-    if (!m) return;
+    // Callback retries are delayed messages: wait for them while any message is left.
+    const [m] = await queue.receive({ max: 1, waitMs: queue.size > 0 ? 1_000 : 0 });
+    if (!m) {
+      if (queue.size === 0) return;
+      continue;
+    }
     try {
       await handleMessage(d, m.body, { receiveCount: m.receiveCount, maxReceiveCount: queue.maxReceiveCount });
       await queue.delete(m.receipt);

@@ -12,6 +12,8 @@ export interface UploadTarget {
   target(uploadId: string, requestUrl: URL): Promise<{ url: string; method: 'PUT'; headers: Record<string, string>; expiresAt: string | null }>;
   /** True when the app itself receives the PUT (the embedded runtime); false for presigned S3 URLs. */
   readonly receivesPut: boolean;
+  /** Upload slots that may wait (not yet submitted) at once; unset: unbounded (AWS, where S3 holds them). */
+  readonly maxPending?: number;
 }
 
 export interface ApiDeps {

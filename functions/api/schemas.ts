@@ -109,6 +109,15 @@ export const JobStatus = z
     since: z.string().optional().openapi({ description: 'the baseline job (option `since`)' }),
     changes: ChangeCounts.optional().openapi({ description: 'with a baseline: how the records compare with it' }),
     bytesSaved: z.number().int().optional().openapi({ description: 'with a baseline: bytes not downloaded because the origin answered 304' }),
+    callback: z
+      .object({
+        state: z.enum(['pending', 'delivered', 'failed']),
+        attempts: z.number().int(),
+        lastError: z.string().nullable().openapi({ description: 'the last attempt\'s error code, or "HTTP 503"; null once delivered' }),
+        nextAttemptAt: z.string().nullable().openapi({ description: 'while pending after a failed attempt: when the next is due' }),
+      })
+      .optional()
+      .openapi({ description: 'GET /jobs/:id only, for a job with callbackUrl once it has ended: the completion callback (5 attempts over about 6 minutes)' }),
   })
   .openapi('JobStatus');
 

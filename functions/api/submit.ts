@@ -11,8 +11,9 @@ import { OptionsError } from '../core/errors.ts';
 import { INPUT_FORMATS, checkJsonDepth, openInput, type InputFormat, type OpenedInput } from '../core/input.ts';
 import { layout } from '../core/layout.ts';
 import { DEFAULT_OPTIONS, OPTION_NAMES, parseJobOptions, type JobOptions } from '../core/options.ts';
-import { ndjsonOfItems, planWithinBudget, submitStoredListWithinBudget } from '../core/plan-budget.ts';
-import { submitStoredList, type Submitted } from '../core/plan-slices.ts';
+import { ndjsonOfItems, planWithinBudget } from '../core/plan-budget.ts';
+import type { Submitted } from '../core/plan-slices.ts';
+import { checkUploadOpen, submitUpload } from '../core/uploads.ts';
 import { planJob } from '../core/plan.ts';
 import type { ApiDeps } from './deps.ts';
 import { problem } from './problem.ts';
@@ -112,6 +113,8 @@ async function inputOf(c: Context, deps: ApiDeps): Promise<RequestInput> {
     const submission = uploadSubmission.safeParse(parsed);
     if (!submission.success) throw OptionsError.fromZod(submission.error, 'field');
     const { upload, options, format, urlColumn } = submission.data;
+    // A slot submitted before, or expired: 409 naming why (its list is gone by then).
+    if (await deps.store.exists(layout.upload(upload))) await checkUploadOpen(deps.store, upload);
     if (!(await deps.store.exists(layout.uploadList(upload)))) {
       throw problem(409, 'Upload not received', `nothing was uploaded for ${upload} yet: PUT the list to the upload URL first`, { field: 'upload' });
     }
@@ -137,15 +140,13 @@ export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Subm
   deps.checkOptions?.(effective);
   const deadline = deps.budgetMs === undefined ? undefined : started + deps.budgetMs;
   if ('upload' in request) {
-    const submission = {
-      list: layout.uploadList(request.upload),
-      format: request.format,
-      urlColumn: request.urlColumn,
-      options,
-      source: request.source,
-      planInSlicesAboveBytes: deps.planInSlicesAboveBytes,
-    };
-    return deadline === undefined ? submitStoredList(deps.store, deps.queue, submission) : submitStoredListWithinBudget(deps.store, deps.queue, { ...submission, deadline });
+    return submitUpload(
+      deps.store,
+      deps.queue,
+      request.upload,
+      { format: request.format, urlColumn: request.urlColumn, options, source: request.source, planInSlicesAboveBytes: deps.planInSlicesAboveBytes },
+      deadline,
+    );
   }
   if ('raw' in request) {
     return planWithinBudget(deps.store, deps.queue, { body: request.raw, format: request.format, options, source: request.source, deadline: deadline! });

@@ -10,7 +10,7 @@ import {
   SendMessageBatchCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import type { Queue, ReceivedMessage } from '../core/ports.ts';
+import { QUEUE_MAX_DELAY_MS, type Queue, type ReceivedMessage, type SendOptions } from '../core/ports.ts';
 import { sleep } from '../core/engine/retry.ts';
 
 /** SQS limits and retry policy, stated once. */
@@ -61,9 +61,10 @@ export class SqsQueue implements Queue {
     return out;
   }
 
-  async send(bodies: string[]): Promise<void> {
+  async send(bodies: string[], { delayMs = 0 }: SendOptions = {}): Promise<void> {
+    const delay = delayMs > 0 ? { DelaySeconds: Math.min(QUEUE_MAX_DELAY_MS / 1000, Math.ceil(delayMs / 1000)) } : {};
     for (const batch of SqsQueue.batches(bodies)) {
-      let entries = batch.map((MessageBody, i) => ({ Id: String(i), MessageBody }));
+      let entries = batch.map((MessageBody, i) => ({ Id: String(i), MessageBody, ...delay }));
       for (let attempt = 0; entries.length > 0; attempt++) {
         const res = await this.client.send(new SendMessageBatchCommand({ QueueUrl: this.config.queueUrl, Entries: entries }));
         const failed = new Set((res.Failed ?? []).map((f) => f.Id));

@@ -10,7 +10,6 @@
  * `sha256=` in `X-Fanout-Signature`; TIMESTAMP is the `X-Fanout-Timestamp` header (Unix seconds).
  */
 import { createHmac } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { Fetcher } from './engine/fetcher.ts';
 import { loadJob } from './job.ts';
@@ -25,12 +24,17 @@ import { jobStatus } from './status.ts';
 export const CALLBACK_DEFAULTS = {
   signatureHeader: 'x-fanout-signature',
   timestampHeader: 'x-fanout-timestamp',
-  /** Attempts in total, counted in the outbox entry so a restart continues the count. */
-  attempts: 5,
-  /** Backoff before attempt n+1: retryBaseMs * 2^(n-1) (0.5, 1, 2, 4 s). */
-  retryBaseMs: 500,
+  /**
+   * Waits before attempts 2, 3, 4 and 5 (1 s, 10 s, 1 min, 5 min): attempts span about 6 minutes, so
+   * a receiver down for a restart still hears. Each wait is a delayed `callback` message (at most
+   * SQS's 15 minutes), not a sleep: no worker is held while waiting.
+   */
+  backoffMs: [1_000, 10_000, 60_000, 300_000],
   timeoutMs: 10_000,
 } as const;
+
+/** Attempts in total (1 + one per backoff), counted in the outbox entry so a restart continues the count. */
+export const CALLBACK_ATTEMPTS = CALLBACK_DEFAULTS.backoffMs.length + 1;
 
 /** Errors worth another attempt; anything else (blocked, invalid_url, a 4xx) will not change. */
 const RETRYABLE = new Set(['dns', 'connect', 'tls', 'timeout', 'reset', 'protocol', 'internal']);
@@ -55,6 +59,8 @@ export interface CallbackEntry {
   /** The last attempt's HTTP status, or null when no response came. */
   status?: number | null;
   error?: string | null;
+  /** While pending after a failed attempt: when the next one is due (ISO 8601). */
+  nextAttemptAt?: string | null;
 }
 
 /**
@@ -95,31 +101,55 @@ export interface CallbackDeps {
   ledger?: Ledger;
   /** The signing secret (AWS: read from Secrets Manager, cached). */
   callbackSecret?: () => Promise<string | undefined>;
-  /** Backoff base, for tests. */
+  /** Tests: waits of retryBase * 2^(n-1) instead of CALLBACK_DEFAULTS.backoffMs. */
   callbackRetryBaseMs?: number;
+}
+
+/** The wait before attempt `attempts + 1`. */
+function backoffAfter(deps: CallbackDeps, attempts: number): number {
+  if (deps.callbackRetryBaseMs !== undefined) return deps.callbackRetryBaseMs * 2 ** (attempts - 1);
+  return CALLBACK_DEFAULTS.backoffMs[Math.min(attempts, CALLBACK_DEFAULTS.backoffMs.length) - 1]!;
 }
 
 export interface CallbackDelivery {
   entry: CallbackEntry;
-  /** The last attempt's record; null when nothing was sent (no callback, or already settled). */
+  /** The last attempt's record; null when nothing was sent (no callback, settled, or not due yet). */
   record: FetchRecord | null;
+  /** Still pending: send the `callback` message again with this delay. */
+  retryInMs?: number;
 }
 
 /**
- * Delivers a finished job's callback from its outbox entry: at most CALLBACK_DEFAULTS.attempts in
- * total (across restarts), with backoff; a settled entry (delivered or failed) sends nothing again.
+ * Makes the next attempt at a finished job's callback from its outbox entry: one attempt per call,
+ * at most CALLBACK_ATTEMPTS in total (across restarts); a settled entry (delivered or failed) sends
+ * nothing again. After a failed attempt that may succeed later, `retryInMs` says when to call again
+ * (the caller re-sends the `callback` message with that delay); a call before then sends nothing.
  *
  * @returns null when the job has no callbackUrl.
  * @example
- * await deliverCallback({ store, fetcher, callbackSecret: async () => process.env.FANOUT_CALLBACK_SECRET }, jobId);
+ * const delivery = await deliverCallback(deps, jobId);
+ * if (delivery?.retryInMs !== undefined) await queue.send([callbackMessage(jobId)], { delayMs: delivery.retryInMs });
  */
-export async function deliverCallback(deps: CallbackDeps, jobId: string): Promise<CallbackDelivery | null> {
+export async function deliverCallback(deps: CallbackDeps, jobId: string, now = Date.now()): Promise<CallbackDelivery | null> {
   const { store, fetcher } = deps;
   const job = await loadJob(store, jobId);
   const url = job.options.callbackUrl;
   if (!url) return null;
   const entry: CallbackEntry = (await readCallbackOutbox(store, jobId)) ?? { state: 'pending', attempts: 0, updatedAt: new Date().toISOString() };
   if (entry.state !== 'pending') return { entry, record: null };
+  // Early (a restart re-sends pending callbacks at once): wait for the attempt's due time.
+  const due = entry.nextAttemptAt ? Date.parse(entry.nextAttemptAt) : now;
+  if (due > now + 500 && entry.attempts < CALLBACK_ATTEMPTS) return { entry, record: null, retryInMs: due - now };
+  const save = async () => {
+    entry.updatedAt = new Date().toISOString();
+    await store.put(layout.callback(jobId), JSON.stringify(entry), { contentType: 'application/json' });
+  };
+  if (entry.attempts >= CALLBACK_ATTEMPTS) {
+    entry.state = 'failed';
+    entry.nextAttemptAt = null;
+    await save();
+    return { entry, record: null };
+  }
   const body = JSON.stringify(await jobStatus(store, jobId, deps.ledger));
   const secret = await deps.callbackSecret?.();
   const options = parseJobOptions({
@@ -131,34 +161,36 @@ export async function deliverCallback(deps: CallbackDeps, jobId: string): Promis
     maxBodyBytes: 64 * 1024,
     perHost: 1,
   });
-  const save = async () => {
-    entry.updatedAt = new Date().toISOString();
-    await store.put(layout.callback(jobId), JSON.stringify(entry), { contentType: 'application/json' });
-  };
-  let record: FetchRecord | null = null;
-  while (entry.attempts < CALLBACK_DEFAULTS.attempts) {
-    if (entry.attempts > 0) await sleep((deps.callbackRetryBaseMs ?? CALLBACK_DEFAULTS.retryBaseMs) * 2 ** (entry.attempts - 1));
-    entry.attempts++;
-    // Counted before sending: a process that dies mid-attempt has used it.
-    await save();
-    const timestamp = Math.floor(Date.now() / 1000);
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      'x-fanout-job': jobId,
-      [CALLBACK_DEFAULTS.timestampHeader]: String(timestamp),
-    };
-    if (secret) headers[CALLBACK_DEFAULTS.signatureHeader] = signCallback(secret, timestamp, body);
-    ({ record } = await fetcher.fetch({ index: 0, url, method: 'POST', body, headers }, options));
-    entry.status = record.status;
-    entry.error = record.error?.code ?? null;
-    if (record.ok) {
-      entry.state = 'delivered';
-      break;
-    }
-    const retryable = record.status === 429 || (record.status !== null && record.status >= 500) || (record.status === null && RETRYABLE.has(record.error?.code ?? ''));
-    if (!retryable) break;
-  }
-  if (entry.state !== 'delivered') entry.state = 'failed';
+  entry.attempts++;
+  entry.nextAttemptAt = null;
+  // Counted before sending: a process that dies mid-attempt has used it.
   await save();
-  return { entry, record };
+  const timestamp = Math.floor(Date.now() / 1000);
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-fanout-job': jobId,
+    [CALLBACK_DEFAULTS.timestampHeader]: String(timestamp),
+  };
+  if (secret) headers[CALLBACK_DEFAULTS.signatureHeader] = signCallback(secret, timestamp, body);
+  const { record } = await fetcher.fetch({ index: 0, url, method: 'POST', body, headers }, options);
+  entry.status = record.status;
+  entry.error = record.error?.code ?? null;
+  const retryable = record.status === 429 || (record.status !== null && record.status >= 500) || (record.status === null && RETRYABLE.has(record.error?.code ?? ''));
+  let retryInMs: number | undefined;
+  if (record.ok) entry.state = 'delivered';
+  else if (!retryable || entry.attempts >= CALLBACK_ATTEMPTS) entry.state = 'failed';
+  else {
+    retryInMs = backoffAfter(deps, entry.attempts);
+    entry.nextAttemptAt = new Date(Date.now() + retryInMs).toISOString();
+  }
+  await save();
+  return { entry, record, ...(retryInMs !== undefined ? { retryInMs } : {}) };
+}
+
+/** The callback's state as GET /jobs/:id shows it, or null when the job has no outbox entry (yet). */
+export async function callbackState(store: ObjectStore, jobId: string): Promise<{ state: CallbackEntry['state']; attempts: number; lastError: string | null; nextAttemptAt: string | null } | null> {
+  const entry = await readCallbackOutbox(store, jobId);
+  if (!entry) return null;
+  const lastError = entry.error ? entry.error : entry.status && entry.state !== 'delivered' ? `HTTP ${entry.status}` : null;
+  return { state: entry.state, attempts: entry.attempts, lastError, nextAttemptAt: entry.nextAttemptAt ?? null };
 }

@@ -115,3 +115,18 @@ export class ConfigError extends FanoutError {
   override readonly title = 'Invalid configuration';
   override name = 'ConfigError';
 }
+
+/** An upload that cannot be used: already submitted (it plans one job), or expired. */
+export class UploadUsedError extends FanoutError {
+  override readonly status = 409;
+  override readonly title = 'Upload already used';
+  override name = 'UploadUsedError';
+  readonly field = 'upload';
+}
+
+/** Too many upload slots waiting for their list or their submission (the embedded runtime bounds them). */
+export class TooManyUploadsError extends FanoutError {
+  override readonly status = 429;
+  override readonly title = 'Too many pending uploads';
+  override name = 'TooManyUploadsError';
+}

@@ -14,6 +14,7 @@
  * jobs/JOB/parts/CHUNK/FROM.json       {from, to} of that part, written once its records are stored (extension)
  * jobs/JOB/bodies/INDEX              bodies when bodies=store
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
+ * jobs/JOB/started.json              present once a worker received one of its chunks (extension)
  * jobs/JOB/manifest.json             written once when the job ends
  * jobs/JOB/callback.json             the completion callback's outbox entry: pending, delivered or failed (extension)
  * jobs/JOB/baseline/PART.ndjson.gz  the job's records by key hash, for later runs whose lists do not align (extension)
@@ -22,7 +23,8 @@
  * schedules/NAME/runs/INV-JOB.json   one run of a schedule; INV = 9999999999999 - createdAt ms, so newest first (extension)
  * schedules/NAME/last.json           the schedule's last completed run: the next run's baseline (extension)
  * uploads/UPLOAD/upload.json         an upload slot made by POST /uploads (extension)
- * uploads/UPLOAD/list                the list sent to it (extension)
+ * uploads/UPLOAD/list                the list sent to it (extension); deleted once submitted
+ * uploads/UPLOAD/claim.json          written when the upload is submitted: it plans one job (extension)
  * ```
  */
 import { MalformedIdError } from './errors.ts';
@@ -81,6 +83,7 @@ export const layout = {
   partDone: (jobId: string, chunk: number, from: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/${padChunk(from)}.json`,
   body: (jobId: string, index: number) => `jobs/${checkJobId(jobId)}/bodies/${index}`,
   cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,
+  started: (jobId: string) => `jobs/${checkJobId(jobId)}/started.json`,
   manifest: (jobId: string) => `jobs/${checkJobId(jobId)}/manifest.json`,
   callback: (jobId: string) => `jobs/${checkJobId(jobId)}/callback.json`,
   baselinePartition: (jobId: string, partition: number) => `jobs/${checkJobId(jobId)}/baseline/${padChunk(partition)}.ndjson.gz`,
@@ -92,6 +95,8 @@ export const layout = {
   lastRun: (schedule: string) => `schedules/${checkScheduleName(schedule)}/last.json`,
   upload: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/upload.json`,
   uploadList: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/list`,
+  uploadClaim: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/claim.json`,
+  uploadPrefix: (uploadId: string) => `uploads/${checkUploadId(uploadId)}/`,
 };
 
 /** The chunk number in a `chunks/` or `results/` key. */

@@ -15,12 +15,13 @@
  * marked lost, so the job still ends; a dead letter's last try never throws, so it cannot loop.
  */
 import { z } from 'zod';
-import { callbackMessageSchema, deliverCallback, readCallbackOutbox, type CallbackDelivery, type CallbackDeps } from './callback.ts';
+import { callbackMessage, callbackMessageSchema, deliverCallback, readCallbackOutbox, type CallbackDelivery, type CallbackDeps } from './callback.ts';
 import { finishJob } from './finish.ts';
 import { loadJob } from './job.ts';
 import { layout } from './layout.ts';
 import { chunkItemCount, ledgerFor, lostChunkCounts } from './ledger.ts';
 import { planSlice } from './plan-slices.ts';
+import { markStarted } from './started.ts';
 import type { Queue } from './ports.ts';
 import type { Manifest } from './status.ts';
 import { countChunk, parseChunkMessage, processChunk, writeFailedChunk, type ChunkResult, type WorkerDeps } from './worker.ts';
@@ -106,6 +107,8 @@ type Handled = Omit<MessageResult, 'type' | 'jobId' | 'deadLetter'>;
 async function handleLive(deps: MessageDeps, type: MessageType, body: string, context: MessageContext): Promise<Handled> {
   if (type === 'chunk') {
     const finalReceive = context.receiveCount >= context.maxReceiveCount;
+    // Status says running from the first chunk received, not the first one finished; a failure here costs only that.
+    await markStarted(deps.store, parseChunkMessage(body).jobId).catch(() => {});
     const chunk = await processChunk(deps, body, { finalReceive, deadline: context.deadline });
     if (chunk.continuation) await deps.queue.send([chunk.continuation]);
     return { outcome: chunk.outcome, chunk };
@@ -127,6 +130,8 @@ async function handleLive(deps: MessageDeps, type: MessageType, body: string, co
   if (type === 'callback') {
     const { jobId } = callbackMessageSchema.parse(JSON.parse(body));
     const delivery = await deliverCallback(deps, jobId);
+    // The next attempt is a delayed message: no worker waits through the backoff.
+    if (delivery?.retryInMs !== undefined) await deps.queue.send([callbackMessage(jobId)], { delayMs: delivery.retryInMs });
     return { outcome: delivery ? delivery.entry.state : 'no-callback', delivery };
   }
   throw new Error(`unknown message type in ${body.slice(0, 200)}`);

@@ -23,6 +23,8 @@ export interface BudgetedPlan {
   source: string;
   /** The schedule that started the job, if one did. */
   schedule?: PlanningMeta['schedule'];
+  /** The list is an upload, deleted by whoever finishes planning it. */
+  consume?: boolean;
   /** Epoch ms by which the call must have handed on what it could not do. */
   deadline: number;
 }
@@ -41,7 +43,7 @@ export async function planWithinBudget(store: ObjectStore, queue: Pick<Queue, 's
   const options = parseJobOptions(plan.options);
   const jobId = uuidv7();
   const list = plan.list ?? layout.list(jobId);
-  const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: plan.source, list, ...(plan.schedule ? { schedule: plan.schedule } : {}) };
+  const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: plan.source, list, ...(plan.schedule ? { schedule: plan.schedule } : {}), ...(plan.consume ? { consume: true } : {}) };
   const first = { type: 'plan', jobId, format: plan.format } satisfies Partial<PlanMessage>;
   let outcome: Awaited<ReturnType<typeof planSlice>>;
   try {
@@ -94,9 +96,9 @@ export async function submitStoredListWithinBudget(
   const size = await store.size(submission.list);
   if (size === null) throw new NotFoundError(`no list at ${submission.list}`);
   if (submission.planInSlicesAboveBytes !== undefined && size > submission.planInSlicesAboveBytes) return submitStoredList(store, queue, submission);
-  const { list, source, deadline, schedule } = submission;
+  const { list, source, deadline, schedule, consume } = submission;
   if (submission.format === 'text' || submission.format === 'ndjson') {
-    return planWithinBudget(store, queue, { list, format: submission.format, options: submission.options, source, schedule, deadline });
+    return planWithinBudget(store, queue, { list, format: submission.format, options: submission.options, source, schedule, consume, deadline });
   }
   const stream = await store.getStream(list);
   if (!stream) throw new NotFoundError(`no list at ${list}`);
@@ -109,6 +111,6 @@ export async function submitStoredListWithinBudget(
   } finally {
     stream.destroy(); // a text or NDJSON list is read again by the planner, from its first byte
   }
-  if (format) return planWithinBudget(store, queue, { list, format, options: submission.options, source, schedule, deadline });
+  if (format) return planWithinBudget(store, queue, { list, format, options: submission.options, source, schedule, consume, deadline });
   return planWithinBudget(store, queue, { body: parsed!.body, format: 'ndjson', options: { ...parsed!.options, ...submission.options }, source, schedule, deadline });
 }

@@ -47,6 +47,8 @@ export interface PlanningMeta {
   list: string;
   /** The schedule that started the job. */
   schedule?: PlanRequest['schedule'];
+  /** The list is an upload: deleted once the job is planned or the list refused. */
+  consume?: boolean;
 }
 
 export interface Rejection {
@@ -72,6 +74,8 @@ export interface ListSubmission {
   schedule?: PlanRequest['schedule'];
   /** Lists larger than this are planned in slices by the workers; unset: always at once. */
   planInSlicesAboveBytes?: number;
+  /** The list is an upload: the workers delete it once they have planned (or refused) it. */
+  consume?: boolean;
 }
 
 export interface Submitted {
@@ -100,7 +104,15 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
     const options = parseJobOptions(submission.options);
     await checkBaseline(store, options.since);
     const jobId = uuidv7();
-    const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: submission.source, list: submission.list, schedule: submission.schedule };
+    const meta: PlanningMeta = {
+      jobId,
+      createdAt: new Date().toISOString(),
+      options,
+      source: submission.source,
+      list: submission.list,
+      schedule: submission.schedule,
+      ...(submission.consume ? { consume: true } : {}),
+    };
     await startPlanning(store, queue, meta, submission.format);
     return { jobId, total: null, chunks: null, state: 'planning', createdAt: meta.createdAt };
   }
@@ -147,10 +159,15 @@ export async function planSlice(
     const job = JSON.parse(existing.toString('utf8')) as JobMeta;
     const from = Math.min(message.enqueued, job.chunks);
     await enqueueChunks(queue, job, Array.from({ length: job.chunks - from }, (_, i) => from + i));
+    if (meta.consume) await store.delete(meta.list);
     return { kind: 'planned', job };
   }
   const stream = await store.getStream(meta.list, { start: message.offset });
-  if (!stream) throw new Error(`list ${meta.list} vanished`);
+  if (!stream) {
+    const rejected = await store.get(layout.rejected(jobId)); // a redelivered slice of a refused upload
+    if (rejected) return { kind: 'rejected', rejection: JSON.parse(rejected.toString('utf8')) as Rejection };
+    throw new Error(`list ${meta.list} vanished`);
+  }
 
   let { line, index, format } = message;
   const writer = new ChunkInputWriter(store, jobId, meta.options.chunkSize, message.chunk);
@@ -190,6 +207,7 @@ export async function planSlice(
     await store.deletePrefix(`${layout.jobPrefix(jobId)}input/`);
     if (seen) await deleteDedupeState(store, jobId);
     await store.put(layout.rejected(jobId), JSON.stringify(rejection), { ifAbsent: true, contentType: 'application/json' });
+    if (meta.consume) await store.delete(meta.list);
     return { kind: 'rejected', rejection };
   }
 
@@ -197,5 +215,6 @@ export async function planSlice(
   await commitJob(store, queue, job, enqueue);
   // Only once the job is committed: a redelivered slice before that needs its set.
   if (seen) await deleteDedupeState(store, jobId);
+  if (meta.consume) await store.delete(meta.list);
   return { kind: 'planned', job };
 }

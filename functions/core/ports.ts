@@ -32,6 +32,14 @@ export interface ObjectStore {
   deletePrefix(prefix: string): Promise<void>;
 }
 
+export interface SendOptions {
+  /** Hides the messages for this long after sending (at most QUEUE_MAX_DELAY_MS). */
+  delayMs?: number;
+}
+
+/** SQS's largest DelaySeconds (900 s): every queue honours delays up to this. */
+export const QUEUE_MAX_DELAY_MS = 900_000;
+
 /** A message as delivered: SQS's at-least-once semantics. */
 export interface ReceivedMessage {
   id: string;
@@ -44,8 +52,11 @@ export interface ReceivedMessage {
 
 /** A queue with SQS's semantics: at-least-once, visibility timeouts, a max receive count, a dead-letter queue. */
 export interface Queue {
-  /** Sends messages, batched as the backend allows. */
-  send(bodies: string[]): Promise<void>;
+  /**
+   * Sends messages, batched as the backend allows; with `delayMs`, they become visible only after
+   * that long (SQS DelaySeconds, at most 15 minutes).
+   */
+  send(bodies: string[], options?: SendOptions): Promise<void>;
   /** Up to `max` messages, waiting up to `waitMs` for the first. */
   receive(options: { max: number; waitMs?: number; signal?: AbortSignal }): Promise<ReceivedMessage[]>;
   /** Acknowledges a delivery; a stale receipt is ignored, as SQS does. */

@@ -13,6 +13,7 @@ import { ledgerFor, type Ledger, type LedgerProgress } from './ledger.ts';
 import type { JobOptions } from './options.ts';
 import type { ObjectStore } from './ports.ts';
 import { redactOptions } from './redact.ts';
+import { wasStarted } from './started.ts';
 
 /** `planning` and `rejected` belong to lists planned in slices (large uploads on AWS). */
 export type JobState = 'planning' | 'rejected' | 'queued' | 'running' | 'completed' | 'cancelled';
@@ -172,9 +173,11 @@ export async function jobStatus(store: ObjectStore, jobId: string, ledger: Ledge
     ledger.progress(jobId),
     store.exists(layout.cancel(jobId)),
   ]);
+  // Running from the first chunk a worker received (one more read, only while none is done).
+  const started = chunksDone > 0 || cancelRequested || (await wasStarted(store, jobId));
   return {
     jobId,
-    state: chunksDone > 0 || cancelRequested ? 'running' : 'queued',
+    state: started ? 'running' : 'queued',
     createdAt: job.createdAt,
     updatedAt: updatedAt ?? job.createdAt,
     finishedAt: null,

@@ -5,7 +5,7 @@
  * been received `maxReceiveCount` times without being deleted.
  */
 import { randomUUID } from 'node:crypto';
-import type { Queue, ReceivedMessage } from '../core/ports.ts';
+import { QUEUE_MAX_DELAY_MS, type Queue, type ReceivedMessage, type SendOptions } from '../core/ports.ts';
 
 /** Queue defaults, stated once. */
 export const MEMORY_QUEUE_DEFAULTS = {
@@ -39,6 +39,8 @@ export class MemoryQueue implements Queue {
   private readonly byReceipt = new Map<string, StoredMessage>();
   private readonly waiters = new Set<() => void>();
   private wakeTimer: NodeJS.Timeout | undefined;
+  /** Messages sent with a delay and not yet received (the wake timer must cover them too). */
+  private readonly delayed = new Set<{ visibleAt: number }>();
   private readonly onDeadLetter: MemoryQueueOptions['onDeadLetter'];
   private readonly now: () => number;
   /** Messages that went to the dead-letter hook, for inspection. */
@@ -56,12 +58,16 @@ export class MemoryQueue implements Queue {
     return this.messages.size;
   }
 
-  async send(bodies: string[]): Promise<void> {
+  async send(bodies: string[], { delayMs = 0 }: SendOptions = {}): Promise<void> {
+    const visibleAt = delayMs > 0 ? this.now() + Math.min(delayMs, QUEUE_MAX_DELAY_MS) : 0;
     for (const body of bodies) {
       const id = randomUUID();
-      this.messages.set(id, { id, body, receiveCount: 0, visibleAt: 0, receipt: null });
+      const message = { id, body, receiveCount: 0, visibleAt, receipt: null };
+      this.messages.set(id, message);
+      if (visibleAt > 0) this.delayed.add(message);
     }
     this.wake();
+    if (visibleAt > 0) this.scheduleWake();
   }
 
   async receive({ max, waitMs = 0, signal }: { max: number; waitMs?: number; signal?: AbortSignal }): Promise<ReceivedMessage[]> {
@@ -89,6 +95,7 @@ export class MemoryQueue implements Queue {
         continue;
       }
       if (message.receipt) this.byReceipt.delete(message.receipt);
+      this.delayed.delete(message);
       message.receiveCount++;
       message.receipt = randomUUID();
       message.visibleAt = now + this.visibilityTimeoutMs;
@@ -119,6 +126,7 @@ export class MemoryQueue implements Queue {
     let earliest = Infinity;
     const now = this.now();
     for (const m of this.byReceipt.values()) if (m.visibleAt > now && m.visibleAt < earliest) earliest = m.visibleAt;
+    for (const m of this.delayed) if (m.visibleAt > now && m.visibleAt < earliest) earliest = m.visibleAt;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeTimer = undefined;
     if (earliest === Infinity) return;

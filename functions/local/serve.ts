@@ -9,6 +9,7 @@ import type { UploadTarget } from '../api/deps.ts';
 import { checkHeaderEnv } from '../core/header-env.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { UsageError } from '../core/errors.ts';
+import { UPLOAD_DEFAULTS, sweepUploads } from '../core/uploads.ts';
 import { EmbeddedRuntime } from './runtime.ts';
 import { startSchedules, type ScheduleRunner } from './schedules.ts';
 
@@ -35,12 +36,13 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 /** Uploads come back to this server: PUT /uploads/ID. */
 const localUploads: UploadTarget = {
   receivesPut: true,
+  maxPending: UPLOAD_DEFAULTS.maxPending,
   async target(uploadId, requestUrl) {
     return {
       url: `${requestUrl.origin}/uploads/${uploadId}`,
       method: 'PUT',
       headers: { 'content-type': 'text/plain' },
-      expiresAt: null,
+      expiresAt: null, // the slot's own expiry (UPLOAD_DEFAULTS) is given by the route
     };
   },
 };
@@ -76,6 +78,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     schedules: () => (schedules ? { schedules: schedules.schedules, nextRuns: schedules.nextRuns() } : { schedules: [] }),
   });
   await runtime.recover();
+  // Expired upload slots (and their lists) go at start and hourly: uploads must not fill the disk.
+  const sweep = () =>
+    sweepUploads(runtime.store).catch((error) => console.error(JSON.stringify({ level: 'warn', message: 'upload sweep failed', error: (error as Error).message })));
+  await sweep();
+  const sweeper = setInterval(sweep, UPLOAD_DEFAULTS.sweepEveryMs);
+  sweeper.unref();
   runtime.start();
   schedules = options.schedulesFile ? await startSchedules(options.schedulesFile, runtime) : undefined;
 
@@ -90,6 +98,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     schedules,
     async close() {
       schedules?.stop();
+      clearInterval(sweeper);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await runtime.stop();
     },

@@ -13,7 +13,7 @@ import { Worker, type MessagePort } from 'node:worker_threads';
 import type { GuardConfig } from '../core/engine/guard.ts';
 import type { Counts } from '../core/counts.ts';
 import type { ProxyRoutes } from '../core/engine/proxy.ts';
-import type { Queue, ReceivedMessage } from '../core/ports.ts';
+import type { Queue, ReceivedMessage, SendOptions } from '../core/ports.ts';
 import type { FetchRecord } from '../core/record.ts';
 
 /** What the main thread tells a worker thread when it starts. */
@@ -38,7 +38,7 @@ export type FromThread =
   | { type: 'call'; id: number; op: 'receive'; max: number; waitMs: number }
   | { type: 'call'; id: number; op: 'delete'; receipt: string }
   | { type: 'call'; id: number; op: 'changeVisibility'; receipt: string; ms: number }
-  | { type: 'call'; id: number; op: 'send'; bodies: string[] }
+  | { type: 'call'; id: number; op: 'send'; bodies: string[]; delayMs?: number }
   | { type: 'progress'; jobId: string; done: number; failed: number }
   /** A chunk's counts, for the main thread's ledger (which finishes the job after the last). */
   | { type: 'chunk-done'; jobId: string; chunk: number; counts: Counts; lost?: boolean }
@@ -80,8 +80,8 @@ export class QueueProxy implements Queue {
     });
   }
 
-  send(bodies: string[]): Promise<void> {
-    return this.call({ op: 'send', bodies });
+  send(bodies: string[], options: SendOptions = {}): Promise<void> {
+    return this.call({ op: 'send', bodies, delayMs: options.delayMs });
   }
 
   async receive({ max, waitMs = 0, signal }: { max: number; waitMs?: number; signal?: AbortSignal }): Promise<ReceivedMessage[]> {
@@ -191,7 +191,7 @@ export class WorkerThread {
       } else if (message.op === 'changeVisibility') {
         await this.queue.changeVisibility(message.receipt, message.ms);
       } else {
-        await this.queue.send(message.bodies);
+        await this.queue.send(message.bodies, { delayMs: message.delayMs });
       }
       if (!this.exited) this.worker.postMessage({ type: 'reply', id: message.id, result } satisfies ToThread);
     } catch (error) {

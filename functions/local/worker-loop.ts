@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { handleMessage, type MessageDeps, type MessageResult } from '../core/messages.ts';
 import type { Queue, ReceivedMessage } from '../core/ports.ts';
 import { isStoreFull } from '../core/store-errors.ts';
+import { BodyBudget } from './body-budget.ts';
 
 /** Loop defaults, stated once. */
 export const LOOP_DEFAULTS = {
@@ -41,6 +42,8 @@ export interface WorkerLoopOptions {
   signal: AbortSignal;
   maxChunksInFlight?: number;
   retryDelayMs?: number;
+  /** Body bytes this worker may hold over all its jobs (default BODY_BUDGET_DEFAULTS). */
+  maxHeldBodyBytes?: number;
   onError(error: unknown, context: string): void;
 }
 
@@ -50,8 +53,12 @@ export class WorkerLoop {
   /** Messages that met a full store, waiting to be sent again: body -> tries so far. */
   private readonly fullTries = new Map<string, number>();
   private readonly resends = new Map<NodeJS.Timeout, string>();
+  /** Chunks of different jobs start only while their bodies fit this worker's budget. */
+  readonly bodyBudget: BodyBudget;
 
-  constructor(private readonly options: WorkerLoopOptions) {}
+  constructor(private readonly options: WorkerLoopOptions) {
+    this.bodyBudget = new BodyBudget(options.deps.store, options.maxHeldBodyBytes);
+  }
 
   /** Runs until the signal aborts; the chunks in hand then finish (see {@link drain}). */
   async run(): Promise<void> {
@@ -60,7 +67,7 @@ export class WorkerLoop {
     const { minChunksInFlight } = LOOP_DEFAULTS;
     while (!signal.aborted) {
       const active = this.active.size;
-      const idle = active < max && deps.fetcher.waiting === 0;
+      const idle = active < max && deps.fetcher.waiting === 0 && this.bodyBudget.waiting === 0;
       if (active >= minChunksInFlight && !idle) {
         await Promise.race([...this.active, sleep(50)]);
         continue;
@@ -110,7 +117,9 @@ export class WorkerLoop {
       Math.max(1_000, queue.visibilityTimeoutMs / 3),
     );
     heartbeat.unref();
+    let release = () => {};
     try {
+      release = await this.bodyBudget.admit(message.body);
       const result = await handleMessage(deps, message.body, { receiveCount: message.receiveCount, maxReceiveCount: queue.maxReceiveCount });
       await queue.delete(message.receipt);
       this.fullTries.delete(message.body);
@@ -120,6 +129,7 @@ export class WorkerLoop {
       if (isStoreFull(error)) return await this.retryWhenSpace(message).catch(() => {});
       await queue.changeVisibility(message.receipt, this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs).catch(() => {});
     } finally {
+      release();
       clearInterval(heartbeat);
     }
   }

@@ -4,6 +4,7 @@
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { loadJob } from '../../core/job.ts';
 import { JOBS_PREFIX, checkJobId, isJobId } from '../../core/layout.ts';
+import { callbackState } from '../../core/callback.ts';
 import { jobStatus, readManifest, type JobStatus as Status } from '../../core/status.ts';
 import type { ApiDeps } from '../deps.ts';
 import { problem } from '../problem.ts';
@@ -165,7 +166,14 @@ export function jobsRoutes(deps: ApiDeps): OpenAPIHono {
     return c.json({ jobs, next }, 200);
   });
 
-  app.openapi(statusRoute, async (c) => c.json(capFiles(await jobStatus(deps.store, checkJobId(c.req.valid('param').id))), 200));
+  app.openapi(statusRoute, async (c) => {
+    const id = checkJobId(c.req.valid('param').id);
+    const status = capFiles(await jobStatus(deps.store, id));
+    // One more read, for jobs with a callback only (job.json is cached).
+    const ended = status.state === 'completed' || status.state === 'cancelled';
+    const callback = ended && (await loadJob(deps.store, id)).options.callbackUrl ? await callbackState(deps.store, id) : null;
+    return c.json({ ...status, ...(callback ? { callback } : {}) }, 200);
+  });
 
   app.openapi(cancelRoute, async (c) => {
     const id = checkJobId(c.req.valid('param').id);

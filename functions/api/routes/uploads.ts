@@ -7,6 +7,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { v7 as uuidv7 } from 'uuid';
 import { layout } from '../../core/layout.ts';
+import { checkUploadOpen, createUploadSlot } from '../../core/uploads.ts';
 import type { ApiDeps } from '../deps.ts';
 import { API_LIMITS } from '../deps.ts';
 import { problem } from '../problem.ts';
@@ -17,7 +18,13 @@ const createUploadRoute = createRoute({
   method: 'post',
   path: '/uploads',
   summary: 'Make an upload slot for a large list',
-  responses: { 201: { description: 'Where to PUT the list', content: { 'application/json': { schema: Upload } } }, ...problemResponses },
+  description:
+    'The slot plans one job: its list is deleted once the job is planned or the list refused (upload again then). Slots expire 24 h after they are made (see expiresAt); the embedded runtime allows 100 pending slots (429 beyond).',
+  responses: {
+    201: { description: 'Where to PUT the list', content: { 'application/json': { schema: Upload } } },
+    429: { description: 'Too many pending uploads (embedded runtime)', content: { 'application/problem+json': { schema: Problem } } },
+    ...problemResponses,
+  },
 });
 
 class UploadTooLarge extends Error {}
@@ -43,12 +50,9 @@ export function uploadsRoutes(deps: ApiDeps): OpenAPIHono {
 
   app.openapi(createUploadRoute, async (c) => {
     const uploadId = uuidv7();
-    await deps.store.put(layout.upload(uploadId), JSON.stringify({ uploadId, createdAt: new Date().toISOString() }), {
-      ifAbsent: true,
-      contentType: 'application/json',
-    });
+    const expiresAt = await createUploadSlot(deps.store, uploadId, { maxPending: deps.uploads.maxPending });
     const target = await deps.uploads.target(uploadId, new URL(c.req.url));
-    return c.json({ uploadId, ...target }, 201);
+    return c.json({ uploadId, ...target, expiresAt: target.expiresAt ?? expiresAt.toISOString() }, 201);
   });
 
   if (deps.uploads.receivesPut) {
@@ -59,7 +63,7 @@ export function uploadsRoutes(deps: ApiDeps): OpenAPIHono {
       request: { params: z.object({ id: z.string() }), body: { content: { 'text/plain': { schema: z.string() } } } },
       responses: {
         204: { description: 'Received' },
-        409: { description: 'Already received', content: { 'application/problem+json': { schema: Problem } } },
+        409: { description: 'Already received, submitted or expired', content: { 'application/problem+json': { schema: Problem } } },
         413: { description: 'Larger than the upload limit', content: { 'application/problem+json': { schema: Problem } } },
         ...problemResponses,
       },
@@ -68,7 +72,7 @@ export function uploadsRoutes(deps: ApiDeps): OpenAPIHono {
       const id = c.req.param('id');
       const tooLarge = () => problem(413, 'Payload too large', `an upload may hold at most ${maxUploadBytes} bytes`);
       if (Number(c.req.header('content-length') ?? 0) > maxUploadBytes) throw tooLarge();
-      if (!(await deps.store.exists(layout.upload(id)))) throw problem(404, 'Not found', `no upload ${id}: make one with POST /uploads`);
+      await checkUploadOpen(deps.store, id); // 404 for no slot, 409 once submitted or expired
       let created: boolean;
       try {
         created = await deps.store.put(layout.uploadList(id), limitedBody(c.req.raw.body, maxUploadBytes), { ifAbsent: true, contentType: 'text/plain' });

@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Fetcher } from '../functions/core/engine/fetcher.ts';
+import { AddressGuard } from '../functions/core/engine/guard.ts';
+import { MemoryLedger } from '../functions/core/ledger.ts';
+import { handleMessage } from '../functions/core/messages.ts';
+import type { ObjectStore } from '../functions/core/ports.ts';
+import { jobStatus } from '../functions/core/status.ts';
+import { LocalStore } from '../functions/local/local-store.ts';
+import { MemoryQueue } from '../functions/local/memory-queue.ts';
+import { EmbeddedRuntime } from '../functions/local/runtime.ts';
+import { planUrls } from './support/jobs.ts';
+import { startOrigin, type Origin } from './support/origin.ts';
+import { tempDir } from './support/tmp.ts';
+
+// Defect 15 of the tryout: a job read `queued, done 0` for 28 s while its chunks were fetched.
+const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.1/32'] });
+let origin: Origin;
+beforeAll(async () => {
+  origin = await startOrigin();
+});
+afterAll(async () => {
+  await origin.close();
+});
+
+describe('a job is running from the first chunk a worker receives', () => {
+  it('reads running while its only chunk is still being fetched', async () => {
+    const runtime = new EmbeddedRuntime({ dataDir: tempDir(), guard });
+    try {
+      const job = await planUrls(runtime.store, runtime.queue, [`${origin.url}/hang`], { timeoutMs: 60_000 });
+      expect((await jobStatus(runtime.store, job.jobId)).state).toBe('queued');
+      runtime.start();
+      let status = await jobStatus(runtime.store, job.jobId);
+      for (let i = 0; i < 250 && status.state === 'queued'; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        status = await jobStatus(runtime.store, job.jobId);
+      }
+      expect(status).toMatchObject({ state: 'running', done: 0, chunks: { total: 1, done: 0 } });
+      await runtime.cancel(job.jobId);
+      await runtime.waitForJob(job.jobId);
+    } finally {
+      await runtime.stop();
+    }
+  });
+
+  it('costs one conditional write per job in a worker, not one per chunk', async () => {
+    const local = new LocalStore(tempDir());
+    let startedPuts = 0;
+    const store = new Proxy(local, {
+      get(target, name, receiver) {
+        if (name === 'put') {
+          return (key: string, ...rest: unknown[]) => {
+            if (key.endsWith('/started.json')) startedPuts++;
+            return (target.put as (...a: unknown[]) => Promise<boolean>).call(target, key, ...rest);
+          };
+        }
+        const value = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as ObjectStore;
+    const queue = new MemoryQueue();
+    const fetcher = new Fetcher(guard);
+    try {
+      const job = await planUrls(store, queue, Array.from({ length: 5 }, (_, i) => `${origin.url}/ok?i=${i}`), { chunkSize: 1 });
+      const deps = { store, fetcher, queue, ledger: new MemoryLedger(), cancelPollMs: 3_600_000 };
+      for (const m of await queue.receive({ max: 10 })) await handleMessage(deps, m.body, { receiveCount: 1, maxReceiveCount: 5 });
+      expect(startedPuts).toBe(1);
+      expect((await jobStatus(store, job.jobId, deps.ledger)).state).not.toBe('queued');
+    } finally {
+      await fetcher.close();
+    }
+  });
+});
