@@ -190,6 +190,8 @@ describe('POST /jobs on AWS answers within its budget whatever the chunk count',
     const store = awsRuntime().store;
     const textId = '0190c5f0-0000-7000-8000-0000000000c1';
     const urls = Array.from({ length: 40 }, (_, i) => `${origin.url}/ok?upload=${i}`);
+    // Upload slots as POST /uploads makes them, then the lists as the client PUTs them.
+    for (const id of [textId, '0190c5f0-0000-7000-8000-0000000000c2']) await store.put(layout.upload(id), JSON.stringify({ uploadId: id, createdAt: new Date().toISOString() }));
     await store.put(layout.uploadList(textId), urls.join('\n'));
     const text = await call(slowApi, 'POST', '/jobs?chunkSize=1&bodies=none', JSON.stringify({ upload: textId }), 'application/json');
     expect(text.status).toBe(202);
@@ -205,6 +207,9 @@ describe('POST /jobs on AWS answers within its budget whatever the chunk count',
     expect((await call(api, 'GET', `/jobs/${text.json().jobId}`)).json()).toMatchObject({ state: 'completed', total: 40, succeeded: 40 });
     expect((await call(api, 'GET', `/jobs/${json.json().jobId}`)).json()).toMatchObject({ state: 'completed', total: 3, succeeded: 3 });
     expect((await records(text.json().jobId)).map((r) => r.url)).toEqual(urls);
+    // Each upload's list is gone once its job is planned: uploads do not pile up.
+    expect(await store.exists(layout.uploadList(textId))).toBe(false);
+    expect(await store.exists(layout.uploadList(jsonId))).toBe(false);
   }, 60_000);
 
   it('a list that fits the budget is queued in the call, with its totals', async () => {
