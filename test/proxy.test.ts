@@ -337,7 +337,7 @@ describe('fanout fetch and the API', () => {
       // The options schema is the API's: the OpenAPI document lists the new fields with their types.
       const doc = JSON.stringify(await (await app.request('http://fanout.test/openapi.json')).json());
       expect(doc).toContain('"proxy":{"type":["string","null"]');
-      expect(doc).toContain('"http2":{"type":"boolean","default":false}');
+      expect(doc).toContain('"http2":{"type":"boolean","default":false,');
       expect(doc).toContain('"ratePerHost":{"type":["number","null"],"minimum":0.01');
     } finally {
       await runtime.stop();
