@@ -26,6 +26,24 @@ describe('lockDataDir', () => {
     expect(existsSync(data)).toBe(false);
   });
 
+  it('a holder killed a moment ago (a zombie its parent has not reaped yet) holds nothing', async () => {
+    const data = join(dir, 'zombie');
+    mkdirSync(data, { recursive: true });
+    // The holder's parent becomes `sleep`, which never reaps it: killed, it stays a zombie for a while.
+    const parent = spawn('bash', ['-c', `${JSON.stringify(process.execPath)} -e 'setInterval(() => {}, 1000)' & echo $!; exec sleep 5`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const pid = Number(await new Promise<string>((r) => parent.stdout.once('data', (d) => r(String(d).trim()))));
+    try {
+      process.kill(pid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/\)\s+Z/);
+      staleLock(data, pid);
+      const lock = lockDataDir(data, 'fanout fetch');
+      lock.release();
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
   it('keeps a folder that holds data, and clears temporary files a killed process left', () => {
     const data = join(dir, 'b');
     mkdirSync(join(data, '.tmp'), { recursive: true });

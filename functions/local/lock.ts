@@ -49,6 +49,13 @@ function alive(pid: number): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false; // EPERM: exists, owned by someone else
   }
+  try {
+    // A process killed a moment ago stays a zombie until its parent reaps it: it holds nothing.
+    const state = /\)\s+(\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+    if (state === 'Z' || state === 'X') return false;
+  } catch {
+    // no /proc (macOS), or gone already: decided below
+  }
   // A pid reused by an unrelated program (after a reboot, say) does not hold the folder.
   try {
     const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
