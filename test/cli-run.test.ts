@@ -118,6 +118,35 @@ describe('--out', () => {
   });
 });
 
+describe('--out on Ctrl-C', () => {
+  it('holds every record the job had written when the run was interrupted', async () => {
+    const data = join(dir, 'out-sigint');
+    const out = join(dir, 'out-sigint.ndjson');
+    const urls = Array.from({ length: 60 }, (_, i) => `${origin.url}/delay?ms=150&os=${i}`);
+    const run = await spawnFanout(['fetch', list('out-sigint.txt', urls), '--data-dir', data, '--out', out, '--chunk-size', '5', '--concurrency', '5', '--workers', '1']);
+    // --out is in input order: it holds the chunks done from the first on, up to the first not done.
+    const prefix = () => {
+      const done = new Set(chunksDone(data).filter((f) => f.endsWith('.json')).map((f) => Number(f.slice(0, 6))));
+      let n = 0;
+      while (done.has(n)) n++;
+      return n;
+    };
+    await until(() => prefix() >= 3, 20_000, 'the first three chunks written');
+    const atSignal = prefix();
+    run.child.kill('SIGINT');
+    const ended = await run.done;
+    expect(ended.code).toBe(130);
+    expect(ended.stderr).toMatch(/resume with: fanout resume \S+/);
+    const written = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).index);
+    // Chunks may still finish in the moment between the signal and the exit: at least what was done
+    // at the signal, at most what was done at the exit, always a whole prefix.
+    expect(written).toEqual(Array.from({ length: written.length }, (_, i) => i));
+    expect(written.length % 5).toBe(0);
+    expect(written.length).toBeGreaterThanOrEqual(atSignal * 5);
+    expect(written.length).toBeLessThanOrEqual(prefix() * 5);
+  });
+});
+
 describe('the data folder is locked by the process using it', () => {
   it('a second serve or fetch on a folder in use exits 2 naming the holder; after it stops, the folder is free', async () => {
     const data = join(dir, 'locked');

@@ -62,6 +62,8 @@ function shellWord(word: string): string {
 
 /** Exit codes of an interrupted run: 128 + the signal's number, as shells report them. */
 export const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+/** How long an interrupt waits for --out to take the chunks written so far (a second signal exits at once). */
+const OUT_FLUSH_ON_SIGNAL_MS = 1_000;
 
 interface Run {
   runtime: EmbeddedRuntime;
@@ -103,7 +105,9 @@ function openRun(flags: FetchFlags, command: string): Run {
           ? `\nfanout: interrupted; resume with: fanout resume ${run.jobId}${dirFlag}\n`
           : '\nfanout: interrupted before the job was created; nothing to resume\n',
     );
-    process.exit(SIGNAL_EXIT[signal]); // the lock goes with the process (lock.ts)
+    // --out gets every chunk written so far (it follows them with a delay), for a second at most.
+    const flushed = run.out && !run.ended ? run.out.finish().catch(() => {}) : Promise.resolve();
+    void Promise.race([flushed, new Promise((r) => setTimeout(r, OUT_FLUSH_ON_SIGNAL_MS))]).then(() => process.exit(SIGNAL_EXIT[signal])); // the lock goes with the process (lock.ts)
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
