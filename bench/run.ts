@@ -71,6 +71,9 @@ const bin = join(root, 'bin/fanout.mjs');
 /** One whole process: wall time from spawn to exit, and what /usr/bin/time saw of it. */
 interface ProcessRun {
   wallS: number;
+  /** Date.now() at spawn and at exit, to place the job's own timestamps in the process. */
+  spawnedAt: number;
+  exitedAt: number;
   cpuS?: number;
   rssMiB?: number;
   stdout: string;
@@ -84,6 +87,9 @@ interface Sample {
   innerS?: number;
   ok?: number;
   requests?: number;
+  /** fanout only: seconds from spawn to the job's createdAt (start-up, reading and planning the list) and from finishedAt to exit. */
+  beforeJobS?: number;
+  afterJobS?: number;
 }
 
 /**
@@ -97,19 +103,26 @@ function timeProcess(cmd: string, args: string[], opts: { pin?: boolean; rusage?
   if ((opts.pin ?? true) && hasTaskset) argv = ['taskset', '-c', clientCore, ...argv];
   return new Promise((resolve) => {
     const t0 = performance.now();
+    const spawnedAt = Date.now();
     let exitedAt = 0;
+    let exitedAtMs = 0;
     const child = spawn(argv[0]!, argv.slice(1), { cwd: root });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', () => (exitedAt = performance.now()));
+    child.on('exit', () => {
+      exitedAt = performance.now();
+      exitedAtMs = Date.now();
+    });
     child.on('close', (code) => {
       const wallS = ((exitedAt || performance.now()) - t0) / 1000;
       const time = /BENCHTIME ([\d.]+) ([\d.]+) ([\d.]+) (\d+)/.exec(stderr);
       if (time) stderr = stderr.replace(time[0], '');
       resolve({
         wallS,
+        spawnedAt,
+        exitedAt: exitedAtMs || Date.now(),
         cpuS: time ? Number(time[2]) + Number(time[3]) : undefined,
         rssMiB: time ? Number(time[4]) / 1024 : undefined,
         stdout,
@@ -142,6 +155,8 @@ interface Result {
   rssMiB?: number;
   requests?: number;
   ok?: number;
+  beforeJobS?: number;
+  afterJobS?: number;
 }
 
 function summarise(name: string, samples: Sample[]): Result {
@@ -158,6 +173,8 @@ function summarise(name: string, samples: Sample[]): Result {
     rssMiB: of((s) => s.process.rssMiB),
     requests: samples[0]?.requests,
     ok: of((s) => s.ok),
+    beforeJobS: of((s) => s.beforeJobS),
+    afterJobS: of((s) => s.afterJobS),
   };
 }
 
@@ -304,7 +321,14 @@ function fanoutFetch(name: string, file: string, flags: string[], pin = true): C
       if (p.code !== 0) throw new Error(`fanout fetch failed: ${p.stderr}`);
       const status = JSON.parse(p.stdout);
       const jobS = (Date.parse(status.finishedAt) - Date.parse(status.createdAt)) / 1000;
-      return { process: p, innerS: jobS, ok: status.succeeded, requests: status.total };
+      return {
+        process: p,
+        innerS: jobS,
+        ok: status.succeeded,
+        requests: status.total,
+        beforeJobS: (Date.parse(status.createdAt) - p.spawnedAt) / 1000,
+        afterJobS: (p.exitedAt - Date.parse(status.finishedAt)) / 1000,
+      };
     },
   };
 }
@@ -335,6 +359,12 @@ function table(title: string, rows: Result[], reference: Result, innerLabel: str
     const ok = r.ok !== undefined && r.requests !== undefined && r.ok !== r.requests ? ` (${r.ok} ok of ${r.requests})` : '';
     console.log(
       `| ${r.name}${ok} | ${fmtS(r.processS)} | ${fmtS(r.innerS)} | ${rate} | ${ratio} | ${fmtS(r.cpuS)} | ${r.rssMiB?.toFixed(0) ?? ''} | ${runs} |`,
+    );
+  }
+  for (const r of rows) {
+    if (r.beforeJobS === undefined) continue;
+    console.log(
+      `\n${r.name}, medians: ${fmtS(r.beforeJobS)} s from spawn to the job's creation (start-up, reading and planning the list), ${fmtS(r.innerS)} s job, ${fmtS(r.afterJobS)} s from its end to exit`,
     );
   }
 }
