@@ -10,7 +10,8 @@
  *   s. start-up: `fanout --version` against `node -e 0` (target: under 150 ms); `fanout fetch` of one URL
  *   a. throughput: 40,000 x 1 KiB, concurrency 100, bodies none: the `fanout fetch` process against
  *      the bare undici loop's process (target: within 1.35x) and aiohttp + gather's (target: 3x faster)
- *   b. latency-bound: 5,000 URLs that each take 100 ms, concurrency 500 (ideal 1.0 s; target 1.25x)
+ *   b. latency-bound: 5,000 URLs that each take 100 ms, concurrency 500 (ideal 1.0 s; target 1.25x),
+ *      with the default socket budget and with FANOUT_MAX_SOCKETS=500
  *   c. scale: 1,000,000 URLs end to end with records written (BENCH_SCALE to change the count)
  *   d. cores: `fanout fetch --workers 2` (threads, unpinned) against `--workers 1`
  *   e. the Lambda bundles: size and import time on Node 24
