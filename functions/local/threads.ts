@@ -149,6 +149,8 @@ export class WorkerThread {
   private readonly receipts = new Set<string>();
   private stopped: Promise<void> | undefined;
   private exited = false;
+  /** Ends a receive that long-polls an empty queue when the thread is asked to stop (else stop waits up to a poll, 1 s). */
+  private readonly stopping = new AbortController();
 
   constructor(
     script: string,
@@ -177,7 +179,7 @@ export class WorkerThread {
     try {
       let result: unknown;
       if (message.op === 'receive') {
-        const got = await this.queue.receive({ max: message.max, waitMs: message.waitMs });
+        const got = await this.queue.receive({ max: message.max, waitMs: message.waitMs, signal: this.stopping.signal });
         if (this.exited) {
           // The thread died while this receive waited: nobody will process these.
           for (const m of got) await this.queue.changeVisibility(m.receipt, 0);
@@ -216,6 +218,7 @@ export class WorkerThread {
     this.stopped ??= new Promise<void>((resolve) => {
       this.worker.once('exit', () => resolve());
       this.worker.postMessage({ type: 'stop' } satisfies ToThread);
+      this.stopping.abort(); // after 'stop', so the thread reads it before the empty answer
     });
     return this.stopped;
   }
