@@ -53,6 +53,12 @@ export interface FanoutSettings {
   alarmEmail: string;
   /** X-Ray active tracing for the three functions. */
   tracing: boolean;
+  /**
+   * Secrets the worker reads for jobs' `headerEnv`: environment variable -> Secrets Manager secret ARN
+   * (`{"API_TOKEN": "arn:aws:secretsmanager:..."}`). The worker gets each variable, holding the ARN,
+   * and read access to exactly those secrets; the values never enter the template.
+   */
+  headerSecrets: Record<string, string>;
 }
 
 export const DEFAULT_SETTINGS: FanoutSettings = {
@@ -65,6 +71,7 @@ export const DEFAULT_SETTINGS: FanoutSettings = {
   schedulesFile: 'schedules.json',
   alarmEmail: '',
   tracing: false,
+  headerSecrets: {},
 };
 
 export interface FanoutStackProps extends StackProps {
@@ -96,6 +103,7 @@ export function settingsFrom(scope: Construct, overrides: Partial<FanoutSettings
 }
 
 function settingValue(key: string, fallback: unknown, value: unknown): unknown {
+  if (key === 'headerSecrets') return headerSecretsValue(value);
   if (typeof fallback === 'number') {
     const n = Number(value);
     if (typeof value === 'boolean' || !Number.isFinite(n) || n <= 0) throw new Error(`setting ${key}: expected a positive number, got ${JSON.stringify(value)}`);
@@ -107,6 +115,28 @@ function settingValue(key: string, fallback: unknown, value: unknown): unknown {
     throw new Error(`setting ${key}: expected true or false, got ${JSON.stringify(value)}`);
   }
   return String(value);
+}
+
+/** `headerSecrets`: an object (cdk.json) or its JSON text (`-c headerSecrets='{...}'`), checked entry by entry. */
+function headerSecretsValue(value: unknown): Record<string, string> {
+  let parsed: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      throw new Error(`setting headerSecrets: expected a JSON object {"VARIABLE": "arn:aws:secretsmanager:..."}, got ${JSON.stringify(value)}`);
+    }
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('setting headerSecrets: expected an object of VARIABLE: secret ARN');
+  for (const [name, arn] of Object.entries(parsed)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name.startsWith('FANOUT_') || name.startsWith('AWS_')) {
+      throw new Error(`setting headerSecrets: ${JSON.stringify(name)} is not a variable name the worker may be given`);
+    }
+    if (typeof arn !== 'string' || !/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/.test(arn)) {
+      throw new Error(`setting headerSecrets: ${name} must be a Secrets Manager secret ARN, got ${JSON.stringify(arn)}`);
+    }
+  }
+  return parsed as Record<string, string>;
 }
 
 /** Acknowledges a cdk-nag finding on a construct, with its one-line reason. */
@@ -247,8 +277,8 @@ export class FanoutStack extends Stack {
       'Worker',
       'worker',
       { memorySize: settings.workerMemoryMb, timeout: Duration.seconds(settings.workerTimeoutSeconds), description: 'fanout worker: fetches chunks, plans large lists' },
-      // Only the worker signs completion callbacks.
-      { FANOUT_CALLBACK_SECRET_ARN: this.callbackSecret.secretArn },
+      // Only the worker signs completion callbacks; it also resolves jobs' headerEnv variables (their ARNs).
+      { FANOUT_CALLBACK_SECRET_ARN: this.callbackSecret.secretArn, ...settings.headerSecrets },
     );
     this.scheduleFunction = fn('ScheduleTarget', 'schedule', { memorySize: 256, timeout: Duration.seconds(60), description: 'fanout schedule target' });
 
@@ -293,6 +323,10 @@ export class FanoutStack extends Stack {
     this.tokenSecret.grantRead(this.apiFunction);
     this.tokenSecret.grantRead(this.workerFunction); // signs callbacks with it when no callback secret is set
     this.callbackSecret.grantRead(this.workerFunction);
+    // Read access to exactly the secrets jobs may name through headerEnv, nothing wider.
+    for (const [name, arn] of Object.entries(settings.headerSecrets)) {
+      Secret.fromSecretCompleteArn(this, `HeaderSecret-${name}`, arn).grantRead(this.workerFunction);
+    }
     // The ledger: the worker and the schedule target create and count jobs; the API reads status
     // and marks cancelled jobs. No scans, no deletes (items expire by TTL).
     const ledger = (actions: string[]) => new PolicyStatement({ effect: Effect.ALLOW, actions: actions.map((a) => `dynamodb:${a}`), resources: [this.ledger.tableArn] });

@@ -58,6 +58,7 @@ const custom = () =>
     deadLetterMaxReceiveCount: '12',
     tracing: 'true',
     alarmEmail: 'ops@example.com',
+    headerSecrets: JSON.stringify({ API_TOKEN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:partner-token-AbCdEf' }),
   }));
 beforeAll(() => {
   writeFileSync(
@@ -384,5 +385,16 @@ describe('the CDK stack', () => {
     outdirs.push(flawed.outdir);
     new Bucket(fanoutApp(flawed), 'Unlogged');
     expect(() => flawed.synth()).toThrow(/AwsSolutions-S1/);
+  });
+
+  it('gives the worker the headerEnv secrets it is told of (their ARNs as variables) and read access to exactly those', () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:partner-token-AbCdEf';
+    expect(environments(custom().template).Worker!.API_TOKEN).toBe(arn);
+    expect(environments(custom().template).Api!.API_TOKEN).toBeUndefined();
+    const reads = statementsOf(custom().template).filter((st) => JSON.stringify(st.Resource).includes('partner-token'));
+    expect(reads.length).toBeGreaterThan(0);
+    for (const st of reads) expect([st.Action].flat()).toEqual(expect.arrayContaining(['secretsmanager:GetSecretValue']));
+    expect(() => synth({}, { headerSecrets: '{"API_TOKEN": "not-an-arn"}' })).toThrow(/setting headerSecrets: API_TOKEN must be a Secrets Manager secret ARN/);
+    expect(() => synth({}, { headerSecrets: '{"FANOUT_TOKEN": "' + arn + '"}' })).toThrow(/is not a variable name the worker may be given/);
   });
 });
