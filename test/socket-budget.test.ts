@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_DEFAULTS, maxSocketsFromEnv, type Lookup } from '../functions/core/engine/agent.ts';
+import { tempDir } from './support/tmp.ts';
 import { Fetcher, FETCHER_DEFAULTS } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { ConfigError } from '../functions/core/errors.ts';
@@ -176,6 +177,21 @@ describe('the socket budget', () => {
     for (const bad of ['0', '-1', '1.5', 'lots', '1e3']) {
       expect(() => maxSocketsFromEnv({ FANOUT_MAX_SOCKETS: bad })).toThrow(ConfigError);
       expect(() => maxSocketsFromEnv({ FANOUT_MAX_SOCKETS: bad })).toThrow(/FANOUT_MAX_SOCKETS/);
+    }
+  });
+
+  it('the embedded runtime, with no Lambda limit, allows 1,024 sockets per worker unless FANOUT_MAX_SOCKETS says otherwise', async () => {
+    const { EmbeddedRuntime } = await import('../functions/local/runtime.ts');
+    const saved = process.env.FANOUT_MAX_SOCKETS;
+    try {
+      delete process.env.FANOUT_MAX_SOCKETS;
+      expect(new EmbeddedRuntime({ dataDir: tempDir(), guard }).fetcher.sockets.max).toBe(AGENT_DEFAULTS.localMaxSockets);
+      expect(AGENT_DEFAULTS.localMaxSockets).toBe(1024);
+      process.env.FANOUT_MAX_SOCKETS = '128';
+      expect(new EmbeddedRuntime({ dataDir: tempDir(), guard }).fetcher.sockets.max).toBe(128);
+    } finally {
+      if (saved === undefined) delete process.env.FANOUT_MAX_SOCKETS;
+      else process.env.FANOUT_MAX_SOCKETS = saved;
     }
   });
 });

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { callbackMessage, readCallbackOutbox } from '../core/callback.ts';
 import { CancelRegistry, cancelJob } from '../core/cancel.ts';
 import type { Counts } from '../core/counts.ts';
+import { AGENT_DEFAULTS, maxSocketsFromEnv } from '../core/engine/agent.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { finishJob } from '../core/finish.ts';
@@ -82,7 +83,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
-    this.fetcher = new Fetcher(options.guard, undefined, { envProxy: options.envProxy });
+    this.fetcher = new Fetcher(options.guard, undefined, { envProxy: options.envProxy, maxSockets: maxSocketsFromEnv(process.env, AGENT_DEFAULTS.localMaxSockets) });
     this.options = options;
     // Status and cancel called with this store (the API, the CLI) use this ledger too.
     this.ledger = bindLedger(this.store, new MemoryLedger(summaryLoader(this.store))) as MemoryLedger;

@@ -35,6 +35,12 @@ export const AGENT_DEFAULTS = {
    */
   maxSockets: 256,
   /**
+   * The same for the embedded runtime (`fanout fetch`, `fanout serve`), per worker thread: no
+   * Lambda's 1,024 there (Node raises its soft descriptor limit to the hard one at start), so a job
+   * of `--concurrency 500` on one host is not cut to 256 requests in flight (bench scenario b).
+   */
+  localMaxSockets: 1024,
+  /**
    * Requests at once on one HTTP/2 connection (with `http2`, when the server chose h2): undici
    * otherwise sends one request per connection. 100 is the least a server should allow (RFC 9113).
    */
@@ -48,9 +54,9 @@ export const AGENT_DEFAULTS = {
  * @example
  * maxSocketsFromEnv({ FANOUT_MAX_SOCKETS: '128' }) // 128
  */
-export function maxSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+export function maxSocketsFromEnv(env: NodeJS.ProcessEnv = process.env, fallback: number = AGENT_DEFAULTS.maxSockets): number {
   const text = env.FANOUT_MAX_SOCKETS?.trim();
-  if (!text) return AGENT_DEFAULTS.maxSockets;
+  if (!text) return fallback;
   const value = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
     throw new ConfigError(`FANOUT_MAX_SOCKETS: expected a whole number >= 1, got ${JSON.stringify(text)}`);
