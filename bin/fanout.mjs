@@ -24,7 +24,7 @@ function newest(dir) {
 
 if (existsSync(sources)) {
   // The sources, the build script and the installed dependencies (through the lock file).
-  const inputs = ['../scripts/build-cli.ts', '../package-lock.json'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const inputs = ['../scripts/build-cli.ts', '../scripts/build.ts', '../package-lock.json'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
   const changed = Math.max(newest(sources), ...inputs.filter((p) => existsSync(p)).map((p) => statSync(p).mtimeMs));
   const stale = !existsSync(built) || statSync(built).mtimeMs < changed;
   if (stale) {

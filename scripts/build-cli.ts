@@ -14,6 +14,7 @@ import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } 
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { englishOnly } from './build.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -24,20 +25,6 @@ export const CLI_BUILD = {
   /** Files of swagger-ui-dist that /docs needs. */
   swaggerFiles: ['swagger-ui-bundle.js', 'swagger-ui.css', 'LICENSE', 'NOTICE'],
 } as const;
-
-/** zod's classic entry re-exports ~40 locales; fanout speaks English only (as scripts/build.ts does). */
-const englishOnly: Plugin = {
-  name: 'zod-english-only',
-  setup(b) {
-    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
-      args.importer.includes('/node_modules/zod/') ? { path: 'zod-locales', namespace: 'fanout-slim' } : undefined,
-    );
-    b.onLoad({ filter: /^zod-locales$/, namespace: 'fanout-slim' }, () => ({
-      contents: "export { default as en } from 'zod/v4/locales/en.js';",
-      resolveDir: root,
-    }));
-  },
-};
 
 /** undici's classes by the file that defines them: enough to load only those the sources use. */
 const UNDICI_FILES: Record<string, string> = {

@@ -28,22 +28,28 @@ export interface BuiltBundle {
   bytes: number;
 }
 
-/**
- * Keeps the bundles small (each must stay under 1 MiB and import fast):
- * - zod's classic entry re-exports every locale (~40 languages); fanout speaks English only;
- * - undici's entry loads every dispatcher, mock and cache; the worker needs Agent, ProxyAgent and the request API.
- */
-const slimDependencies: Plugin = {
-  name: 'slim-dependencies',
+/** zod's classic entry re-exports every locale (~40 languages); fanout speaks English only (also the CLI's build). */
+export const englishOnly: Plugin = {
+  name: 'zod-english-only',
   setup(b) {
     b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
       args.importer.includes('/node_modules/zod/') ? { path: 'zod-locales', namespace: 'fanout-slim' } : undefined,
     );
-    b.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici', namespace: 'fanout-slim' }));
     b.onLoad({ filter: /^zod-locales$/, namespace: 'fanout-slim' }, () => ({
       contents: "export { default as en } from 'zod/v4/locales/en.js';",
       resolveDir: root,
     }));
+  },
+};
+
+/**
+ * Keeps the Lambda bundles small and quick to import: undici's entry loads every dispatcher, mock
+ * and cache; the worker needs Agent, Client, Pool, ProxyAgent and the request API.
+ */
+const lambdaUndici: Plugin = {
+  name: 'lambda-undici',
+  setup(b) {
+    b.onResolve({ filter: /^undici$/ }, () => ({ path: 'undici', namespace: 'fanout-slim' }));
     b.onLoad({ filter: /^undici$/, namespace: 'fanout-slim' }, () => ({
       contents: [
         "import Dispatcher from 'undici/lib/dispatcher/dispatcher.js';",
@@ -86,7 +92,7 @@ export function bundleOptions(name: BundleName, outdir: string): BuildOptions {
     // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
     banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
     logLevel: 'warning',
-    plugins: [slimDependencies],
+    plugins: [englishOnly, lambdaUndici],
   };
 }
 
