@@ -108,14 +108,22 @@ export function resetAwsRuntime(): void {
 }
 
 /**
+ * The worker function's timeout, seconds: FANOUT_WORKER_TIMEOUT_SECONDS read through the
+ * environment's own schema, else the default. Read per call: tests change it between cases.
+ */
+export function workerTimeoutSeconds(env: NodeJS.ProcessEnv = process.env): number {
+  const parsed = envSchema.shape.FANOUT_WORKER_TIMEOUT_SECONDS.safeParse(env.FANOUT_WORKER_TIMEOUT_SECONDS);
+  return (parsed.success ? parsed.data : undefined) ?? AWS_ENV_DEFAULTS.workerTimeoutSeconds;
+}
+
+/**
  * The largest per-attempt `timeoutMs` a job may ask for on AWS: one attempt must fit in a worker's
  * time with the continuation margin kept at both ends (setup, and writing the part file), or a chunk
  * could never make progress (each delivery would hand it on untouched).
  *
  * @example
- * if (options.timeoutMs > maxJobTimeoutMs(awsRuntime().env)) throw new OptionsError(...);
+ * if (options.timeoutMs > maxJobTimeoutMs(workerTimeoutSeconds())) throw new OptionsError(...);
  */
-export function maxJobTimeoutMs(env: Pick<AwsEnv, 'FANOUT_WORKER_TIMEOUT_SECONDS'>): number {
-  const workerMs = (env.FANOUT_WORKER_TIMEOUT_SECONDS ?? AWS_ENV_DEFAULTS.workerTimeoutSeconds) * 1000;
-  return workerMs - 2 * CONTINUATION_DEFAULTS.marginMs;
+export function maxJobTimeoutMs(workerSeconds: number): number {
+  return workerSeconds * 1000 - 2 * CONTINUATION_DEFAULTS.marginMs;
 }

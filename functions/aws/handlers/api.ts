@@ -14,7 +14,7 @@ import { CONTINUATION_DEFAULTS } from '../../core/continuation.ts';
 import { OptionsError } from '../../core/errors.ts';
 import { layout } from '../../core/layout.ts';
 import type { JobOptions } from '../../core/options.ts';
-import { AWS_ENV_DEFAULTS, awsRuntime, maxJobTimeoutMs, type AwsEnv, type AwsRuntime } from '../environment.ts';
+import { awsRuntime, maxJobTimeoutMs, workerTimeoutSeconds, type AwsRuntime } from '../environment.ts';
 import { parseSchedules, type Schedule } from '../../core/schedules.ts';
 
 let schedulesCache: { text: string; schedules: Schedule[] } | undefined;
@@ -75,22 +75,15 @@ function s3ResultFiles(rt: AwsRuntime): ResultFileLinks {
  *
  * @throws {OptionsError} naming timeoutMs.
  */
-export function checkWorkerTime(options: JobOptions, env: Pick<AwsEnv, 'FANOUT_WORKER_TIMEOUT_SECONDS'> = readWorkerTimeout()): void {
-  const budgetMs = maxJobTimeoutMs(env);
+export function checkWorkerTime(options: JobOptions, workerSeconds: number = workerTimeoutSeconds()): void {
+  const budgetMs = maxJobTimeoutMs(workerSeconds);
   if (options.timeoutMs > budgetMs) {
-    const workerSeconds = env.FANOUT_WORKER_TIMEOUT_SECONDS ?? AWS_ENV_DEFAULTS.workerTimeoutSeconds;
     throw new OptionsError(
       `option "timeoutMs": ${options.timeoutMs} ms cannot fit in a worker invocation: the worker function runs ${workerSeconds} s, ` +
         `of which ${(2 * CONTINUATION_DEFAULTS.marginMs) / 1000} s are kept for starting and handing on, so at most ${Math.max(0, budgetMs)} ms`,
       'timeoutMs',
     );
   }
-}
-
-/** FANOUT_WORKER_TIMEOUT_SECONDS as this container has it (tests change it between cases). */
-function readWorkerTimeout(): Pick<AwsEnv, 'FANOUT_WORKER_TIMEOUT_SECONDS'> {
-  const value = Number(process.env.FANOUT_WORKER_TIMEOUT_SECONDS);
-  return { FANOUT_WORKER_TIMEOUT_SECONDS: Number.isInteger(value) && value > 0 ? value : undefined };
 }
 
 /** Builds the app over this container's runtime (exported for tests). */
