@@ -109,7 +109,8 @@ export async function buildCli(outdir: string = CLI_BUILD.outdir): Promise<Recor
     platform: 'node',
     target: 'node20',
     format: 'esm',
-    minify: true,
+    // FANOUT_CLI_MINIFY=0 keeps names and lines, for CPU profiles (docs/performance.md).
+    minify: process.env.FANOUT_CLI_MINIFY !== '0',
     legalComments: 'linked',
     // ESM builds first: jsonc-parser's CommonJS build is a UMD wrapper with dynamic requires.
     mainFields: ['module', 'main'],

@@ -10,7 +10,6 @@
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
 import { setMaxListeners } from 'node:events';
-import type { LimitFunction } from 'p-limit';
 import { countResults, writeChunkFile } from './chunk-writer.ts';
 import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain, type PartsChain } from './continuation.ts';
 import { addCounts, emptyCounts, type Counts } from './counts.ts';
@@ -28,6 +27,7 @@ import { finishJob, type FinishDeps } from './finish.ts';
 import { envSecrets, resolveHeaderEnv, type SecretSource } from './header-env.ts';
 import type { JobOptions } from './options.ts';
 import { compareResult, conditionalItem, itemKey, lookupBaseline } from './baseline.ts';
+import { HANDED_ON, inOrder } from './in-order.ts';
 import { ledgerFor, type RecordOptions } from './ledger.ts';
 import type { ChunkSummary } from './status.ts';
 
@@ -112,70 +112,6 @@ export async function countChunk(deps: FinishDeps, job: JobMeta, chunk: number, 
   const ledger = deps.ledger ?? ledgerFor(deps.store);
   const { complete } = await ledger.recordChunk(job, chunk, counts, options);
   if (complete) await finishJob({ ...deps, ledger }, job, `chunk#${chunk}`);
-}
-
-/** What `run` returns for an item this delivery will not finish (its time budget ran out). */
-export const HANDED_ON = Symbol('handed-on');
-
-/**
- * Yields `run(item)` for every item in index order. Items start as soon as the limit allows,
- * except while finished-but-unwritten results hold more than the budget: then the next items wait
- * for the head of the line, so a slow URL holds back memory, not the whole chunk. Stops at the
- * first item handed on.
- */
-async function* inOrder(
-  items: IndexedItem[],
-  run: (item: IndexedItem) => Promise<FetchRecord | typeof HANDED_ON>,
-  limit: LimitFunction,
-  budget: ByteBudget,
-): AsyncGenerator<FetchRecord> {
-  const pending: (Promise<FetchRecord | typeof HANDED_ON> | undefined)[] = new Array(items.length);
-  const sizes = new Array<number>(items.length).fill(0);
-  let started = 0;
-  let closed = false;
-  let head = 0;
-  try {
-    for (let i = 0; i < items.length; i++) {
-      head = i;
-      budget.release(0); // the new head, if it waits for room, goes now
-      while (started < items.length && (started === i || budget.available)) {
-        const at = started++;
-        // Queued items check the budget again when their turn comes: results that finished meanwhile
-        // may fill it, and an item that starts then would hold its body on top.
-        const promise = limit(async () => (await budget.room(() => closed || at === head), run(items[at]!))).then((record) => {
-          if (!closed && record !== HANDED_ON) {
-            sizes[at] = recordSize(record);
-            budget.used += sizes[at]!;
-          }
-          return record;
-        });
-        promise.catch(() => {}); // awaited in order below; a failure ends the chunk there
-        pending[at] = promise;
-      }
-      const result = await pending[i]!;
-      budget.release(sizes[i]!);
-      sizes[i] = 0;
-      pending[i] = undefined;
-      if (result === HANDED_ON) return;
-      yield result;
-    }
-  } finally {
-    // Results this generator will never yield give their budget back.
-    closed = true;
-    let held = 0;
-    for (let i = 0; i < items.length; i++) held += sizes[i]!;
-    budget.release(held);
-  }
-}
-
-/**
- * Bytes a record holds in memory, for the reorder budget: a body string takes one byte a character
- * when every character is Latin-1 (base64 always), else two.
- */
-function recordSize(record: FetchRecord): number {
-  const body = record.body;
-  if (!body) return 512;
-  return 512 + (record.bodyEncoding === 'base64' || !/[^\x00-\xff]/.test(body) ? body.length : 2 * body.length);
 }
 
 /** Turns a fetch result into the record to store, attaching the body as the job asks. */
@@ -265,7 +201,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
   const controller = new AbortController();
   const stopWatching = watchCancel(deps, jobId, controller);
   if (await store.exists(layout.cancel(jobId))) controller.abort(new Error('cancelled'));
-  const { limit, budget, release } = fetcher.acquire(jobId, options);
+  const { slots, budget, release } = fetcher.acquire(jobId, options);
   const cancel = controller.signal;
   const signal = time ? AbortSignal.any([cancel, time.hard.signal]) : cancel;
   // Every request in flight listens to it: that is by design, not a leak.
@@ -308,7 +244,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
 
   try {
     if (!time && deps.partEveryMs !== undefined) {
-      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, limit, budget), deps.partEveryMs);
+      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget), deps.partEveryMs);
       await markChunkDone(deps, job, chunk, outcome.counts!);
       await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
       return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
@@ -316,7 +252,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     const outcome = await writeChunkFile(
       store,
       { resultsKey, prefixParts: parts, prefixCounts: chain.counts, partKey: time ? layout.part(jobId, chunk, next) : undefined },
-      inOrder(items, run, limit, budget),
+      inOrder(items, run, slots, budget),
       () => !handedOn,
     );
     if (handedOn) {
@@ -372,20 +308,31 @@ async function writeInParts(
       const head = await pending!;
       pending = undefined;
       if (head.done) break;
-      const cutAt = Date.now() + everyMs;
+      // One timer per part: the part is cut when it fires, also while the next record is awaited.
+      let cut = false;
+      let wake: ((step: IteratorResult<FetchRecord> | 'cut') => void) | undefined;
+      const timer = setTimeout(() => {
+        cut = true;
+        wake?.('cut');
+      }, everyMs);
       async function* segment(): AsyncGenerator<FetchRecord> {
-        yield head.value as FetchRecord;
-        for (;;) {
-          const step = (pending ??= records.next());
-          const left = cutAt - Date.now();
-          if (left <= 0) return;
-          let timer: NodeJS.Timeout | undefined;
-          const raced = await Promise.race([step, new Promise<'cut'>((r) => (timer = setTimeout(r, left, 'cut')))]);
+        try {
+          yield head.value as FetchRecord;
+          for (;;) {
+            const step = (pending ??= records.next());
+            if (cut) return;
+            const raced = await new Promise<IteratorResult<FetchRecord> | 'cut'>((resolve, reject) => {
+              wake = resolve;
+              step.then(resolve, reject);
+            });
+            wake = undefined;
+            if (raced === 'cut') return;
+            pending = undefined;
+            if (raced.done) return void (ended = true);
+            yield raced.value;
+          }
+        } finally {
           clearTimeout(timer);
-          if (raced === 'cut') return;
-          pending = undefined;
-          if (raced.done) return void (ended = true);
-          yield raced.value;
         }
       }
       const key = layout.part(jobId, chunk, next);

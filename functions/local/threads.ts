@@ -160,7 +160,9 @@ export class WorkerThread {
   ) {
     this.worker = new Worker(script, {
       workerData: config,
-      execArgv: [],
+      // Only the profiler's flags are passed on: `node --cpu-prof fanout.mjs fetch ...` profiles the
+      // fetching threads too (docs/performance.md); other flags are the main thread's.
+      execArgv: process.execArgv.filter((flag) => flag.startsWith('--cpu-prof')),
       // A young generation larger than V8's default cuts garbage-collection time on the hot path by
       // about a third; 64 MB keeps a 2-thread million-URL job near 512 MiB (docs/performance.md).
       resourceLimits: { maxYoungGenerationSizeMb: 64 },

@@ -12,6 +12,8 @@ import type { Lookup } from '../../functions/core/engine/agent.ts';
 import { Fetcher } from '../../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../../functions/core/engine/guard.ts';
 import { parseJobOptions } from '../../functions/core/options.ts';
+import { inOrder } from '../../functions/core/in-order.ts';
+import type { FetchRecord } from '../../functions/core/record.ts';
 
 export interface ManyOriginsConfig {
   port: number;
@@ -68,12 +70,14 @@ async function main(config: ManyOriginsConfig): Promise<ManyOriginsReport> {
   const sampler = setInterval(() => (peakFds = Math.max(peakFds, fds())), 5);
   const slot = fetcher.acquire('job', options);
   const started = Date.now();
-  const records = await Promise.all(urls.map((url, index) => slot.limit(() => fetcher.fetch({ index, url }, options))));
+  const records: FetchRecord[] = [];
+  const items = urls.map((url, index) => ({ index, url }));
+  for await (const record of inOrder(items, async (item) => (await fetcher.fetch(item, options)).record, slot.slots, slot.budget)) records.push(record);
   const ms = Date.now() - started;
   clearInterval(sampler);
   const errors: Record<string, number> = {};
   const samples: Record<string, string> = {};
-  for (const { record } of records) {
+  for (const record of records) {
     if (!record.error) continue;
     errors[record.error.code] = (errors[record.error.code] ?? 0) + 1;
     samples[record.error.code] ??= record.error.message;
@@ -83,7 +87,7 @@ async function main(config: ManyOriginsConfig): Promise<ManyOriginsReport> {
   await fetcher.close();
   return {
     total: records.length,
-    ok: records.filter((r) => r.record.ok).length,
+    ok: records.filter((r) => r.ok).length,
     errors,
     samples,
     baseFds,

@@ -6,7 +6,6 @@
  * of a job in this worker.
  */
 import { createHash } from 'node:crypto';
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { Dispatcher } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
@@ -53,28 +52,73 @@ export class ByteBudget {
     return this.used < this.limit;
   }
 
+  /** Chunks waiting for room (see {@link onRelease}). */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   /** Gives bytes back and wakes whoever waits for room (they look again). */
   release(bytes: number): void {
     this.used -= bytes;
+    if (this.waiters.length === 0) return;
     const waiters = this.waiters;
     this.waiters = [];
     for (const wake of waiters) wake();
   }
 
   /**
-   * Resolves once there is room, or once `go()` says to start anyway (the item at the head of the
-   * line, which every held record waits for, never waits).
+   * Calls `wake` once, at the next release (the caller looks again then).
    *
    * @example
-   * await budget.room(() => index === head);
+   * if (!budget.available) budget.onRelease(() => startMore());
    */
-  async room(go: () => boolean): Promise<void> {
-    while (!this.available && !go()) await new Promise<void>((wake) => this.waiters.push(wake));
+  onRelease(wake: () => void): void {
+    this.waiters.push(wake);
+  }
+}
+
+/**
+ * A job's concurrency in this worker: `size` requests at once over all its chunks. A free slot goes
+ * to the longest waiter; a chunk waits for one slot at a time, so chunks of a job take turns and
+ * nothing is queued per item (a chunk's items are started only when they can run).
+ *
+ * @example
+ * if (slots.take()) start(); else slots.wait(start); // `start` owns a slot; it calls slots.give() when done
+ */
+export class Slots {
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  /** Chunks waiting for a slot. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Takes a slot if one is free and nobody waits for it. */
+  take(): boolean {
+    if (this.free === 0 || this.waiters.length > 0) return false;
+    this.free--;
+    return true;
+  }
+
+  /** Calls `onSlot` when a slot is free, the slot then taken for it. */
+  wait(onSlot: () => void): void {
+    this.waiters.push(onSlot);
+  }
+
+  /** Gives a slot back: to the longest waiter, if any. */
+  give(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.free++;
   }
 }
 
 interface JobSlot {
-  limit: LimitFunction;
+  slots: Slots;
   budget: ByteBudget;
   users: number;
 }
@@ -154,13 +198,13 @@ export class Fetcher {
     let slot = this.slots.get(jobId);
     if (!slot) {
       const budget = new ByteBudget(Math.max(options.concurrency * Math.max(options.maxBodyBytes, 64 * 1024), 8 * 1024 * 1024));
-      slot = { limit: pLimit(options.concurrency), budget, users: 0 };
+      slot = { slots: new Slots(options.concurrency), budget, users: 0 };
       this.slots.set(jobId, slot);
     }
     slot.users++;
     const held = slot;
     return {
-      limit: held.limit,
+      slots: held.slots,
       budget: held.budget,
       release: () => {
         if (--held.users === 0 && this.slots.get(jobId) === held) this.slots.delete(jobId);
@@ -168,10 +212,10 @@ export class Fetcher {
     };
   }
 
-  /** Requests waiting for a concurrency slot, over all jobs: 0 means this worker could take more work. */
+  /** Chunks waiting for a concurrency slot or for room, over all jobs: 0 means this worker could take more work. */
   get waiting(): number {
     let n = 0;
-    for (const slot of this.slots.values()) n += slot.limit.pendingCount;
+    for (const slot of this.slots.values()) n += slot.slots.waiting + slot.budget.waiting;
     return n;
   }
 

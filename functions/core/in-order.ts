@@ -1,0 +1,146 @@
+/**
+ * A chunk's items fetched concurrently, their records handed on in index order (result files are
+ * written in input order). Items start when the job has a free concurrency slot, and only while the
+ * records that finished early fit the job's reorder budget: past it, only the item at the head of
+ * the line starts, so a slow URL holds back memory, not the whole chunk.
+ *
+ * Nothing is queued per item: an item is started only when it can run (one promise each, the
+ * fetch's own), so a chunk of any size costs its waiting items nothing (queuing them all used to
+ * keep a closure and three promises per item alive until its turn: most of the garbage the
+ * collector then had to copy).
+ */
+import type { ByteBudget, Slots } from './engine/fetcher.ts';
+import type { IndexedItem } from './input.ts';
+import type { FetchRecord } from './record.ts';
+
+/** What `run` returns for an item this delivery will not finish (its time budget ran out). */
+export const HANDED_ON = Symbol('handed-on');
+
+/** Marks an item whose `run` rejected (its error is kept apart). */
+const FAILED = Symbol('failed');
+
+type Outcome = FetchRecord | typeof HANDED_ON | typeof FAILED;
+
+/**
+ * Yields `run(item)` for every item in index order; stops at the first item handed on. A rejected
+ * `run` is thrown when its item's turn comes. Closing the generator early starts nothing more; the
+ * items in flight finish and give their slots back.
+ *
+ * @example
+ * for await (const record of inOrder(items, (item) => fetchRecord(item), slots, budget)) write(record);
+ */
+export async function* inOrder(
+  items: IndexedItem[],
+  run: (item: IndexedItem) => Promise<FetchRecord | typeof HANDED_ON>,
+  slots: Slots,
+  budget: ByteBudget,
+): AsyncGenerator<FetchRecord> {
+  const n = items.length;
+  const outcomes: (Outcome | undefined)[] = new Array(n);
+  const errors = new Map<number, unknown>();
+  /** Budget bytes each finished, not yet handed on record holds. */
+  const sizes = new Array<number>(n).fill(0);
+  let started = 0;
+  let head = 0;
+  let closed = false;
+  let askedForSlot = false;
+  let askedForRoom = false;
+  /** Resolves the wait for the head's outcome. */
+  let wakeHead: (() => void) | undefined;
+
+  const finished = (at: number, outcome: Outcome): void => {
+    if (!closed && outcome !== HANDED_ON && outcome !== FAILED) {
+      sizes[at] = recordSize(outcome);
+      budget.used += sizes[at]!;
+    }
+    outcomes[at] = outcome;
+    slots.give();
+    startMore();
+    if (at === head && wakeHead) {
+      const wake = wakeHead;
+      wakeHead = undefined;
+      wake();
+    }
+  };
+
+  /** Starts the next item; the caller holds a slot for it. */
+  const start = (): void => {
+    const at = started++;
+    run(items[at]!).then(
+      (record) => finished(at, record),
+      (error: unknown) => {
+        errors.set(at, error);
+        finished(at, FAILED);
+      },
+    );
+  };
+
+  const mayStart = () => !closed && started < n && (started === head || budget.available);
+
+  const onSlot = (): void => {
+    askedForSlot = false;
+    if (!mayStart()) {
+      slots.give();
+      startMore();
+      return;
+    }
+    start();
+    startMore();
+  };
+
+  const onRoom = (): void => {
+    askedForRoom = false;
+    startMore();
+  };
+
+  /** Starts items while slots and room allow; otherwise asks to be called back (once). */
+  function startMore(): void {
+    while (mayStart()) {
+      if (!slots.take()) {
+        if (!askedForSlot) {
+          askedForSlot = true;
+          slots.wait(onSlot);
+        }
+        return;
+      }
+      start();
+    }
+    if (!closed && started < n && !askedForRoom && !askedForSlot) {
+      askedForRoom = true;
+      budget.onRelease(onRoom);
+    }
+  }
+
+  try {
+    for (head = 0; head < n; head++) {
+      startMore(); // the new head starts even when the budget is full
+      let outcome = outcomes[head];
+      if (outcome === undefined) {
+        await new Promise<void>((resolve) => (wakeHead = resolve));
+        outcome = outcomes[head]!;
+      }
+      outcomes[head] = undefined;
+      budget.release(sizes[head]!);
+      sizes[head] = 0;
+      if (outcome === FAILED) throw errors.get(head);
+      if (outcome === HANDED_ON) return;
+      yield outcome;
+    }
+  } finally {
+    // Records this generator will never hand on give their budget back.
+    closed = true;
+    let held = 0;
+    for (let i = 0; i < n; i++) held += sizes[i]!;
+    budget.release(held);
+  }
+}
+
+/**
+ * Bytes a record holds in memory, for the reorder budget: a body string takes one byte a character
+ * when every character is Latin-1 (base64 always), else two.
+ */
+function recordSize(record: FetchRecord): number {
+  const body = record.body;
+  if (!body) return 512;
+  return 512 + (record.bodyEncoding === 'base64' || !/[^\x00-\xff]/.test(body) ? body.length : 2 * body.length);
+}

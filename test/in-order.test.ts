@@ -1,0 +1,122 @@
+// The chunk scheduler (functions/core/in-order.ts): records in index order, items started only
+// when a slot is free and the reorder budget has room, nothing queued per waiting item.
+import { describe, expect, it } from 'vitest';
+import { ByteBudget, Slots } from '../functions/core/engine/fetcher.ts';
+import { HANDED_ON, inOrder } from '../functions/core/in-order.ts';
+import type { IndexedItem } from '../functions/core/input.ts';
+import { failedRecord, type FetchRecord } from '../functions/core/record.ts';
+
+const items = (n: number, from = 0): IndexedItem[] => Array.from({ length: n }, (_, i) => ({ index: from + i, url: `http://a.test/${from + i}` }));
+const record = (item: IndexedItem) => failedRecord(item, 'internal', 'test');
+const tick = () => new Promise((r) => setImmediate(r));
+
+async function collect(gen: AsyncGenerator<FetchRecord>): Promise<number[]> {
+  const out: number[] = [];
+  for await (const r of gen) out.push(r.index);
+  return out;
+}
+
+describe('inOrder', () => {
+  it('runs at most `size` items at once, starts an item only when it can run, and yields in index order', async () => {
+    const slots = new Slots(4);
+    let running = 0;
+    let peak = 0;
+    let calls = 0;
+    let finished = 0;
+    const run = async (item: IndexedItem) => {
+      calls++;
+      // Started only when a slot is free: never more than finished + 4 calls.
+      expect(calls).toBeLessThanOrEqual(finished + 4);
+      running++;
+      peak = Math.max(peak, running);
+      await new Promise((r) => setTimeout(r, (item.index * 7) % 5)); // finish out of order
+      running--;
+      finished++;
+      return record(item);
+    };
+    const got = await collect(inOrder(items(200), run, slots, new ByteBudget(1 << 30)));
+    expect(got).toEqual(items(200).map((i) => i.index));
+    expect(peak).toBe(4);
+    expect(slots.take()).toBe(true); // every slot came back
+  });
+
+  it('two chunks of a job share its slots and both make progress', async () => {
+    const slots = new Slots(3);
+    let running = 0;
+    let peak = 0;
+    const order: number[] = [];
+    const run = async (item: IndexedItem) => {
+      running++;
+      peak = Math.max(peak, running);
+      order.push(item.index);
+      await tick();
+      running--;
+      return record(item);
+    };
+    const budget = new ByteBudget(1 << 30);
+    const [a, b] = await Promise.all([collect(inOrder(items(30), run, slots, budget)), collect(inOrder(items(30, 100), run, slots, budget))]);
+    expect(a).toHaveLength(30);
+    expect(b).toHaveLength(30);
+    expect(peak).toBe(3);
+    // Turns alternate: the second chunk started long before the first one ended.
+    expect(order.indexOf(100)).toBeLessThan(10);
+  });
+
+  it('past the reorder budget only the head starts, so a slow head holds back memory, not the chunk', async () => {
+    const slots = new Slots(8);
+    const budget = new ByteBudget(512 * 3); // room for 3 finished records (512 each)
+    let releaseHead!: () => void;
+    const headDone = new Promise<void>((r) => (releaseHead = r));
+    const started: number[] = [];
+    const run = async (item: IndexedItem) => {
+      started.push(item.index);
+      if (item.index === 0) await headDone;
+      return record(item);
+    };
+    const gen = collect(inOrder(items(50), run, slots, budget));
+    for (let i = 0; i < 20; i++) await tick();
+    // 0..7 start at once (8 slots); as 1 and 2 finish there is still room, so 8 and 9 start; once
+    // 3 has finished the budget is full and nothing else starts while the head is out.
+    expect(started).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(budget.used).toBe(512 * 9);
+    expect(budget.waiting).toBe(1); // the chunk waits for room, not a slot per item
+    releaseHead();
+    expect(await gen).toEqual(items(50).map((i) => i.index));
+    expect(budget.used).toBe(0);
+  });
+
+  it('throws a failed item when its turn comes, stops at a handed-on item, and gives every slot and byte back', async () => {
+    const slots = new Slots(5);
+    const budget = new ByteBudget(1 << 30);
+    const failing = async (item: IndexedItem) => {
+      if (item.index === 7) throw new Error('store down');
+      return record(item);
+    };
+    const seen: number[] = [];
+    await expect(
+      (async () => {
+        for await (const r of inOrder(items(40), failing, slots, budget)) seen.push(r.index);
+      })(),
+    ).rejects.toThrow('store down');
+    expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    for (let i = 0; i < 10; i++) await tick();
+    expect(budget.used).toBe(0);
+
+    const handing = async (item: IndexedItem) => (item.index >= 12 ? HANDED_ON : record(item));
+    expect(await collect(inOrder(items(40), handing, slots, budget))).toEqual(items(12).map((i) => i.index));
+    for (let i = 0; i < 10; i++) await tick();
+    expect(budget.used).toBe(0);
+    for (let i = 0; i < 5; i++) expect(slots.take()).toBe(true);
+    expect(slots.take()).toBe(false);
+  });
+
+  it('a consumer that stops early starts nothing more', async () => {
+    const slots = new Slots(2);
+    let calls = 0;
+    const run = async (item: IndexedItem) => (calls++, await tick(), record(item));
+    for await (const r of inOrder(items(1000), run, slots, new ByteBudget(1 << 30))) if (r.index === 3) break;
+    for (let i = 0; i < 10; i++) await tick();
+    expect(calls).toBeLessThanOrEqual(6);
+    expect(slots.take() && slots.take()).toBe(true);
+  });
+});
