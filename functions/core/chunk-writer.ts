@@ -11,10 +11,15 @@ import { createGzip } from 'node:zlib';
 import { addCounts, countRecord, emptyCounts, type Counts } from './counts.ts';
 import { gzipOptions, readNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
-import { isStringLimitError, serializeRecord, tooLargeRecord, type FetchRecord } from './record.ts';
+import { isStringLimitError, tooLargeRecord, type FetchRecord } from './record.ts';
 
-/** Characters of serialized records handed to gzip at once. */
-const WRITE_BATCH_CHARS = 64 * 1024;
+/**
+ * Bytes of serialized records handed to gzip at once: records are encoded straight into a buffer
+ * of this size (no joined string, no conversion by zlib), one zlib call per batch.
+ */
+const WRITE_BATCH_BYTES = 64 * 1024;
+/** A line that may take more than this (3 UTF-8 bytes per character at most) goes to gzip alone. */
+const WRITE_BATCH_CHARS = WRITE_BATCH_BYTES / 3;
 /** A body at least this long is written in slices of this many characters. */
 const BODY_SLICE_CHARS = 1024 * 1024;
 /** Stands for the body in the record's JSON; nothing else in a record can hold it (random per process). */
@@ -47,16 +52,16 @@ export function* recordPieces(record: FetchRecord): Generator<string> {
 }
 
 /**
- * Serialises a record; one that cannot be (past V8's string limit) is replaced by its `too_large`
- * failure record, so that URL fails alone.
+ * Serialises a record without its newline; one that cannot be (past V8's string limit) is replaced
+ * by its `too_large` failure record, so that URL fails alone.
  */
-export function serializeOrReplace(record: FetchRecord): { record: FetchRecord; line: string } {
+export function serializeOrReplace(record: FetchRecord): { record: FetchRecord; json: string } {
   try {
-    return { record, line: serializeRecord(record) };
+    return { record, json: JSON.stringify(record) };
   } catch (error) {
     if (!isStringLimitError(error)) throw error;
     const replaced = tooLargeRecord(record, `the record (a ${record.bytes}-byte body) is larger than a string can hold: ${(error as Error).message}`);
-    return { record: replaced, line: serializeRecord(replaced) };
+    return { record: replaced, json: JSON.stringify(replaced) };
   }
 }
 
@@ -151,11 +156,18 @@ export async function writeChunkFile(
 
   let written = 0;
   // Records go to gzip in batches: one zlib call per ~64 KiB instead of one per record.
-  let pending = '';
+  let batch = Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
+  let used = 0;
+  const send = async (data: Buffer | string) => {
+    if (!gzip.write(data)) await Promise.race([once(gzip, 'drain'), failed]);
+  };
   const flush = async () => {
-    const ok = gzip.write(pending);
-    pending = '';
-    if (!ok) await Promise.race([once(gzip, 'drain'), failed]);
+    if (used === 0) return;
+    const full = batch.subarray(0, used);
+    // zlib keeps the buffer until it has read it: the next batch is a new one.
+    batch = Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
+    used = 0;
+    await send(full);
   };
   try {
     for await (const produced of records) {
@@ -164,27 +176,25 @@ export async function writeChunkFile(
         // A large body goes to gzip a slice at a time, never copied whole into the line.
         countRecord(counts, produced);
         written++;
-        if (pending.length > 0) await flush();
-        for (const piece of recordPieces(produced)) {
-          pending = piece;
-          await flush();
-        }
+        await flush();
+        for (const piece of recordPieces(produced)) await send(piece);
         continue;
       }
-      const { record, line } = serializeOrReplace(produced);
+      const { record, json } = serializeOrReplace(produced);
       countRecord(counts, record);
       written++;
-      if (line.length >= WRITE_BATCH_CHARS) {
-        // A large line goes to gzip alone: appended to the batch it could pass the string limit.
-        if (pending.length > 0) await flush();
-        pending = line;
+      if (json.length >= WRITE_BATCH_CHARS) {
+        // A large line goes to gzip alone.
         await flush();
+        await send(json);
+        await send('\n');
         continue;
       }
-      pending += line;
-      if (pending.length >= WRITE_BATCH_CHARS) await flush();
+      if (used + json.length * 3 + 1 > WRITE_BATCH_BYTES) await flush();
+      used += batch.write(json, used);
+      batch[used++] = 0x0a;
     }
-    if (pending.length > 0) await flush();
+    await flush();
     if (failure) throw failure;
     const finished = complete();
     if (!finished) toResults.destroy(new StoppedEarly('the delivery stopped before the end of the chunk'));

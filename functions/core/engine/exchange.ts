@@ -59,8 +59,8 @@ export interface BodyPolicy {
   keep: boolean;
   /** Decides, from the status and headers, to discard the body unread (redirects, retried statuses). */
   discard?: (status: number, headers: ResponseHeaders) => boolean;
-  /** Told once when undici gives the request a connection slot (it leaves the pool's queue). */
-  clock?: { start(): void };
+  /** Called once when undici gives the request a connection slot (it leaves the pool's queue): a deadline starts then. */
+  start?(): void;
 }
 
 /** A failure of the response itself (not of the network): the record gets `protocol` and this message. */
@@ -155,7 +155,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler, Exchange {
     if (this.slotted) return;
     this.slotted = true;
     this.queuedMs = performance.now() - this.dispatchedAt;
-    this.policy.clock?.start();
+    this.policy.start?.();
   }
 
   /** Settles the exchange now (decoders are destroyed, not awaited), then closes the request. */

@@ -8,7 +8,7 @@ import type { Dispatcher } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
 import { makeRecord, type ErrorCode, type FetchRecord, type RecordError, type ResponseHeaders } from '../record.ts';
-import { exchange, type Exchange } from './exchange.ts';
+import { exchange, type BodyPolicy, type Exchange } from './exchange.ts';
 import { classifyError } from './classify.ts';
 import { backoffMs, isRetryableFailure, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
 
@@ -53,22 +53,30 @@ class DeadlineError extends Error {
 }
 
 /**
- * An attempt's deadline. It runs while a request holds a connection slot (connect to last body
- * byte), not while it waits for one: the exchange starts it when undici gives the request its slot;
- * it stops between redirect hops. One object per attempt, no closures (the hot path).
+ * One attempt's state: its deadline and its body policy for the exchange. The deadline runs while a
+ * request holds a connection slot (connect to last body byte), not while it waits for one: the
+ * exchange starts it when undici gives the request its slot; it stops between redirect hops. One
+ * object per attempt, no closures (the hot path).
  */
-class Deadline {
+class Attempt implements BodyPolicy {
   timedOut = false;
-  /** The exchange in flight, aborted when the time is up. */
+  /** The exchange in flight, aborted when the time is up or the job is cancelled. */
   current: Exchange | undefined;
+  readonly limit: number;
   private remaining: number;
   private timer: NodeJS.Timeout | undefined;
   private clockAt = 0;
   /** The attempt is over: a request that gets its slot only now (it was aborted while queued) starts no timer. */
   private finished = false;
 
-  constructor(readonly ms: number) {
-    this.remaining = ms;
+  constructor(
+    private readonly options: JobOptions,
+    readonly keep: boolean,
+    /** The last attempt: a retryable status is kept, not discarded. */
+    private readonly last: boolean,
+  ) {
+    this.remaining = options.timeoutMs;
+    this.limit = options.maxBodyBytes;
   }
 
   get spent(): boolean {
@@ -76,13 +84,29 @@ class Deadline {
   }
 
   error(): DeadlineError {
-    return new DeadlineError(`no complete response within ${this.ms} ms`);
+    return new DeadlineError(`no complete response within ${this.options.timeoutMs} ms`);
   }
 
+  /** A redirect to follow: its body is not read. */
+  followsRedirect(status: number, headers: ResponseHeaders): boolean {
+    return REDIRECT_STATUSES.has(status) && headers.location !== undefined && this.options.maxRedirects > 0;
+  }
+
+  /** A status this attempt retries (not on the last one). */
+  retriesStatus(status: number): boolean {
+    return !this.last && isRetryableStatus(status);
+  }
+
+  /** BodyPolicy: the body of a redirect or of a retried status is discarded unread. */
+  discard(status: number, headers: ResponseHeaders): boolean {
+    return this.followsRedirect(status, headers) || this.retriesStatus(status);
+  }
+
+  /** BodyPolicy: the clock starts when the request gets its connection slot. */
   start(): void {
     if (this.timer !== undefined || this.finished) return;
     this.clockAt = performance.now();
-    this.timer = setTimeout(Deadline.fire, Math.max(0, this.remaining), this);
+    this.timer = setTimeout(Attempt.fire, Math.max(0, this.remaining), this);
   }
 
   stop(): void {
@@ -98,27 +122,51 @@ class Deadline {
     this.finished = true;
   }
 
-  private static fire(deadline: Deadline): void {
-    deadline.timer = undefined;
-    deadline.remaining = 0;
-    deadline.timedOut = true;
-    deadline.current?.abort(deadline.error());
+  private static fire(attempt: Attempt): void {
+    attempt.timer = undefined;
+    attempt.remaining = 0;
+    attempt.timedOut = true;
+    attempt.current?.abort(attempt.error());
   }
+}
+
+/**
+ * Attempts in flight by cancel signal: one 'abort' listener per signal (a chunk's), not one per
+ * attempt; a cancel aborts every exchange in flight under it.
+ */
+const inFlight = new WeakMap<AbortSignal, Set<Attempt>>();
+
+function track(signal: AbortSignal, attempt: Attempt): void {
+  let attempts = inFlight.get(signal);
+  if (!attempts) {
+    const set = (attempts = new Set());
+    inFlight.set(signal, set);
+    signal.addEventListener('abort', () => {
+      for (const a of set) a.current?.abort(new Error('cancelled'));
+    }, { once: true });
+  }
+  attempts.add(attempt);
 }
 
 /** The job's request headers, lower-cased, built once per job options object. */
 const jobHeaders = new WeakMap<JobOptions, Record<string, string>>();
 
-function requestHeaders(item: IndexedItem, options: JobOptions): Record<string, string> {
+function jobRequestHeaders(options: JobOptions): Record<string, string> {
   let base = jobHeaders.get(options);
   if (!base) {
     base = { 'user-agent': options.userAgent, 'accept-encoding': 'gzip, deflate, br' };
     for (const [k, v] of Object.entries(options.headers)) base[k.toLowerCase()] = v;
     jobHeaders.set(options, base);
   }
-  // A copy per attempt: redirects may drop credentials from it.
+  return base;
+}
+
+/** The request headers of an item: the job's own object, unless the item adds some (then a copy). */
+function requestHeaders(item: IndexedItem, options: JobOptions): Record<string, string> {
+  const base = jobRequestHeaders(options);
+  if (!item.headers) return base;
   const headers = { ...base };
-  if (item.headers) for (const [k, v] of Object.entries(item.headers)) headers[k.toLowerCase()] = v;
+  for (const [k, v] of Object.entries(item.headers)) headers[k.toLowerCase()] = v;
   return headers;
 }
 
@@ -209,19 +257,17 @@ async function attempt(
   const cancel = ctx.signal;
   if (cancel?.aborted) return cancelledOutcome();
   // The exchange in flight is aborted by the deadline or the cancel.
-  const deadline = new Deadline(options.timeoutMs);
-  const onCancel = () => deadline.current?.abort(new Error('cancelled'));
-  cancel?.addEventListener('abort', onCancel, { once: true });
+  const state = new Attempt(options, keep, last);
+  if (cancel) track(cancel, state);
 
   let url = item.url;
   let method = item.method ?? options.method;
   let body: string | null = item.body !== undefined ? item.body : options.body;
-  const headers = requestHeaders(item, options);
+  let headers = requestHeaders(item, options);
+  /** `headers` is this attempt's own copy (else it is the job's, shared: copied before a change). */
+  let ownHeaders = item.headers !== undefined;
   let redirects = 0;
   let partial: Partial<Response> = {};
-  const followsRedirect = (status: number, h: ResponseHeaders) =>
-    REDIRECT_STATUSES.has(status) && h.location !== undefined && options.maxRedirects > 0;
-  const retriesStatus = (status: number) => !last && isRetryableStatus(status);
 
   try {
     for (;;) {
@@ -235,31 +281,28 @@ async function attempt(
         return errorOutcome('invalid_url', `unsupported scheme ${target.protocol} in ${url.slice(0, 200)}`, partial);
       }
       if (target.username && !headers.authorization) {
+        if (!ownHeaders) (headers = { ...headers }), (ownHeaders = true);
         const credentials = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
         headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
       }
 
-      if (deadline.spent) {
-        deadline.timedOut = true;
-        throw deadline.error();
+      if (state.spent) {
+        state.timedOut = true;
+        throw state.error();
       }
-      const current = exchange(
-        ctx.dispatcher,
-        { origin: target.origin, path: target.pathname + target.search, method, headers, body },
-        { limit: options.maxBodyBytes, keep, discard: (status, h) => followsRedirect(status, h) || retriesStatus(status), clock: deadline },
-      );
-      deadline.current = current;
-      if (cancel?.aborted) current.abort(new Error('cancelled'));
+      const ex = exchange(ctx.dispatcher, { origin: target.origin, path: target.pathname + target.search, method, headers, body }, state);
+      state.current = ex;
+      if (cancel?.aborted) ex.abort(new Error('cancelled'));
       let res;
       try {
-        res = await current.result;
+        res = await ex.result;
       } finally {
-        deadline.stop();
-        queue.ms += current.queuedMs;
+        state.stop();
+        queue.ms += ex.queuedMs;
       }
       partial = { status: res.status, headers: res.headers, finalUrl: target.href, redirects };
 
-      if (followsRedirect(res.status, res.headers)) {
+      if (state.followsRedirect(res.status, res.headers)) {
         if (redirects >= options.maxRedirects) {
           return errorOutcome('too_many_redirects', `more than ${options.maxRedirects} redirects`, partial);
         }
@@ -273,6 +316,7 @@ async function attempt(
           return errorOutcome('invalid_url', `redirect to unsupported scheme ${next.protocol}`, partial);
         }
         redirects++;
+        if (!ownHeaders) (headers = { ...headers }), (ownHeaders = true);
         if (res.status === 303 ? method !== 'HEAD' : (res.status === 301 || res.status === 302) && method === 'POST') {
           method = 'GET';
           body = null;
@@ -301,7 +345,7 @@ async function attempt(
         decoded: res.decoded,
         sha256: res.sha256,
       };
-      if (retriesStatus(res.status)) {
+      if (state.retriesStatus(res.status)) {
         return { kind: 'response', response: { ...response, retryAfter: retryAfterMs(res.headers['retry-after']) }, retry: true };
       }
       return { kind: 'response', response, retry: false };
@@ -311,14 +355,14 @@ async function attempt(
     const midBody = got.responseStatus !== undefined;
     if (midBody) partial = { ...partial, status: got.responseStatus, headers: got.responseHeaders };
     if (cancel?.aborted) return { ...cancelledOutcome(), partial } as AttemptOutcome;
-    if (deadline.timedOut) {
+    if (state.timedOut) {
       const message = `no complete response within ${options.timeoutMs} ms`;
       return { kind: 'error', error: { code: 'timeout', message }, retryable: isRetryableFailure(true, midBody, method), partial };
     }
     const { code, transient, message } = classifyError(error, midBody);
     return { kind: 'error', error: { code, message }, retryable: isRetryableFailure(transient, midBody, method), partial };
   } finally {
-    deadline.finish();
-    cancel?.removeEventListener('abort', onCancel);
+    state.finish();
+    if (cancel) inFlight.get(cancel)?.delete(state);
   }
 }
