@@ -92,7 +92,7 @@ describe('EmbeddedRuntime', () => {
     runtime.on('error', (_e, context) => errors.push(context));
     const job = await runtime.submit(await urlsInput([`${origin.url}/ok?1`, `${origin.url}/ok?2`]));
     // Two deliveries, and the final delivery's own fallback, cannot read the chunk's input.
-    store.fail('getStream', /\/input\//, 3);
+    store.fail('get', /\/input\//, 3);
     runtime.start();
     try {
       const manifest = await runtime.waitForJob(job.jobId);

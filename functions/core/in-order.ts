@@ -4,8 +4,9 @@
  * records that finished early fit the job's reorder budget: past it, only the item at the head of
  * the line starts, so a slow URL holds back memory, not the whole chunk.
  *
- * Nothing is queued per item: an item is started only when it can run (one promise each, the
- * fetch's own), so a chunk of any size costs its waiting items nothing (queuing them all used to
+ * Chunks of a job share its slots; the lowest-numbered chunk is served first, so chunks complete
+ * in order (`--out` and the dashboard follow a prefix that grows). Nothing is queued per item: an item is started only when it can run (one promise each,
+ * the fetch's own), so a chunk of any size costs its waiting items nothing (queuing them all used to
  * keep a closure and three promises per item alive until its turn: most of the garbage the
  * collector then had to copy).
  */
@@ -34,6 +35,8 @@ export async function* inOrder(
   run: (item: IndexedItem) => Promise<FetchRecord | typeof HANDED_ON>,
   slots: Slots,
   budget: ByteBudget,
+  /** Served before chunks of a higher rank (the chunk's number: a job's chunks then complete in order). */
+  rank = 0,
 ): AsyncGenerator<FetchRecord> {
   const n = items.length;
   const outcomes: (Outcome | undefined)[] = new Array(n);
@@ -99,7 +102,7 @@ export async function* inOrder(
       if (!slots.take()) {
         if (!askedForSlot) {
           askedForSlot = true;
-          slots.wait(onSlot);
+          slots.wait(onSlot, rank);
         }
         return;
       }

@@ -133,8 +133,13 @@ export function checkUrl(raw: unknown, line?: number, field?: string): string {
     const hint = field === undefined ? 'put notes on their own line starting with #' : 'percent-encode spaces as %20';
     throw new InputError(`whitespace inside the URL ${quote(url)}; ${hint}`, line, field);
   }
-  if (!URL.canParse(url)) throw new InputError(`not a valid URL: ${quote(url)}`, line, field);
-  const { protocol, username, password } = new URL(url);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new InputError(`not a valid URL: ${quote(url)}`, line, field);
+  }
+  const { protocol, username, password } = parsed;
   if (protocol !== 'http:' && protocol !== 'https:') {
     throw new InputError(
       `unsupported scheme "${protocol}" in ${quote(url)}: only http and https URLs are fetched`,

@@ -3,7 +3,7 @@
  */
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { createGunzip, gzipSync, constants } from 'node:zlib';
+import { createGunzip, gunzipSync, gzipSync, constants } from 'node:zlib';
 
 /**
  * Compression level for result and input files: level 1 is several times faster than the
@@ -17,6 +17,13 @@ export const gzipOptions = { level: GZIP_LEVEL, memLevel: 8, strategy: constants
 export async function* readNdjsonGz<T = unknown>(stream: Readable): AsyncGenerator<T> {
   const lines = createInterface({ input: stream.pipe(createGunzip()), crlfDelay: Infinity });
   for await (const line of lines) if (line !== '') yield JSON.parse(line) as T;
+}
+
+/** Parsed lines of a small gzipped NDJSON document read whole (a chunk input). */
+export function parseNdjsonGz<T = unknown>(data: Buffer): T[] {
+  const values: T[] = [];
+  for (const line of gunzipSync(data).toString('utf8').split('\n')) if (line !== '') values.push(JSON.parse(line) as T);
+  return values;
 }
 
 /** Gzips a small NDJSON document whole (chunk inputs: at most chunkSize short lines). */

@@ -30,6 +30,14 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** Deletes every key under `prefix`. */
   deletePrefix(prefix: string): Promise<void>;
+  /**
+   * Makes `to` an object with the bytes of `from`, only if no object has the key `to`, without
+   * reading the bytes through the caller (the local folder: a hard link). Optional: a store that
+   * cannot do it cheaply leaves it out and callers copy the bytes themselves.
+   *
+   * @returns false when `to` already existed.
+   */
+  copyIfAbsent?(from: string, to: string): Promise<boolean>;
 }
 
 export interface SendOptions {

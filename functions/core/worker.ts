@@ -19,7 +19,7 @@ import { encodeBody } from './engine/body-text.ts';
 import type { IndexedItem } from './input.ts';
 import { chunkMessage, chunkMessageSchema, loadJob, type ChunkMessage, type JobMeta } from './job.ts';
 import { layout } from './layout.ts';
-import { readNdjsonGz } from './ndjson.ts';
+import { parseNdjsonGz } from './ndjson.ts';
 import type { ObjectStore } from './ports.ts';
 import { isStoreFull } from './store-errors.ts';
 import { duplicateRecord, failedRecord, isStringLimitError, makeRecord, tooLargeRecord, withItemFields, type FetchRecord } from './record.ts';
@@ -84,11 +84,10 @@ export function parseChunkMessage(body: string): ChunkMessage {
 }
 
 async function readChunkItems(store: ObjectStore, jobId: string, chunk: number): Promise<IndexedItem[]> {
-  const stream = await store.getStream(layout.input(jobId, chunk));
-  if (!stream) throw new Error(`chunk input ${layout.input(jobId, chunk)} is missing`);
-  const items: IndexedItem[] = [];
-  for await (const item of readNdjsonGz<IndexedItem>(stream)) items.push(item);
-  return items;
+  const data = await store.get(layout.input(jobId, chunk));
+  if (!data) throw new Error(`chunk input ${layout.input(jobId, chunk)} is missing`);
+  // Read whole: a chunk input is at most chunkSize lines, all held as items anyway.
+  return parseNdjsonGz<IndexedItem>(data);
 }
 
 /** Writes the chunk's summary (if absent), then counts the chunk in the ledger. */
@@ -244,7 +243,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
 
   try {
     if (!time && deps.partEveryMs !== undefined) {
-      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget), deps.partEveryMs);
+      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget, chunk), deps.partEveryMs);
       await markChunkDone(deps, job, chunk, outcome.counts!);
       await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
       return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
@@ -252,7 +251,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     const outcome = await writeChunkFile(
       store,
       { resultsKey, prefixParts: parts, prefixCounts: chain.counts, partKey: time ? layout.part(jobId, chunk, next) : undefined },
-      inOrder(items, run, slots, budget),
+      inOrder(items, run, slots, budget, chunk),
       () => !handedOn,
     );
     if (handedOn) {
@@ -340,7 +339,9 @@ async function writeInParts(
       await store.delete(key);
       const { written, created, own } = await writeChunkFile(store, { resultsKey: key }, segment());
       if (!created) throw new Error(`part file ${key} was written by another delivery meanwhile`);
-      await markPart(store, jobId, chunk, next, next + written, own);
+      // The last part needs no mark: the result file is made from the parts at once (a delivery
+      // killed in between refetches that part only).
+      if (!ended) await markPart(store, jobId, chunk, next, next + written, own);
       if (counts) addCounts(counts, own);
       parts.push(key);
       next += written;
@@ -352,8 +353,14 @@ async function writeInParts(
     if (pending) closing.catch(() => {});
     else await closing;
   }
+  const resultsKey = layout.results(jobId, chunk);
+  if (parts.length === 1 && counts && store.copyIfAbsent) {
+    // One part holds the whole chunk (most chunks end within one part): the result file is that file.
+    const created = await store.copyIfAbsent(parts[0]!, resultsKey);
+    return { counts: created ? counts : await countResults(store, resultsKey), created };
+  }
   async function* none(): AsyncGenerator<FetchRecord> {}
-  return writeChunkFile(store, { resultsKey: layout.results(jobId, chunk), prefixParts: parts, prefixCounts: counts }, none());
+  return writeChunkFile(store, { resultsKey, prefixParts: parts, prefixCounts: counts }, none());
 }
 
 /** The last delivery failed: every item still gets its record, with `chunk_failed`. */

@@ -91,6 +91,19 @@ export class LocalStore implements ObjectStore {
     }
   }
 
+  async copyIfAbsent(from: string, to: string): Promise<boolean> {
+    const source = this.pathOf(from);
+    const path = this.pathOf(to);
+    await this.folder(dirname(path));
+    try {
+      await link(source, path); // atomic: fails if the key exists
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+  }
+
   private async folder(path: string): Promise<void> {
     if (this.folders.has(path)) return;
     await mkdir(path, { recursive: true });
@@ -184,7 +197,9 @@ export class LocalStore implements ObjectStore {
   }
 
   async deletePrefix(prefix: string): Promise<void> {
-    this.folders.clear(); // folders may go with the keys
+    // Folders under the prefix may go with the keys: they are made again when next written to.
+    const under = this.prefixPath(prefix.endsWith('/') ? prefix : prefix.slice(0, prefix.lastIndexOf('/') + 1));
+    for (const folder of this.folders) if (folder === under || folder.startsWith(under + sep)) this.folders.delete(folder);
     if (prefix.endsWith('/')) {
       await rm(this.prefixPath(prefix), { recursive: true, force: true });
       return;

@@ -79,15 +79,16 @@ export class ByteBudget {
 
 /**
  * A job's concurrency in this worker: `size` requests at once over all its chunks. A free slot goes
- * to the longest waiter; a chunk waits for one slot at a time, so chunks of a job take turns and
- * nothing is queued per item (a chunk's items are started only when they can run).
+ * to the waiting chunk of the lowest rank (its number), so chunks complete in order, while nothing
+ * is queued per item: a chunk waits for one slot at a time.
  *
  * @example
- * if (slots.take()) start(); else slots.wait(start); // `start` owns a slot; it calls slots.give() when done
+ * if (slots.take()) start(); else slots.wait(start, rank); // `start` owns a slot; it calls slots.give() when done
  */
 export class Slots {
   private free: number;
-  private readonly waiters: (() => void)[] = [];
+  /** Waiting chunks, lowest rank first (a handful: the chunks in flight). */
+  private readonly waiters: { rank: number; onSlot: () => void }[] = [];
   constructor(size: number) {
     this.free = size;
   }
@@ -104,15 +105,17 @@ export class Slots {
     return true;
   }
 
-  /** Calls `onSlot` when a slot is free, the slot then taken for it. */
-  wait(onSlot: () => void): void {
-    this.waiters.push(onSlot);
+  /** Calls `onSlot` when a slot is free for it, the slot then taken for it; lower ranks are served first. */
+  wait(onSlot: () => void, rank: number): void {
+    let at = this.waiters.length;
+    while (at > 0 && this.waiters[at - 1]!.rank > rank) at--;
+    this.waiters.splice(at, 0, { rank, onSlot });
   }
 
-  /** Gives a slot back: to the longest waiter, if any. */
+  /** Gives a slot back: to the first waiter, if any. */
   give(): void {
     const next = this.waiters.shift();
-    if (next) next();
+    if (next) next.onSlot();
     else this.free++;
   }
 }
