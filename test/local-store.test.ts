@@ -43,6 +43,18 @@ describe('LocalStore', () => {
     expect(readdirSync(join(root, '.tmp'))).toEqual([]);
   });
 
+  it('copyIfAbsent makes a second key with the same bytes, only if absent; the copy outlives the source and a deleted prefix', async () => {
+    await store.put('copy/parts/000001/000000.ndjson.gz', 'part bytes');
+    expect(await store.copyIfAbsent('copy/parts/000001/000000.ndjson.gz', 'copy/results/000001.ndjson.gz')).toBe(true);
+    expect(await store.copyIfAbsent('copy/parts/000001/000000.ndjson.gz', 'copy/results/000001.ndjson.gz')).toBe(false);
+    await store.deletePrefix('copy/parts/');
+    expect((await store.get('copy/results/000001.ndjson.gz'))?.toString()).toBe('part bytes');
+    // The folders under the deleted prefix are made again on the next write there.
+    await store.put('copy/parts/000002/000000.ndjson.gz', 'again');
+    expect((await store.get('copy/parts/000002/000000.ndjson.gz'))?.toString()).toBe('again');
+    await expect(store.copyIfAbsent('copy/missing', 'copy/other')).rejects.toThrow(/ENOENT/);
+  });
+
   it('overwrites without ifAbsent', async () => {
     await store.put('over/key', 'one');
     await store.put('over/key', 'two');
