@@ -291,9 +291,8 @@ describe('hostile records and full disks (issue 14)', () => {
     const huge = record(1);
     (huge as unknown as { body: unknown }).body = { toJSON: () => { throw new RangeError('Invalid string length'); } };
     async function* records() {
-      yield record(0);
-      yield huge;
-      yield record(2);
+      yield [record(0), huge];
+      yield [record(2)];
     }
     const outcome = await writeChunkFile(store, { resultsKey: layout.results(job.jobId, 0) }, records());
     expect(outcome.counts).toMatchObject({ count: 3, succeeded: 2, failed: 1, byError: { too_large: 1 } });

@@ -112,7 +112,7 @@ async function* concatenated(store: ObjectStore, parts: string[], tail: Readable
 }
 
 /**
- * Streams `records` (in index order) into the chunk's result file.
+ * Streams `records` (in index order, in batches) into the chunk's result file.
  *
  * @param complete called after the last record: false means the records stopped early, so the
  *   result file is abandoned and only the part file (if any) keeps them.
@@ -120,7 +120,7 @@ async function* concatenated(store: ObjectStore, parts: string[], tail: Readable
 export async function writeChunkFile(
   store: ObjectStore,
   targets: ChunkFileTargets,
-  records: AsyncIterable<FetchRecord>,
+  records: AsyncIterable<readonly FetchRecord[]>,
   complete: () => boolean = () => true,
 ): Promise<ChunkFileOutcome> {
   const prefixParts = targets.prefixParts ?? [];
@@ -170,29 +170,31 @@ export async function writeChunkFile(
     await send(full);
   };
   try {
-    for await (const produced of records) {
-      if (failure) throw failure;
-      if ((produced.body?.length ?? 0) >= BODY_SLICE_CHARS) {
-        // A large body goes to gzip a slice at a time, never copied whole into the line.
-        countRecord(counts, produced);
+    for await (const group of records) {
+      for (const produced of group) {
+        if (failure) throw failure;
+        if ((produced.body?.length ?? 0) >= BODY_SLICE_CHARS) {
+          // A large body goes to gzip a slice at a time, never copied whole into the line.
+          countRecord(counts, produced);
+          written++;
+          await flush();
+          for (const piece of recordPieces(produced)) await send(piece);
+          continue;
+        }
+        const { record, json } = serializeOrReplace(produced);
+        countRecord(counts, record);
         written++;
-        await flush();
-        for (const piece of recordPieces(produced)) await send(piece);
-        continue;
+        if (json.length >= WRITE_BATCH_CHARS) {
+          // A large line goes to gzip alone.
+          await flush();
+          await send(json);
+          await send('\n');
+          continue;
+        }
+        if (used + json.length * 3 + 1 > WRITE_BATCH_BYTES) await flush();
+        used += batch.write(json, used);
+        batch[used++] = 0x0a;
       }
-      const { record, json } = serializeOrReplace(produced);
-      countRecord(counts, record);
-      written++;
-      if (json.length >= WRITE_BATCH_CHARS) {
-        // A large line goes to gzip alone.
-        await flush();
-        await send(json);
-        await send('\n');
-        continue;
-      }
-      if (used + json.length * 3 + 1 > WRITE_BATCH_BYTES) await flush();
-      used += batch.write(json, used);
-      batch[used++] = 0x0a;
     }
     await flush();
     if (failure) throw failure;

@@ -23,12 +23,13 @@ const FAILED = Symbol('failed');
 type Outcome = FetchRecord | typeof HANDED_ON | typeof FAILED;
 
 /**
- * Yields `run(item)` for every item in index order; stops at the first item handed on. A rejected
- * `run` is thrown when its item's turn comes. Closing the generator early starts nothing more; the
- * items in flight finish and give their slots back.
+ * Yields `run(item)` for every item in index order, in batches (the records ready at the head of the
+ * line, one or more); stops at the first item handed on. A rejected `run` is thrown when its item's
+ * turn comes. Closing the generator early starts nothing more; the items in flight finish and give
+ * their slots back.
  *
  * @example
- * for await (const record of inOrder(items, (item) => fetchRecord(item), slots, budget)) write(record);
+ * for await (const batch of inOrder(items, (item) => fetchRecord(item), slots, budget)) for (const record of batch) write(record);
  */
 export async function* inOrder(
   items: IndexedItem[],
@@ -37,7 +38,7 @@ export async function* inOrder(
   budget: ByteBudget,
   /** Served before chunks of a higher rank (the chunk's number: a job's chunks then complete in order). */
   rank = 0,
-): AsyncGenerator<FetchRecord> {
+): AsyncGenerator<FetchRecord[]> {
   const n = items.length;
   const outcomes: (Outcome | undefined)[] = new Array(n);
   const errors = new Map<number, unknown>();
@@ -115,19 +116,26 @@ export async function* inOrder(
   }
 
   try {
-    for (head = 0; head < n; head++) {
+    while (head < n) {
       startMore(); // the new head starts even when the budget is full
-      let outcome = outcomes[head];
-      if (outcome === undefined) {
-        await new Promise<void>((resolve) => (wakeHead = resolve));
-        outcome = outcomes[head]!;
+      if (outcomes[head] === undefined) await new Promise<void>((resolve) => (wakeHead = resolve));
+      // Every record ready from the head on goes in one batch: one hand-over for many records.
+      const batch: FetchRecord[] = [];
+      let stop: typeof FAILED | typeof HANDED_ON | undefined;
+      for (let outcome = outcomes[head]; outcome !== undefined; outcome = outcomes[head]) {
+        outcomes[head] = undefined;
+        budget.release(sizes[head]!);
+        sizes[head] = 0;
+        if (outcome === FAILED || outcome === HANDED_ON) {
+          stop = outcome;
+          break;
+        }
+        batch.push(outcome);
+        if (++head === n) break;
       }
-      outcomes[head] = undefined;
-      budget.release(sizes[head]!);
-      sizes[head] = 0;
-      if (outcome === FAILED) throw errors.get(head);
-      if (outcome === HANDED_ON) return;
-      yield outcome;
+      if (batch.length > 0) yield batch;
+      if (stop === FAILED) throw errors.get(head);
+      if (stop === HANDED_ON) return;
     }
   } finally {
     // Records this generator will never hand on give their budget back.

@@ -231,11 +231,15 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     let result = await fetcher.fetch(sent, options, signal);
     if (time?.hard.signal.aborted && !cancel.aborted && result.record.error?.code === 'cancelled') return (handedOn = true), HANDED_ON;
     if (previous) result = compareResult(result, prev, sent !== item);
-    const kept = await withBody(store, job, result).catch((error) => {
-      // A body too large to encode into the record fails its URL alone.
-      if (!isStringLimitError(error)) throw error;
-      return tooLargeRecord(result.record, `the body (${result.record.bytes} bytes) is too large to keep in the record: ${(error as Error).message}`);
-    });
+    // Most records keep no body (bodies none, or nothing came): no await for them.
+    const kept =
+      result.body === null || job.options.bodies === 'none'
+        ? result.record
+        : await withBody(store, job, result).catch((error) => {
+            // A body too large to encode into the record fails its URL alone.
+            if (!isStringLimitError(error)) throw error;
+            return tooLargeRecord(result.record, `the body (${result.record.bytes} bytes) is too large to keep in the record: ${(error as Error).message}`);
+          });
     const record = withItemFields(kept, item);
     deps.onRecord?.(jobId, record);
     return record;
@@ -292,15 +296,15 @@ async function writeInParts(
   job: JobMeta,
   chunk: number,
   chain: PartsChain,
-  records: AsyncGenerator<FetchRecord>,
+  records: AsyncGenerator<FetchRecord[]>,
   everyMs: number,
 ): Promise<{ counts: Counts | null; created: boolean }> {
   const { jobId } = job;
   const parts = [...chain.parts];
   let next = chain.next;
   const counts = chain.counts && structuredClone(chain.counts);
-  // The record being waited for; a cut leaves it to head the next part.
-  let pending: Promise<IteratorResult<FetchRecord>> | undefined = records.next();
+  // The records being waited for; a cut leaves them to head the next part.
+  let pending: Promise<IteratorResult<FetchRecord[]>> | undefined = records.next();
   let ended = false;
   try {
     while (!ended) {
@@ -309,18 +313,18 @@ async function writeInParts(
       if (head.done) break;
       // One timer per part: the part is cut when it fires, also while the next record is awaited.
       let cut = false;
-      let wake: ((step: IteratorResult<FetchRecord> | 'cut') => void) | undefined;
+      let wake: ((step: IteratorResult<FetchRecord[]> | 'cut') => void) | undefined;
       const timer = setTimeout(() => {
         cut = true;
         wake?.('cut');
       }, everyMs);
-      async function* segment(): AsyncGenerator<FetchRecord> {
+      async function* segment(): AsyncGenerator<FetchRecord[]> {
         try {
-          yield head.value as FetchRecord;
+          yield head.value as FetchRecord[];
           for (;;) {
             const step = (pending ??= records.next());
             if (cut) return;
-            const raced = await new Promise<IteratorResult<FetchRecord> | 'cut'>((resolve, reject) => {
+            const raced = await new Promise<IteratorResult<FetchRecord[]> | 'cut'>((resolve, reject) => {
               wake = resolve;
               step.then(resolve, reject);
             });
@@ -359,7 +363,7 @@ async function writeInParts(
     const created = await store.copyIfAbsent(parts[0]!, resultsKey);
     return { counts: created ? counts : await countResults(store, resultsKey), created };
   }
-  async function* none(): AsyncGenerator<FetchRecord> {}
+  async function* none(): AsyncGenerator<FetchRecord[]> {}
   return writeChunkFile(store, { resultsKey, prefixParts: parts, prefixCounts: counts }, none());
 }
 
@@ -378,7 +382,7 @@ export async function writeFailedChunk(deps: WorkerDeps, job: JobMeta, chunk: nu
   // Records a delivery kept before running out of time stay; only the rest are failed.
   const { parts, next, counts: prefixCounts } = await partsChain(deps.store, job.jobId, chunk);
   async function* records() {
-    for (const item of items.slice(next)) yield failedRecord(item, 'chunk_failed', message);
+    yield items.slice(next).map((item) => failedRecord(item, 'chunk_failed', message));
   }
   const { counts, created } = await writeChunkFile(deps.store, { resultsKey: layout.results(job.jobId, chunk), prefixParts: parts, prefixCounts }, records());
   await markChunkDone(deps, job, chunk, counts!);

@@ -72,7 +72,7 @@ async function main(config: ManyOriginsConfig): Promise<ManyOriginsReport> {
   const started = Date.now();
   const records: FetchRecord[] = [];
   const items = urls.map((url, index) => ({ index, url }));
-  for await (const record of inOrder(items, async (item) => (await fetcher.fetch(item, options)).record, slot.slots, slot.budget)) records.push(record);
+  for await (const batch of inOrder(items, async (item) => (await fetcher.fetch(item, options)).record, slot.slots, slot.budget)) records.push(...batch);
   const ms = Date.now() - started;
   clearInterval(sampler);
   const errors: Record<string, number> = {};

@@ -143,6 +143,8 @@ function agentKey(options: AgentSettings): string {
 export class Fetcher {
   /** Agents by settings, least recently used first. */
   private readonly agents = new Map<string, Dispatcher>();
+  /** The key of the last Agent in `agents` (the most recently used). */
+  private lastAgentKey: string | undefined;
   /** Agents closed to stay within maxAgents whose requests are still finishing. */
   private readonly retired = new Set<Dispatcher>();
   /** Per-origin token buckets by `ratePerHost` value, least recently used first. */
@@ -171,6 +173,8 @@ export class Fetcher {
 
   private agentFor(options: AgentSettings): Dispatcher {
     const key = agentKey(options);
+    // Most requests in a row go to the same Agent: it is already the most recently used.
+    if (key === this.lastAgentKey) return this.agents.get(key)!;
     let agent = this.agents.get(key);
     if (agent) {
       this.agents.delete(key); // most recently used last
@@ -189,6 +193,7 @@ export class Fetcher {
       }
     }
     this.agents.set(key, agent);
+    this.lastAgentKey = key;
     return agent;
   }
 
@@ -243,6 +248,7 @@ export class Fetcher {
   async close(): Promise<void> {
     await Promise.all([...this.agents.values(), ...this.retired].map((a) => a.destroy()));
     this.agents.clear();
+    this.lastAgentKey = undefined;
     this.retired.clear();
   }
 }
