@@ -5,7 +5,7 @@
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Queue, ReceivedMessage } from '../functions/core/ports.ts';
-import { WorkerThread, threadBundle } from '../functions/local/threads.ts';
+import { WorkerThread, profilerFlags, threadBundle } from '../functions/local/threads.ts';
 import { tempDir } from './support/tmp.ts';
 
 /** An empty queue whose receive answers only when its signal aborts: a stop that ignored it would hang. */
@@ -42,5 +42,14 @@ describe('WorkerThread.stop', () => {
     while (queue.receives === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     await thread.stop(); // without the abort this never resolves and the test times out
     expect(errors).toEqual([]);
+  });
+});
+
+describe('profilerFlags', () => {
+  it('passes the CPU profiler flags (and the values of those that take one) to the fetching threads, nothing else', () => {
+    expect(
+      profilerFlags(['--cpu-prof', '--cpu-prof-dir', '/tmp/p', '--cpu-prof-interval', '250', '--max-old-space-size=100', '--cpu-prof-name=x.cpuprofile', '--inspect']),
+    ).toEqual(['--cpu-prof', '--cpu-prof-dir', '/tmp/p', '--cpu-prof-interval', '250', '--cpu-prof-name=x.cpuprofile']);
+    expect(profilerFlags(['--enable-source-maps'])).toEqual([]);
   });
 });

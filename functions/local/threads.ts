@@ -142,6 +142,18 @@ export interface ThreadHandlers {
   onError(error: Error, context: string): void;
 }
 
+/** The CPU profiler's flags among `argv` (with the values of those that take one). */
+export function profilerFlags(argv: readonly string[]): string[] {
+  const flags: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    if (!flag.startsWith('--cpu-prof')) continue;
+    flags.push(flag);
+    if (/^--cpu-prof-(dir|name|interval)$/.test(flag) && i + 1 < argv.length) flags.push(argv[++i]!);
+  }
+  return flags;
+}
+
 /** A worker thread as the main thread sees it: it serves the thread's queue calls. */
 export class WorkerThread {
   readonly worker: Worker;
@@ -162,7 +174,7 @@ export class WorkerThread {
       workerData: config,
       // Only the profiler's flags are passed on: `node --cpu-prof fanout.mjs fetch ...` profiles the
       // fetching threads too (docs/performance.md); other flags are the main thread's.
-      execArgv: process.execArgv.filter((flag) => flag.startsWith('--cpu-prof')),
+      execArgv: profilerFlags(process.execArgv),
       // A young generation larger than V8's default cuts garbage-collection time on the hot path by
       // about a third; 64 MB keeps a 2-thread million-URL job near 512 MiB (docs/performance.md).
       resourceLimits: { maxYoungGenerationSizeMb: 64 },
