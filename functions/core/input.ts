@@ -261,7 +261,7 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
           const item = index === 0 && chosen === 'text' ? firstTextItem(current, line) : parseItemLine(current, chosen as 'text' | 'ndjson', line);
           yield { ...item, index: index++ } as IndexedItem;
         }
-        const next = await lines.next();
+        const next = lines.nextBuffered() ?? (await lines.next());
         if (next === undefined) break;
         line++;
         if (next === TOO_LONG) throw lineTooLong(line);
@@ -338,6 +338,8 @@ const TOO_LONG = Symbol('line too long');
  */
 class LineReader {
   private buffer: Buffer = Buffer.alloc(0);
+  /** Where the bytes not yet returned begin in `buffer` (lines are not sliced off one by one). */
+  private start = 0;
   private ended = false;
   /** Bytes of the source taken by the lines returned so far, newlines included. */
   consumed = 0;
@@ -359,44 +361,53 @@ class LineReader {
     }
     const value = next.value;
     const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-    this.buffer = this.buffer.length === 0 ? bytes : Buffer.concat([this.buffer, bytes]);
+    const left = this.buffer.length - this.start;
+    this.buffer = left === 0 ? bytes : Buffer.concat([this.buffer.subarray(this.start), bytes]);
+    this.start = 0;
     return true;
+  }
+
+  /**
+   * The next line if it is already buffered (or TOO_LONG); null when more bytes must be read first
+   * (then call {@link next}). A list of short lines is split with no promise per line.
+   */
+  nextBuffered(): string | typeof TOO_LONG | null {
+    const nl = this.buffer.indexOf(10, this.start);
+    if (nl === -1) return this.buffer.length - this.start > this.maxBytes ? TOO_LONG : null;
+    if (nl - this.start > this.maxBytes) return TOO_LONG;
+    const end = nl > this.start && this.buffer[nl - 1] === 13 ? nl - 1 : nl;
+    const line = this.buffer.toString('utf8', this.start, end);
+    this.consumed += nl + 1 - this.start;
+    this.start = nl + 1;
+    return line;
   }
 
   /** The next line, TOO_LONG (the line's bytes stay buffered, for {@link rest}), or undefined at the end. */
   async next(): Promise<string | typeof TOO_LONG | undefined> {
-    let searched = 0;
     for (;;) {
-      const nl = this.buffer.indexOf(10, searched);
-      if (nl !== -1) {
-        if (nl > this.maxBytes) return TOO_LONG;
-        const end = nl > 0 && this.buffer[nl - 1] === 13 ? nl - 1 : nl;
-        const line = this.buffer.toString('utf8', 0, end);
-        this.buffer = this.buffer.subarray(nl + 1);
-        this.consumed += nl + 1;
-        return line;
-      }
-      if (this.buffer.length > this.maxBytes) return TOO_LONG;
-      searched = this.buffer.length;
+      const line = this.nextBuffered();
+      if (line !== null) return line;
       if (!(await this.fill())) {
-        if (this.buffer.length === 0) return undefined;
-        const line = this.buffer.toString('utf8').replace(/\r$/, '');
-        this.consumed += this.buffer.length;
+        if (this.buffer.length === this.start) return undefined;
+        const last = this.buffer.toString('utf8', this.start).replace(/\r$/, '');
+        this.consumed += this.buffer.length - this.start;
         this.buffer = Buffer.alloc(0);
-        return line;
+        this.start = 0;
+        return last;
       }
     }
   }
 
   /** The first characters not yet returned as a line. */
   peekText(chars: number): string {
-    return this.buffer.toString('utf8', 0, Math.min(this.buffer.length, chars * 4));
+    return this.buffer.toString('utf8', this.start, Math.min(this.buffer.length, this.start + chars * 4));
   }
 
   /** Everything not yet returned as a line, as it arrives. */
   async *rest(): AsyncGenerator<Buffer> {
-    if (this.buffer.length > 0) yield this.buffer;
+    if (this.buffer.length > this.start) yield this.buffer.subarray(this.start);
     this.buffer = Buffer.alloc(0);
+    this.start = 0;
     while (await this.fill()) {
       yield this.buffer;
       this.buffer = Buffer.alloc(0);
@@ -407,6 +418,7 @@ class LineReader {
   async close(): Promise<void> {
     this.ended = true;
     this.buffer = Buffer.alloc(0);
+    this.start = 0;
     await this.source.return?.();
   }
 }
@@ -428,7 +440,7 @@ export async function* boundedLines(
   const lines = new LineReader(source, INPUT_LIMITS.maxLineBytes);
   let line = from.line;
   try {
-    for (let text = await lines.next(); text !== undefined; text = await lines.next()) {
+    for (let text = await lines.next(); text !== undefined; text = lines.nextBuffered() ?? (await lines.next())) {
       line++;
       if (text === TOO_LONG) throw lineTooLong(line);
       yield { text, end: from.offset + lines.consumed, line };

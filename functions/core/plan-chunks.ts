@@ -23,7 +23,7 @@ export const PLAN_DEFAULTS = {
  *
  * @example
  * const writer = new ChunkInputWriter(store, jobId, 500);
- * for await (const item of items) await writer.add(item);
+ * for await (const item of items) if (writer.add(item)) await writer.flush();
  * const chunks = await writer.finish();
  */
 export class ChunkInputWriter {
@@ -39,15 +39,17 @@ export class ChunkInputWriter {
     public chunk = 0,
   ) {}
 
-  /** Adds an item; true when it completed a chunk (whose write is under way). */
-  async add(item: IndexedItem): Promise<boolean> {
+  /**
+   * Adds an item; true when it completed a chunk: then `await writer.flush()` (it starts the chunk's
+   * write and waits while too many are under way). Synchronous, so a line costs no promise.
+   */
+  add(item: IndexedItem): boolean {
     this.batch.push(item);
-    if (this.batch.length < this.chunkSize) return false;
-    await this.flush();
-    return true;
+    return this.batch.length >= this.chunkSize;
   }
 
-  private async flush(): Promise<void> {
+  /** Starts writing the items added so far as the next chunk. */
+  async flush(): Promise<void> {
     if (this.failure) throw this.failure;
     const items = this.batch;
     this.batch = [];

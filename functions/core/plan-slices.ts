@@ -189,7 +189,9 @@ export async function planSlice(
         format = trimmed.startsWith('{') ? 'ndjson' : 'text';
       }
       const item: IndexedItem = { ...parseItemLine(trimmed, format, line), index: index++ };
-      if ((await writer.add(seen ? markDuplicate(seen, item) : item)) && Date.now() >= stopAt) {
+      if (!writer.add(seen ? markDuplicate(seen, item) : item)) continue;
+      await writer.flush();
+      if (Date.now() >= stopAt) {
         stream.destroy();
         // The next slice starts after these chunks: they must be in the store first.
         await writer.drain();

@@ -43,7 +43,7 @@ export async function planJob(store: ObjectStore, queue: Pick<Queue, 'send'>, re
   try {
     for await (const item of options.dedupe ? markDuplicates(request.input.items) : request.input.items) {
       total++;
-      await writer.add(item);
+      if (writer.add(item)) await writer.flush();
     }
     chunks = await writer.finish();
   } catch (error) {
