@@ -215,10 +215,13 @@ export async function runResume(jobId: string, flags: FetchFlags): Promise<numbe
 
 /**
  * Workers run as worker threads (one per core by default), so a job uses every core and this thread
- * only plans, counts and draws. A job of a single chunk is fetched here, without starting a thread.
+ * only plans, counts and draws. One worker (`--workers 1`, or the default on one core) and a job of a
+ * single chunk fetch here: a thread of its own would only take turns with this one for the same CPU,
+ * and it costs its start-up, its own heap and a message per queue call (7% of a one-core
+ * 40,000-URL run, 57 MiB; docs/performance.md).
  */
 function startWorkers(runtime: EmbeddedRuntime, workers: number, chunks: number): void {
-  runtime.start(chunks > 1 ? Math.min(workers, chunks) : 0);
+  runtime.start(chunks > 1 && workers > 1 ? Math.min(workers, chunks) : 0);
 }
 
 /** Draws progress until the job ends, then prints the summary and writes --out/--json. */
@@ -283,7 +286,7 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--format <format>', `input format: ${INPUT_FORMATS.join(', ')} (default auto)`)
     .option('--block-private', 'refuse private, loopback and link-local addresses (FANOUT_ALLOW_CIDRS opens some)')
-    .option('--workers <n>', 'worker threads, each with its own connections and concurrency (default: the core count)')
+    .option('--workers <n>', 'worker threads, each with its own connections and concurrency; 1 fetches in the main thread (default: the core count)')
     .option('--no-progress', 'no progress bar or progress lines (the job line and summary stay)')
     .option('-q, --quiet', 'print nothing on stderr but errors: no job line, no progress');
   addJobFlags(command);
@@ -298,7 +301,7 @@ export function fetchCommand(program: Command, exit: (code: number) => void): vo
     .option('--json', 'print the final status as JSON on stdout')
     .option('--data-dir <dir>', 'where jobs are kept (default $FANOUT_DATA_DIR or ./fanout-data)')
     .option('--block-private', 'refuse private, loopback and link-local addresses')
-    .option('--workers <n>', 'worker threads (default: the core count)')
+    .option('--workers <n>', 'worker threads; 1 fetches in the main thread (default: the core count)')
     .option('--no-progress', 'no progress bar or progress lines (the job line and summary stay)')
     .option('-q, --quiet', 'print nothing on stderr but errors: no job line, no progress')
     .action(async (jobId: string, flags: FetchFlags) => exit(await runResume(jobId, flags)));
