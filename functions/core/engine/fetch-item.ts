@@ -9,6 +9,7 @@ import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
 import { makeRecord, type ErrorCode, type FetchRecord, type RecordError, type ResponseHeaders } from '../record.ts';
 import { exchange, type BodyPolicy, type Exchange } from './exchange.ts';
+import { urlParts, type UrlParts } from './url-parts.ts';
 import { classifyError } from './classify.ts';
 import { backoffMs, isRetryableFailure, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
 
@@ -271,9 +272,9 @@ async function attempt(
 
   try {
     for (;;) {
-      let target: URL;
+      let target: UrlParts;
       try {
-        target = new URL(url);
+        target = urlParts(url);
       } catch {
         return errorOutcome('invalid_url', `not a valid URL: ${url.slice(0, 200)}`, partial);
       }
@@ -290,7 +291,7 @@ async function attempt(
         state.timedOut = true;
         throw state.error();
       }
-      const ex = exchange(ctx.dispatcher, { origin: target.origin, path: target.pathname + target.search, method, headers, body }, state);
+      const ex = exchange(ctx.dispatcher, { origin: target.origin, path: target.path, method, headers, body }, state);
       state.current = ex;
       if (cancel?.aborted) ex.abort(new Error('cancelled'));
       let res;
@@ -308,7 +309,7 @@ async function attempt(
         }
         let next: URL;
         try {
-          next = new URL(res.location!, target);
+          next = new URL(res.location!, target.href);
         } catch {
           return errorOutcome('invalid_url', `redirect to an invalid URL: ${String(res.headers.location).slice(0, 200)}`, partial);
         }
