@@ -119,6 +119,10 @@ export async function* inOrder(
     while (head < n) {
       startMore(); // the new head starts even when the budget is full
       if (outcomes[head] === undefined) await new Promise<void>((resolve) => (wakeHead = resolve));
+      // Responses first, records after: the answers that came in with this one are handled (and
+      // their next requests sent) before the records are serialised and compressed, so the writing
+      // fills the time spent waiting on the network instead of delaying the next requests.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       // Every record ready from the head on goes in one batch: one hand-over for many records.
       const batch: FetchRecord[] = [];
       let stop: typeof FAILED | typeof HANDED_ON | undefined;
