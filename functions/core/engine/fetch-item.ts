@@ -239,6 +239,9 @@ interface QueueTime {
   ms: number;
 }
 
+/** What a failure before any response keeps of it: nothing (shared; never changed, only spread). */
+const NOTHING_YET: Partial<Response> = Object.freeze({});
+
 function cancelledOutcome(): AttemptOutcome {
   return { kind: 'error', error: { code: 'cancelled', message: 'the job was cancelled' }, retryable: false };
 }
@@ -268,7 +271,7 @@ async function attempt(
   /** `headers` is this attempt's own copy (else it is the job's, shared: copied before a change). */
   let ownHeaders = item.headers !== undefined;
   let redirects = 0;
-  let partial: Partial<Response> = {};
+  let partial: Partial<Response> = NOTHING_YET;
 
   try {
     for (;;) {
@@ -301,9 +304,9 @@ async function attempt(
         state.stop();
         queue.ms += ex.queuedMs;
       }
-      partial = { status: res.status, headers: res.headers, finalUrl: target.href, redirects };
-
       if (state.followsRedirect(res.status, res.headers)) {
+        // If a later hop fails, its record keeps this response.
+        partial = { status: res.status, headers: res.headers, finalUrl: target.href, redirects };
         if (redirects >= options.maxRedirects) {
           return errorOutcome('too_many_redirects', `more than ${options.maxRedirects} redirects`, partial);
         }

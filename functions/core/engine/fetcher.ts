@@ -107,9 +107,14 @@ export class Slots {
 
   /** Calls `onSlot` when a slot is free for it, the slot then taken for it; lower ranks are served first. */
   wait(onSlot: () => void, rank: number): void {
-    let at = this.waiters.length;
-    while (at > 0 && this.waiters[at - 1]!.rank > rank) at--;
-    this.waiters.splice(at, 0, { rank, onSlot });
+    const waiters = this.waiters;
+    let at = waiters.length;
+    waiters.push({ rank, onSlot });
+    // Insertion by rank (no splice: it would make an array per call on the hot path).
+    while (at > 0 && waiters[at - 1]!.rank > rank) {
+      waiters[at] = waiters[at - 1]!;
+      waiters[--at] = { rank, onSlot };
+    }
   }
 
   /** Gives a slot back: to the first waiter, if any. */
