@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { recordPieces } from '../functions/core/chunk-writer.ts';
 import { BodyBuffer } from '../functions/core/engine/body-buffer.ts';
-import { makeRecord, serializeRecord, type FetchRecord } from '../functions/core/record.ts';
+import { isoTimestamp, makeRecord, serializeRecord, type FetchRecord } from '../functions/core/record.ts';
 
 const base = {
   index: 3, url: 'http://a.test/', id: 'x', ok: true, status: 200, finalUrl: 'http://a.test/', redirects: [], headers: { 'content-type': 'text/plain' },
@@ -48,5 +48,13 @@ describe('BodyBuffer', () => {
     expect(kept.toString()).toBe('ok');
     expect(kept.buffer.byteLength).toBeLessThan(1 << 20);
     expect(new BodyBuffer(10).take().length).toBe(0);
+  });
+});
+
+describe('isoTimestamp', () => {
+  it('is toISOString, also across seconds, years and the rare wide years', () => {
+    const samples = [0, 999, 1000, 1001, Date.UTC(2026, 10, 26, 11, 29, 44, 7), Date.UTC(2026, 10, 26, 11, 29, 44, 70), Date.UTC(2026, 11, 31, 23, 59, 59, 999), Date.UTC(2027, 0, 1), -1, -1000, 253402300800000, 253402300799999];
+    for (let i = 0; i < 5000; i++) samples.push(Math.floor(1.7e12 + i * 123.457));
+    for (const ms of samples) expect(isoTimestamp(ms), String(ms)).toBe(new Date(ms).toISOString());
   });
 });

@@ -259,8 +259,10 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
     try {
       for (;;) {
         if (current !== undefined && current !== '' && !current.startsWith('#')) {
-          const item = index === 0 && chosen === 'text' ? firstTextItem(current, line) : parseItemLine(current, chosen as 'text' | 'ndjson', line);
-          yield { ...item, index: index++ } as IndexedItem;
+          // A fresh object from the parser: numbered in place, not copied.
+          const item = (index === 0 && chosen === 'text' ? firstTextItem(current, line) : parseItemLine(current, chosen as 'text' | 'ndjson', line)) as IndexedItem;
+          item.index = index++;
+          yield item;
         }
         const next = lines.nextBuffered() ?? (await lines.next());
         if (next === undefined) break;

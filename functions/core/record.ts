@@ -195,6 +195,29 @@ export function isStringLimitError(error: unknown): boolean {
   return error instanceof RangeError && /Invalid string length|Cannot create a string longer/i.test(error.message);
 }
 
+let isoSecond = NaN;
+let isoPrefix = '';
+
+/**
+ * `new Date(ms).toISOString()`, made from the text of the current second and the milliseconds:
+ * a record's `startedAt` costs no Date and no formatting in the common case (same second).
+ *
+ * @example
+ * isoTimestamp(Date.UTC(2026, 10, 26, 11, 29, 44, 7)) // '2026-11-26T11:29:44.007Z'
+ */
+export function isoTimestamp(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    const full = new Date(ms).toISOString();
+    // Years outside 0000-9999 are written with six digits and a sign: no shortcut for those.
+    if (full.length !== 24) return full;
+    isoSecond = second;
+    isoPrefix = full.slice(0, 20);
+  }
+  const milli = Math.floor(ms) - second * 1000;
+  return isoPrefix + (milli < 10 ? '00' : milli < 100 ? '0' : '') + milli + 'Z';
+}
+
 /** One NDJSON line (records come from {@link makeRecord}, already in the contract's order). */
 export function serializeRecord(record: FetchRecord): string {
   return JSON.stringify(record) + '\n';

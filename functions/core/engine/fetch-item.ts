@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
-import { makeRecord, type ErrorCode, type FetchRecord, type RecordError, type ResponseHeaders } from '../record.ts';
+import { isoTimestamp, makeRecord, type ErrorCode, type FetchRecord, type RecordError, type ResponseHeaders } from '../record.ts';
 import { exchange, type BodyPolicy, type Exchange } from './exchange.ts';
 import { urlParts, type UrlParts } from './url-parts.ts';
 import { classifyError } from './classify.ts';
@@ -178,7 +178,7 @@ function requestHeaders(item: IndexedItem, options: JobOptions): Record<string, 
  * const { record } = await fetchItem({ index: 0, url: 'https://example.com/' }, parseJobOptions({}), { dispatcher: agent });
  */
 export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: FetchContext): Promise<FetchResult> {
-  const startedAt = new Date();
+  const startedAt = Date.now();
   const t0 = performance.now();
   const keep = options.bodies !== 'none';
   const queue: QueueTime = { ms: 0 };
@@ -224,7 +224,7 @@ export async function fetchItem(item: IndexedItem, options: JobOptions, ctx: Fet
     truncated: response?.truncated ?? false,
     sha256: response?.sha256 ?? null,
     attempts,
-    startedAt: startedAt.toISOString(),
+    startedAt: isoTimestamp(startedAt),
     durationMs,
     queuedMs,
     error: outcome.kind === 'error' ? outcome.error : null,
