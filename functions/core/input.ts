@@ -9,7 +9,6 @@ import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc
 import { z } from 'zod';
 import { readCsvRows } from './csv.ts';
 import { InputError, EmptyInputError, OptionsError } from './errors.ts';
-import { urlParts, type UrlParts } from './engine/url-parts.ts';
 import { contentLengthMismatch, headersSchema, methodSchema } from './options.ts';
 
 /** Input formats. `auto` sniffs text, NDJSON or JSON from the first line; CSV is only ever chosen explicitly. */
@@ -134,9 +133,9 @@ export function checkUrl(raw: unknown, line?: number, field?: string): string {
     const hint = field === undefined ? 'put notes on their own line starting with #' : 'percent-encode spaces as %20';
     throw new InputError(`whitespace inside the URL ${quote(url)}; ${hint}`, line, field);
   }
-  let parsed: UrlParts;
+  let parsed: URL;
   try {
-    parsed = urlParts(url);
+    parsed = new URL(url);
   } catch {
     throw new InputError(`not a valid URL: ${quote(url)}`, line, field);
   }

@@ -9,7 +9,6 @@ import type { IndexedItem } from '../input.ts';
 import type { JobOptions } from '../options.ts';
 import { isoTimestamp, makeRecord, type ErrorCode, type FetchRecord, type RecordError, type ResponseHeaders } from '../record.ts';
 import { exchange, type BodyPolicy, type Exchange } from './exchange.ts';
-import { urlParts, type UrlParts } from './url-parts.ts';
 import { classifyError } from './classify.ts';
 import { backoffMs, isRetryableFailure, isRetryableStatus, retryAfterMs, sleep } from './retry.ts';
 
@@ -275,9 +274,9 @@ async function attempt(
 
   try {
     for (;;) {
-      let target: UrlParts;
+      let target: URL;
       try {
-        target = urlParts(url);
+        target = new URL(url);
       } catch {
         return errorOutcome('invalid_url', `not a valid URL: ${url.slice(0, 200)}`, partial);
       }
@@ -294,7 +293,7 @@ async function attempt(
         state.timedOut = true;
         throw state.error();
       }
-      const ex = exchange(ctx.dispatcher, { origin: target.origin, path: target.path, method, headers, body }, state);
+      const ex = exchange(ctx.dispatcher, { origin: target.origin, path: target.pathname + target.search, method, headers, body }, state);
       state.current = ex;
       if (cancel?.aborted) ex.abort(new Error('cancelled'));
       let res;
@@ -312,7 +311,7 @@ async function attempt(
         }
         let next: URL;
         try {
-          next = new URL(res.location!, target.href);
+          next = new URL(res.location!, target);
         } catch {
           return errorOutcome('invalid_url', `redirect to an invalid URL: ${String(res.headers.location).slice(0, 200)}`, partial);
         }
