@@ -23,6 +23,17 @@ function isMissing(error: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
+/** Hard-links `path` to the file at `source`; false when `path` exists (atomic: create-if-absent). */
+async function linkIfAbsent(source: string, path: string): Promise<boolean> {
+  try {
+    await link(source, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
 export class LocalStore implements ObjectStore {
   readonly root: string;
   /** Folders known to exist: one mkdir per folder, not one per write. */
@@ -79,13 +90,7 @@ export class LocalStore implements ObjectStore {
         await rename(tmp, path);
         return true;
       }
-      try {
-        await link(tmp, path); // atomic: fails if the key exists
-        return true;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-        throw error;
-      }
+      return await linkIfAbsent(tmp, path);
     } finally {
       await unlink(tmp).catch(() => {});
     }
@@ -95,13 +100,7 @@ export class LocalStore implements ObjectStore {
     const source = this.pathOf(from);
     const path = this.pathOf(to);
     await this.folder(dirname(path));
-    try {
-      await link(source, path); // atomic: fails if the key exists
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
-    }
+    return linkIfAbsent(source, path);
   }
 
   private async folder(path: string): Promise<void> {
