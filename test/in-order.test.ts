@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ByteBudget, Slots } from '../functions/core/engine/fetcher.ts';
 import { HANDED_ON, inOrder } from '../functions/core/in-order.ts';
 import type { IndexedItem } from '../functions/core/input.ts';
-import { failedRecord, type FetchRecord } from '../functions/core/record.ts';
+import { failedRecord, makeRecord, type FetchRecord } from '../functions/core/record.ts';
 
 const items = (n: number, from = 0): IndexedItem[] => Array.from({ length: n }, (_, i) => ({ index: from + i, url: `http://a.test/${from + i}` }));
 const record = (item: IndexedItem) => failedRecord(item, 'internal', 'test');
@@ -123,4 +123,40 @@ describe('inOrder', () => {
     expect(calls).toBeLessThanOrEqual(8);
     expect(slots.take() && slots.take()).toBe(true);
   });
+
+  // Found by an attack on this stage: a batch's bytes were given back when it was handed on, before
+  // the writer had written it, so while a slow writer worked through a batch new items filled the
+  // budget again (56 MiB held against a 16 MiB budget here).
+  it('records fetched and not yet written stay within the budget (plus one per chunk and those in flight), with a slow writer', async () => {
+    const MiB = 1024 * 1024;
+    const body = 'x'.repeat(4 * MiB); // one shared string: this measures the accounting
+    const concurrency = 4;
+    const budget = new ByteBudget(16 * MiB);
+    const slots = new Slots(concurrency);
+    let held = 0;
+    let peak = 0;
+    const run = async (item: IndexedItem) => {
+      await new Promise((r) => setTimeout(r, item.index % 25 === 0 ? 150 : 1)); // a slow head now and then
+      held += body.length;
+      peak = Math.max(peak, held);
+      return makeRecord(record(item), { body, bodyEncoding: 'utf8' });
+    };
+    const chunk = async (c: number) => {
+      const written: number[] = [];
+      for await (const batch of inOrder(items(50, c * 50), run, slots, budget, c)) {
+        for (const r of batch) {
+          await new Promise((resolve) => setTimeout(resolve, 5)); // serialising and compressing 4 MiB takes time
+          held -= body.length;
+          written.push(r.index);
+        }
+      }
+      expect(written).toEqual(items(50, c * 50).map((i) => i.index));
+    };
+    await chunk(0);
+    expect(peak).toBeLessThanOrEqual(16 * MiB + 4 * MiB + concurrency * 4 * MiB);
+    peak = 0;
+    await Promise.all([1, 2, 3, 4].map(chunk));
+    expect(peak).toBeLessThanOrEqual(16 * MiB + 4 * 4 * MiB + concurrency * 4 * MiB);
+    expect(budget.used).toBe(0);
+  }, 30_000);
 });

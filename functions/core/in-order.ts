@@ -17,6 +17,12 @@ import type { FetchRecord } from './record.ts';
 /** What `run` returns for an item this delivery will not finish (its time budget ran out). */
 export const HANDED_ON = Symbol('handed-on');
 
+/**
+ * A batch ends once its records hold this many budget bytes (records with large bodies): the bytes
+ * come back when the batch is written, so smaller batches give them back sooner.
+ */
+const BATCH_MAX_BYTES = 1024 * 1024;
+
 /** Marks an item whose `run` rejected (its error is kept apart). */
 const FAILED = Symbol('failed');
 
@@ -51,6 +57,8 @@ export async function* inOrder(
   let askedForRoom = false;
   /** Resolves the wait for the head's outcome. */
   let wakeHead: (() => void) | undefined;
+  /** Budget bytes of the batch handed on and not yet written. */
+  let handedOn = 0;
 
   const finished = (at: number, outcome: Outcome): void => {
     if (!closed && outcome !== HANDED_ON && outcome !== FAILED) {
@@ -123,28 +131,33 @@ export async function* inOrder(
       // their next requests sent) before the records are serialised and compressed, so the writing
       // fills the time spent waiting on the network instead of delaying the next requests.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      // Every record ready from the head on goes in one batch: one hand-over for many records.
+      // Every record ready from the head on goes in one batch: one hand-over for many records. Its
+      // bytes stay counted until the consumer asks for the next batch (it has written this one):
+      // given back earlier, the records being written would come on top of a full budget.
       const batch: FetchRecord[] = [];
       let stop: typeof FAILED | typeof HANDED_ON | undefined;
       for (let outcome = outcomes[head]; outcome !== undefined; outcome = outcomes[head]) {
         outcomes[head] = undefined;
-        budget.release(sizes[head]!);
-        sizes[head] = 0;
         if (outcome === FAILED || outcome === HANDED_ON) {
           stop = outcome;
           break;
         }
         batch.push(outcome);
-        if (++head === n) break;
+        handedOn += sizes[head]!;
+        sizes[head] = 0;
+        if (++head === n || handedOn >= BATCH_MAX_BYTES) break;
       }
       if (batch.length > 0) yield batch;
+      budget.release(handedOn);
+      handedOn = 0;
       if (stop === FAILED) throw errors.get(head);
       if (stop === HANDED_ON) return;
     }
   } finally {
-    // Records this generator will never hand on give their budget back.
+    // Records this generator will never hand on (and a batch whose writing was abandoned) give
+    // their budget back.
     closed = true;
-    let held = 0;
+    let held = handedOn;
     for (let i = 0; i < n; i++) held += sizes[i]!;
     budget.release(held);
   }
