@@ -40,31 +40,31 @@ async function runJob(runtime: EmbeddedRuntime, urls: string[], options: Record<
 }
 
 describe('scheduling across chunks', () => {
-  it('concurrency 3, chunkSize 1, 1000 chunks, slow heads: one record per URL in order; peak <= 3', async () => {
+  it('concurrency 3, chunkSize 1, 400 chunks, slow heads: one record per URL in order; peak <= 3', async () => {
     const dir = tempDir();
     const runtime = new EmbeddedRuntime({ dataDir: dir, guard: new AddressGuard({ blockPrivate: false }), partEveryMs: 20 });
-    const urls = Array.from({ length: 1000 }, (_, i) => `${base}/?job=a&i=${i}&d=${i % 97 === 0 ? 200 : i % 5}`);
+    const urls = Array.from({ length: 400 }, (_, i) => `${base}/?job=a&i=${i}&d=${i % 97 === 0 ? 200 : i % 5}`);
     const job = await runJob(runtime, urls, { concurrency: 3, perHost: 50, chunkSize: 1, retries: 0, timeoutMs: 5000 });
     runtime.start();
     const m = await runtime.waitForJob(job.jobId);
     await runtime.stop();
-    expect(m.done).toBe(1000);
-    expectOnePerIndex(await readRecords(runtime.store, job.jobId), 1000);
+    expect(m.done).toBe(400);
+    expectOnePerIndex(await readRecords(runtime.store, job.jobId), 400);
     expect(peak.get('a')).toBeLessThanOrEqual(3);
   }, 120_000);
 
   it('two jobs at once, chunkSize 7, concurrency 2 and 5, part cuts every 5 ms', async () => {
     const dir = tempDir();
     const runtime = new EmbeddedRuntime({ dataDir: dir, guard: new AddressGuard({ blockPrivate: false }), partEveryMs: 5 });
-    const a = Array.from({ length: 700 }, (_, i) => `${base}/?job=b&i=${i}&d=${i % 7 === 0 ? 30 : i % 3}`);
-    const b = Array.from({ length: 700 }, (_, i) => `${base}/?job=c&i=${i}&d=${i % 11 === 0 ? 40 : i % 4}`);
+    const a = Array.from({ length: 350 }, (_, i) => `${base}/?job=b&i=${i}&d=${i % 7 === 0 ? 30 : i % 3}`);
+    const b = Array.from({ length: 350 }, (_, i) => `${base}/?job=c&i=${i}&d=${i % 11 === 0 ? 40 : i % 4}`);
     const ja = await runJob(runtime, a, { concurrency: 2, perHost: 50, chunkSize: 7, retries: 0 });
     const jb = await runJob(runtime, b, { concurrency: 5, perHost: 50, chunkSize: 7, retries: 0 });
     runtime.start();
     await Promise.all([runtime.waitForJob(ja.jobId), runtime.waitForJob(jb.jobId)]);
     await runtime.stop();
-    expectOnePerIndex(await readRecords(runtime.store, ja.jobId), 700);
-    expectOnePerIndex(await readRecords(runtime.store, jb.jobId), 700);
+    expectOnePerIndex(await readRecords(runtime.store, ja.jobId), 350);
+    expectOnePerIndex(await readRecords(runtime.store, jb.jobId), 350);
     expect(peak.get('b')).toBeLessThanOrEqual(2);
     expect(peak.get('c')).toBeLessThanOrEqual(5);
   }, 120_000);
