@@ -34,7 +34,7 @@ describe('WorkerThread.stop', () => {
     const errors: string[] = [];
     const thread = new WorkerThread(
       await threadBundle(),
-      { dataDir, guard: { blockPrivate: false }, maxReceiveCount: 3, visibilityTimeoutMs: 60_000 },
+      { dataDir, guard: { blockPrivate: false }, maxReceiveCount: 3, visibilityTimeoutMs: 60_000, maxSockets: 64 },
       queue,
       { onProgress() {}, onChunkDone() {}, onCallback() {}, onError: (error, context) => void errors.push(`${context}: ${error.message}`) },
     );

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { callbackMessage, readCallbackOutbox } from '../core/callback.ts';
 import { CancelRegistry, cancelJob } from '../core/cancel.ts';
 import type { Counts } from '../core/counts.ts';
-import { AGENT_DEFAULTS, maxSocketsFromEnv } from '../core/engine/agent.ts';
+import { maxSocketsFromEnv } from '../core/engine/agent.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { finishJob } from '../core/finish.ts';
@@ -28,6 +28,7 @@ import { readManifest, type Manifest } from '../core/status.ts';
 import { countChunk } from '../core/worker.ts';
 import { LocalStore } from './local-store.ts';
 import { MemoryQueue } from './memory-queue.ts';
+import { localMaxSockets } from './descriptors.ts';
 import { WorkerThread, threadBundle, type ThreadConfig } from './threads.ts';
 import { LOOP_DEFAULTS, WorkerLoop } from './worker-loop.ts';
 
@@ -83,7 +84,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
-    this.fetcher = new Fetcher(options.guard, undefined, { envProxy: options.envProxy, maxSockets: maxSocketsFromEnv(process.env, AGENT_DEFAULTS.localMaxSockets) });
+    this.fetcher = new Fetcher(options.guard, undefined, { envProxy: options.envProxy, maxSockets: maxSocketsFromEnv(process.env, localMaxSockets(1)) });
     this.options = options;
     // Status and cancel called with this store (the API, the CLI) use this ledger too.
     this.ledger = bindLedger(this.store, new MemoryLedger(summaryLoader(this.store))) as MemoryLedger;
@@ -159,6 +160,8 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
         callbackSecret: this.options.callbackSecret,
         callbackRetryBaseMs: this.options.callbackRetryBaseMs,
         partEveryMs: this.deps.partEveryMs,
+        // The threads share the process's descriptors (FANOUT_MAX_SOCKETS, when set, is each one's).
+        maxSockets: maxSocketsFromEnv(process.env, localMaxSockets(threads)),
       };
       const handlers = {
         onProgress: (jobId: string, done: number, failed: number) => this.emit('progress', jobId, done, failed),

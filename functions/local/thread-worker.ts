@@ -5,7 +5,6 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { CancelRegistry } from '../core/cancel.ts';
-import { AGENT_DEFAULTS, maxSocketsFromEnv } from '../core/engine/agent.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import { AddressGuard } from '../core/engine/guard.ts';
 import type { Ledger } from '../core/ledger.ts';
@@ -22,7 +21,7 @@ const port = parentPort!;
 const config = workerData as ThreadConfig;
 const post = (message: FromThread) => port.postMessage(message);
 const queue = new QueueProxy(port, config.maxReceiveCount, config.visibilityTimeoutMs);
-const fetcher = new Fetcher(new AddressGuard(config.guard), undefined, { envProxy: config.envProxy, maxSockets: maxSocketsFromEnv(process.env, AGENT_DEFAULTS.localMaxSockets) });
+const fetcher = new Fetcher(new AddressGuard(config.guard), undefined, { envProxy: config.envProxy, maxSockets: config.maxSockets });
 const stop = new AbortController();
 const cancels = new CancelRegistry();
 const progress = new Map<string, { done: number; failed: number }>();

@@ -31,6 +31,8 @@ export interface ThreadConfig {
   callbackRetryBaseMs?: number;
   /** See WorkerDeps.partEveryMs. */
   partEveryMs?: number;
+  /** The thread's socket budget (its share of the process's descriptors; see descriptors.ts). */
+  maxSockets: number;
 }
 
 /** Messages from a worker thread. */
