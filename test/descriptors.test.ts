@@ -1,15 +1,14 @@
 // The embedded runtime's socket budget follows the process's descriptor limit, so sockets never take
 // the descriptors the store needs (before: many origins under a low `ulimit -n` ended with every
 // record chunk_failed, EMFILE opening the result files).
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_DEFAULTS } from '../functions/core/engine/agent.ts';
 import { DESCRIPTOR_DEFAULTS, descriptorLimit, localMaxSockets } from '../functions/local/descriptors.ts';
-import { cliBin } from './support/cli.ts';
+import { cliBin, runCommand } from './support/cli.ts';
 import { tempDir } from './support/tmp.ts';
 
 describe('localMaxSockets', () => {
@@ -47,20 +46,13 @@ describe('fanout fetch under a low descriptor limit', () => {
   it('300 origins at concurrency 100 under ulimit -n 200: every record ok, nothing chunk_failed', async () => {
     const dir = tempDir();
     const list = join(dir, 'urls.txt');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(list, urls.join('\n') + '\n');
     const bin = await cliBin();
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn('bash', ['-c', `ulimit -n 200 && exec "$0" "$@"`, process.execPath, bin, 'fetch', list, '--workers', '1', '--concurrency', '100', '--chunk-size', '100', '--data-dir', join(dir, 'data'), '--json', '--quiet'], {
-        env: { ...process.env, FANOUT_MAX_SOCKETS: '' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const run = await runCommand(
+      'bash',
+      ['-c', 'ulimit -n 200 && exec "$0" "$@"', process.execPath, bin, 'fetch', list, '--workers', '1', '--concurrency', '100', '--chunk-size', '100', '--data-dir', join(dir, 'data'), '--json', '--quiet'],
+      { env: { ...process.env, FANOUT_MAX_SOCKETS: '' } },
+    );
     expect(run.stderr).not.toContain('EMFILE');
     expect(run.code).toBe(0);
     const status = JSON.parse(run.stdout) as { succeeded: number; failed: number; byError: Record<string, number> };

@@ -4,7 +4,7 @@
  * of the checkout. fetch (with worker threads), serve (dashboard and offline API docs) and the
  * client commands.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../functions/core/version.ts';
-import { spawnFanout, startServe, until, type Run } from './support/cli.ts';
+import { runCommand, spawnFanout, startServe, until, type Run } from './support/cli.ts';
 import { expectOnePerIndex } from './support/jobs.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
@@ -28,15 +28,7 @@ let installOutput = '';
 
 /** Runs the installed command from the unrelated folder. */
 function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { cwd: home, env: { ...process.env, FANOUT_DATA_DIR: '', FANOUT_API: '', FANOUT_TOKEN: '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCommand(bin, args, { cwd: home, env: { ...process.env, FANOUT_DATA_DIR: '', FANOUT_API: '', FANOUT_TOKEN: '', ...env } });
 }
 
 beforeAll(async () => {

@@ -32,14 +32,10 @@ export interface Run {
   stderr: string;
 }
 
-export async function fanout(args: string[], options: { stdin?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
-  const bin = await cliBin();
+/** Runs a command to its end, its output captured. */
+export function runCommand(command: string, args: string[], options: { stdin?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: options.cwd,
-      env: { ...process.env, FANOUT_DATA_DIR: '', FANOUT_TOKEN: '', FANOUT_API: '', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -47,6 +43,15 @@ export async function fanout(args: string[], options: { stdin?: string; env?: Re
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(options.stdin ?? '');
+  });
+}
+
+export async function fanout(args: string[], options: { stdin?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<Run> {
+  const bin = await cliBin();
+  return runCommand(process.execPath, [bin, ...args], {
+    cwd: options.cwd,
+    stdin: options.stdin,
+    env: { ...process.env, FANOUT_DATA_DIR: '', FANOUT_TOKEN: '', FANOUT_API: '', ...options.env },
   });
 }
 
