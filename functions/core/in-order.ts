@@ -5,10 +5,10 @@
  * the line starts, so a slow URL holds back memory, not the whole chunk.
  *
  * Chunks of a job share its slots; the lowest-numbered chunk is served first, so chunks complete
- * in order (`--out` and the dashboard follow a prefix that grows). Nothing is queued per item: an item is started only when it can run (one promise each,
- * the fetch's own), so a chunk of any size costs its waiting items nothing (queuing them all used to
- * keep a closure and three promises per item alive until its turn: most of the garbage the
- * collector then had to copy).
+ * in order (`--out` and the dashboard follow a prefix that grows). Nothing is queued per item: an
+ * item is started only when it can run (one promise each, the fetch's own), so a chunk of any size
+ * costs its waiting items nothing (queuing them all used to keep a closure and three promises per
+ * item alive until its turn: most of the garbage the collector then had to copy).
  */
 import type { ByteBudget, Slots } from './engine/fetcher.ts';
 import type { IndexedItem } from './input.ts';
