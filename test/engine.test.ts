@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBody } from '../functions/core/engine/body-text.ts';
 import { backoffMs, retryAfterMs } from '../functions/core/engine/retry.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
-import { openFetcher } from './support/engine.ts';
+import { openFetcher, testOptions } from './support/engine.ts';
 
 let origin: Origin;
 let engine: ReturnType<typeof openFetcher>;
@@ -108,6 +108,25 @@ describe('redirects', () => {
       const echoed = JSON.parse(body!.toString());
       expect(echoed.headers.authorization).toBeUndefined();
       expect(echoed.headers['x-keep']).toBe('1');
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("a redirect that drops credentials changes that request's headers only: the job's other requests keep them", async () => {
+    // The job's headers are one object shared by its requests until one must change them.
+    const other = await startOrigin();
+    try {
+      const options = testOptions({ headers: { authorization: 'Bearer s3cret' } });
+      const target = encodeURIComponent(`${other.url}/echo`);
+      const first = await engine.fetcher.fetch({ index: 0, url: url(`/to?location=${target}`) }, options);
+      expect(JSON.parse(first.body!.toString()).headers.authorization).toBeUndefined();
+      const second = await engine.fetcher.fetch({ index: 1, url: url('/echo') }, options);
+      expect(JSON.parse(second.body!.toString()).headers.authorization).toBe('Bearer s3cret');
+      const withOwn = await engine.fetcher.fetch({ index: 2, url: url('/echo'), headers: { 'X-Item': 'a' } }, options);
+      expect(JSON.parse(withOwn.body!.toString()).headers).toMatchObject({ authorization: 'Bearer s3cret', 'x-item': 'a' });
+      const third = await engine.fetcher.fetch({ index: 3, url: url('/echo') }, options);
+      expect(JSON.parse(third.body!.toString()).headers['x-item']).toBeUndefined();
     } finally {
       await other.close();
     }
