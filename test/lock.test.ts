@@ -29,8 +29,17 @@ describe('lockDataDir', () => {
   it('a holder killed a moment ago (a zombie its parent has not reaped yet) holds nothing', async () => {
     const data = join(dir, 'zombie');
     mkdirSync(data, { recursive: true });
-    // The holder's parent becomes `sleep`, which never reaps it: killed, it stays a zombie for a while.
-    const parent = spawn('bash', ['-c', `${JSON.stringify(process.execPath)} -e 'setInterval(() => {}, 1000)' & echo $!; exec sleep 5`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // The holder's parent is a Python process that never waits for its children: killed, the holder
+    // stays a zombie until the parent ends. (A bash parent could reap it before it exec'd `sleep`,
+    // which made this test fail now and then on a busy machine.)
+    const script = [
+      'import os, sys, time',
+      'pid = os.fork()',
+      "if pid == 0: os.execv(sys.argv[1], [sys.argv[1], '-e', 'setInterval(() => {}, 1000)'])",
+      'print(pid, flush=True)',
+      'time.sleep(5)',
+    ].join('\n');
+    const parent = spawn('python3', ['-c', script, process.execPath], { stdio: ['ignore', 'pipe', 'ignore'] });
     const pid = Number(await new Promise<string>((r) => parent.stdout.once('data', (d) => r(String(d).trim()))));
     try {
       process.kill(pid, 'SIGKILL');
