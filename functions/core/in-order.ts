@@ -89,14 +89,11 @@ export async function* inOrder(
 
   const mayStart = () => !closed && started < n && (started === head || budget.available);
 
+  /** A slot was handed to this chunk: used if an item may start now, else given back. */
   const onSlot = (): void => {
     askedForSlot = false;
-    if (!mayStart()) {
-      slots.give();
-      startMore();
-      return;
-    }
-    start();
+    if (mayStart()) start();
+    else slots.give();
     startMore();
   };
 

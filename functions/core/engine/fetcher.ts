@@ -108,13 +108,12 @@ export class Slots {
   /** Calls `onSlot` when a slot is free for it, the slot then taken for it; lower ranks are served first. */
   wait(onSlot: () => void, rank: number): void {
     const waiters = this.waiters;
+    const waiter = { rank, onSlot };
     let at = waiters.length;
-    waiters.push({ rank, onSlot });
+    waiters.push(waiter);
     // Insertion by rank (no splice: it would make an array per call on the hot path).
-    while (at > 0 && waiters[at - 1]!.rank > rank) {
-      waiters[at] = waiters[at - 1]!;
-      waiters[--at] = { rank, onSlot };
-    }
+    for (; at > 0 && waiters[at - 1]!.rank > rank; at--) waiters[at] = waiters[at - 1]!;
+    waiters[at] = waiter;
   }
 
   /** Gives a slot back: to the first waiter, if any. */
