@@ -100,8 +100,10 @@ describe('a poison message ends', () => {
     runtime.on('error', (_e, context) => errors.push(context));
     const input = await openInput(Readable.from([[1, 2, 3].map((i) => `${origin.url}/ok?p=${i}`).join('\n') + '\n']));
     const job = await runtime.submit(input, { chunkSize: 2 });
-    // Chunk 0's result file can never be written: not its records, not even chunk_failed ones.
+    // Chunk 0's result file can never be written: not its records (copied from a part, or put),
+    // not even chunk_failed ones.
     store.fail('put', /\/results\/000000/, Infinity);
+    store.fail('copyIfAbsent', /\/results\/000000/, Infinity);
     runtime.start();
     try {
       const manifest = await runtime.waitForJob(job.jobId);

@@ -4,7 +4,7 @@
  */
 import type { Body, ObjectStore } from '../../functions/core/ports.ts';
 
-type Op = 'put' | 'get' | 'getStream' | 'exists' | 'size' | 'list' | 'delete';
+type Op = 'put' | 'get' | 'getStream' | 'exists' | 'size' | 'list' | 'delete' | 'copyIfAbsent';
 
 interface Rule {
   op: Op;
@@ -16,7 +16,18 @@ export class FaultyStore implements ObjectStore {
   private rules: Rule[] = [];
   readonly failures: string[] = [];
 
-  constructor(private readonly inner: ObjectStore) {}
+  /** Present when the wrapped store has it (the port's optional copy), so callers take the same path. */
+  readonly copyIfAbsent?: (from: string, to: string) => Promise<boolean>;
+
+  constructor(private readonly inner: ObjectStore) {
+    const copy = inner.copyIfAbsent?.bind(inner);
+    if (copy) {
+      this.copyIfAbsent = async (from, to) => {
+        this.check('copyIfAbsent', to);
+        return copy(from, to);
+      };
+    }
+  }
 
   /** Fails the next `times` calls of `op` on keys matching `match` (Infinity: for good). */
   fail(op: Op, match: RegExp, times = 1): this {
