@@ -2,7 +2,7 @@
 // when a slot is free and the reorder budget has room, nothing queued per waiting item.
 import { describe, expect, it } from 'vitest';
 import { ByteBudget, Slots } from '../functions/core/engine/fetcher.ts';
-import { HANDED_ON, inOrder } from '../functions/core/in-order.ts';
+import { HANDED_ON, STARTS_PER_TURN, inOrder } from '../functions/core/in-order.ts';
 import type { IndexedItem } from '../functions/core/input.ts';
 import { failedRecord, makeRecord, type FetchRecord } from '../functions/core/record.ts';
 
@@ -112,6 +112,32 @@ describe('inOrder', () => {
     expect(budget.used).toBe(0);
     for (let i = 0; i < 5; i++) expect(slots.take()).toBe(true);
     expect(slots.take()).toBe(false);
+  });
+
+  it('a burst of starts is spread over turns of the event loop, over all chunks, and every item still runs once', async () => {
+    const slots = new Slots(500);
+    const budget = new ByteBudget(1 << 30);
+    let calls = 0;
+    const run = async (item: IndexedItem) => {
+      calls++;
+      await new Promise((r) => setTimeout(r, 50)); // the whole first wave is still in flight while it starts
+      return record(item);
+    };
+    // Two chunks of one job and 500 free slots: without the cap all 300 items would start at once.
+    const both = Promise.all([collect(inOrder(items(150), run, slots, budget, 0)), collect(inOrder(items(150, 1000), run, slots, budget, 1))]);
+    const perTurn = [calls];
+    while (calls < 300 && perTurn.length < 100) {
+      const before = calls;
+      await tick(); // one turn of the event loop (I/O is polled in between)
+      perTurn.push(calls - before);
+    }
+    expect(perTurn.reduce((x, y) => x + y, 0)).toBe(300);
+    expect(Math.max(...perTurn)).toBe(STARTS_PER_TURN);
+    expect(perTurn.length).toBe(300 / STARTS_PER_TURN);
+    const [a, b] = await both;
+    expect(a).toEqual(items(150).map((i) => i.index));
+    expect(b).toEqual(items(150, 1000).map((i) => i.index));
+    expect(calls).toBe(300);
   });
 
   it('a consumer that stops early starts nothing more', async () => {

@@ -29,6 +29,26 @@ const FAILED = Symbol('failed');
 type Outcome = FetchRecord | typeof HANDED_ON | typeof FAILED;
 
 /**
+ * Items this thread starts in one turn of the event loop, at most, over all chunks. A burst of
+ * starts (a job's first wave: each item dispatching and opening a connection) is spread over
+ * turns, so the first connections' requests go out while later ones are still being opened,
+ * instead of after all of them. In the bench's latency-bound job (5,000 URLs x 100 ms, concurrency
+ * 500, one core) this took the job from 1.49-1.55 s to 1.35-1.43 s; 10 to 40 measured alike. One
+ * answer starts one item, so a steady flow of answers rarely reaches it.
+ */
+export const STARTS_PER_TURN = 20;
+
+/** This thread's starts in the current turn, and the chunks waiting for the next turn. */
+const turn = { starts: 0, waiting: [] as (() => void)[] };
+
+function nextTurn(): void {
+  turn.starts = 0;
+  const waiting = turn.waiting;
+  turn.waiting = [];
+  for (const wake of waiting) wake();
+}
+
+/**
  * Yields `run(item)` for every item in index order, in batches (the records ready at the head of the
  * line, one or more); stops at the first item handed on. A rejected `run` is thrown when its item's
  * turn comes. Closing the generator early starts nothing more; the items in flight finish and give
@@ -102,9 +122,22 @@ export async function* inOrder(
     startMore();
   };
 
-  /** Starts items while slots and room allow; otherwise asks to be called back (once). */
+  let askedForTurn = false;
+  const onTurn = (): void => {
+    askedForTurn = false;
+    startMore();
+  };
+
+  /** Starts items while the turn, slots and room allow; otherwise asks to be called back (once). */
   function startMore(): void {
     while (mayStart()) {
+      if (turn.starts >= STARTS_PER_TURN) {
+        if (!askedForTurn) {
+          askedForTurn = true;
+          turn.waiting.push(onTurn);
+        }
+        return;
+      }
       if (!slots.take()) {
         if (!askedForSlot) {
           askedForSlot = true;
@@ -112,9 +145,10 @@ export async function* inOrder(
         }
         return;
       }
+      if (turn.starts++ === 0) setImmediate(nextTurn); // the turn's count ends with it
       start();
     }
-    if (!closed && started < n && !askedForRoom && !askedForSlot) {
+    if (!closed && started < n && !askedForRoom && !askedForSlot && !askedForTurn) {
       askedForRoom = true;
       budget.onRelease(onRoom);
     }
