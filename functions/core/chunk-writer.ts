@@ -94,7 +94,7 @@ export interface ChunkFileOutcome {
 }
 
 /** Counts of an existing result file: what a chunk's summary must say when another delivery won. */
-export async function countResults(store: ObjectStore, key: string): Promise<Counts> {
+export async function countResults(store: Pick<ObjectStore, 'getStream'>, key: string): Promise<Counts> {
   const counts = emptyCounts();
   const stream = await store.getStream(key);
   if (!stream) throw new Error(`result file ${key} vanished`);
@@ -102,7 +102,7 @@ export async function countResults(store: ObjectStore, key: string): Promise<Cou
   return counts;
 }
 
-async function* concatenated(store: ObjectStore, parts: string[], tail: Readable): AsyncGenerator<Uint8Array> {
+async function* concatenated(store: ChunkFileStore, parts: string[], tail: Readable): AsyncGenerator<Uint8Array> {
   for (const key of parts) {
     const stream = await store.getStream(key);
     if (!stream) throw new Error(`part file ${key} vanished`);
@@ -117,8 +117,11 @@ async function* concatenated(store: ObjectStore, parts: string[], tail: Readable
  * @param complete called after the last record: false means the records stopped early, so the
  *   result file is abandoned and only the part file (if any) keeps them.
  */
+/** What writing a chunk file needs of a store: puts, and reading the parts it is made from. */
+export type ChunkFileStore = Pick<ObjectStore, 'put' | 'getStream'>;
+
 export async function writeChunkFile(
-  store: ObjectStore,
+  store: ChunkFileStore,
   targets: ChunkFileTargets,
   records: AsyncIterable<readonly FetchRecord[]>,
   complete: () => boolean = () => true,

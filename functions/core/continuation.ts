@@ -48,12 +48,16 @@ export interface PartsChain {
   next: number;
   /** The parts' records counted, when every part's mark says (else the parts must be read to count). */
   counts: Counts | null;
+  /** Some file is under the chunk's parts prefix (marked or not): something to remove when the chunk is done. */
+  leftovers: boolean;
 }
 
 /** The parts earlier deliveries of a chunk left, as a contiguous chain from the chunk's start. */
 export async function partsChain(store: ObjectStore, jobId: string, chunk: number): Promise<PartsChain> {
   const ranges = new Map<number, { to: number; counts?: Counts }>();
+  let leftovers = false;
   for await (const key of store.list(layout.partsPrefix(jobId, chunk))) {
+    leftovers = true;
     if (!key.endsWith('.json')) continue;
     const data = await store.get(key);
     if (!data) continue;
@@ -69,7 +73,7 @@ export async function partsChain(store: ObjectStore, jobId: string, chunk: numbe
     counts = counts && range.counts ? addCounts(counts, range.counts) : null;
     next = range.to;
   }
-  return { parts, next, counts };
+  return { parts, next, counts, leftovers };
 }
 
 /**

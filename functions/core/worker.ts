@@ -10,7 +10,7 @@
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
 import { setMaxListeners } from 'node:events';
-import { countResults, writeChunkFile } from './chunk-writer.ts';
+import { countResults, writeChunkFile, type ChunkFileStore } from './chunk-writer.ts';
 import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain, type PartsChain } from './continuation.ts';
 import { addCounts, emptyCounts, type Counts } from './counts.ts';
 import type { FetchResult } from './engine/fetch-item.ts';
@@ -249,7 +249,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     if (!time && deps.partEveryMs !== undefined) {
       const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget, chunk), deps.partEveryMs);
       await markChunkDone(deps, job, chunk, outcome.counts!);
-      await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+      if (outcome.partsWritten || chain.leftovers) await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
       return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
     }
     const outcome = await writeChunkFile(
@@ -286,10 +286,19 @@ async function withHeaderEnv(options: JobOptions, source: SecretSource | undefin
 }
 
 /**
+ * Gzip bytes of a fresh chunk's first part held in memory until the part is cut: a chunk that ends
+ * before (most do, in one part period) is written straight to its result file, without a part
+ * file, its folder and their removal (about ten file operations a chunk). Past this many bytes
+ * (records with large bodies) the part goes to its file as usual.
+ */
+const FIRST_PART_HELD_BYTES = 4 * 1024 * 1024;
+
+/**
  * Writes a chunk's records as a chain of part files, each cut `everyMs` after it began (also while
  * the next record is still being fetched), then the result file as the parts' bytes in order: a
  * delivery that dies keeps every part it marked, and the next one starts after them
- * (see {@link partsChain}).
+ * (see {@link partsChain}). A fresh chunk that ends within its first part has no part file: see
+ * {@link FIRST_PART_HELD_BYTES}.
  */
 async function writeInParts(
   store: ObjectStore,
@@ -298,11 +307,12 @@ async function writeInParts(
   chain: PartsChain,
   records: AsyncGenerator<FetchRecord[]>,
   everyMs: number,
-): Promise<{ counts: Counts | null; created: boolean }> {
+): Promise<{ counts: Counts | null; created: boolean; partsWritten: boolean }> {
   const { jobId } = job;
   const parts = [...chain.parts];
   let next = chain.next;
   const counts = chain.counts && structuredClone(chain.counts);
+  const resultsKey = layout.results(jobId, chunk);
   // The records being waited for; a cut leaves them to head the next part.
   let pending: Promise<IteratorResult<FetchRecord[]>> | undefined = records.next();
   let ended = false;
@@ -340,8 +350,12 @@ async function writeInParts(
       }
       const key = layout.part(jobId, chunk, next);
       // A part at this position is not in the chain: a dead delivery's unmarked leftover.
-      await store.delete(key);
-      const { written, created, own } = await writeChunkFile(store, { resultsKey: key }, segment());
+      const toPart = async () => void (await store.delete(key));
+      const held = parts.length === 0 && next === 0 && counts ? heldFirstPart(store, key, resultsKey, () => ended, toPart) : undefined;
+      if (!held) await toPart();
+      const outcome = await writeChunkFile(held ?? store, { resultsKey: key }, segment());
+      const { written, created, own } = outcome;
+      if (held?.wroteResults) return { counts: outcome.counts, created, partsWritten: false };
       if (!created) throw new Error(`part file ${key} was written by another delivery meanwhile`);
       // The last part needs no mark: the result file is made from the parts at once (a delivery
       // killed in between refetches that part only).
@@ -357,14 +371,61 @@ async function writeInParts(
     if (pending) closing.catch(() => {});
     else await closing;
   }
-  const resultsKey = layout.results(jobId, chunk);
   if (parts.length === 1 && counts && store.copyIfAbsent) {
-    // One part holds the whole chunk (most chunks end within one part): the result file is that file.
+    // One part holds the whole chunk: the result file is that file.
     const created = await store.copyIfAbsent(parts[0]!, resultsKey);
-    return { counts: created ? counts : await countResults(store, resultsKey), created };
+    return { counts: created ? counts : await countResults(store, resultsKey), created, partsWritten: true };
   }
   async function* none(): AsyncGenerator<FetchRecord[]> {}
-  return writeChunkFile(store, { resultsKey, prefixParts: parts, prefixCounts: counts }, none());
+  const outcome = await writeChunkFile(store, { resultsKey, prefixParts: parts, prefixCounts: counts }, none());
+  return { counts: outcome.counts, created: outcome.created, partsWritten: parts.length > 0 };
+}
+
+/**
+ * The store a fresh chunk's first part is written through: its bytes are held until the part ends,
+ * then put as the result file if the chunk ended with it (only if absent, like any result file), else as the part file; past
+ * {@link FIRST_PART_HELD_BYTES} they go on to the part file as they come. `wroteResults` says which.
+ */
+function heldFirstPart(
+  store: ObjectStore,
+  partKey: string,
+  resultsKey: string,
+  chunkEnded: () => boolean,
+  beforePart: () => Promise<void>,
+): ChunkFileStore & { wroteResults: boolean } {
+  const target: ChunkFileStore & { wroteResults: boolean } = {
+    wroteResults: false,
+    // Once the part went to the result file, what is read back as the part is that file.
+    getStream: (key, options) => store.getStream(target.wroteResults && key === partKey ? resultsKey : key, options),
+    put: (key, body, options) => put(key, body, options),
+  };
+  const put: ObjectStore['put'] = async (key, body, options) => {
+    if (key !== partKey || typeof body === 'string' || body instanceof Uint8Array) return store.put(key, body, options);
+    const pieces = body[Symbol.asyncIterator]();
+    const held: Uint8Array[] = [];
+    let size = 0;
+    for (let step = await pieces.next(); !step.done; step = await pieces.next()) {
+      held.push(step.value);
+      size += step.value.length;
+      if (size > FIRST_PART_HELD_BYTES) {
+        await beforePart();
+        return store.put(partKey, heldThenRest(held, pieces), options);
+      }
+    }
+    if (chunkEnded()) {
+      target.wroteResults = true;
+      return store.put(resultsKey, Buffer.concat(held, size), options);
+    }
+    await beforePart();
+    return store.put(partKey, Buffer.concat(held, size), options);
+  };
+  return target;
+}
+
+async function* heldThenRest(held: Uint8Array[], rest: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
+  yield* held;
+  held.length = 0;
+  for (let step = await rest.next(); !step.done; step = await rest.next()) yield step.value;
 }
 
 /** The last delivery failed: every item still gets its record, with `chunk_failed`. */
