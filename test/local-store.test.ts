@@ -40,6 +40,9 @@ describe('LocalStore', () => {
       Array.from({ length: 20 }, (_, i) => store.put('once/race', `writer ${i}`, { ifAbsent: true })),
     );
     expect(racers.filter(Boolean)).toHaveLength(1);
+    await store.put('plain/key', 'renamed into place');
+    await store.put('plain/key', 'and again');
+    await expect(store.put('plain/broken', Readable.from((async function* () { yield Buffer.from('x'); throw new Error('source failed'); })()))).rejects.toThrow('source failed');
     expect(readdirSync(join(root, '.tmp'))).toEqual([]);
   });
 

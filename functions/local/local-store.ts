@@ -72,6 +72,7 @@ export class LocalStore implements ObjectStore {
     const path = this.pathOf(key);
     const tmpDir = join(this.root, TMP_DIR);
     const tmp = join(tmpDir, randomUUID());
+    let renamed = false;
     await this.folder(tmpDir);
     try {
       if (typeof body === 'string' || body instanceof Uint8Array) {
@@ -88,11 +89,13 @@ export class LocalStore implements ObjectStore {
       await this.folder(dirname(path));
       if (!options.ifAbsent) {
         await rename(tmp, path);
+        renamed = true;
         return true;
       }
       return await linkIfAbsent(tmp, path);
     } finally {
-      await unlink(tmp).catch(() => {});
+      // A renamed file left nothing behind (one syscall fewer per file: planning writes one per chunk).
+      if (!renamed) await unlink(tmp).catch(() => {});
     }
   }
 
