@@ -1,8 +1,11 @@
 /**
- * Errors that reach a user. Each names what was wrong (a line, a field, an id) so the CLI can print
- * it with exit code 2 and the API can answer it as application/problem+json.
+ * fanout's errors, in one file. First those that reach a user: each names what was wrong (a line, a
+ * field, an id) so the CLI can print it with exit code 2 and the API can answer it as
+ * application/problem+json. Then the failures of one fetch, each with a stable `code`, which end up
+ * as a record's error.
  */
 import type { z } from 'zod';
+import { PROXY_DEFAULTS } from './engine/proxy-url.ts';
 
 /** Base of every error fanout reports to a user rather than crashing on. */
 export class FanoutError extends Error {
@@ -129,4 +132,50 @@ export class TooManyUploadsError extends FanoutError {
   override readonly status = 429;
   override readonly title = 'Too many pending uploads';
   override name = 'TooManyUploadsError';
+}
+
+// Failures of a fetch: never thrown to a user, each ends one URL's record with an error; the stable
+// `code` is what core/engine/classify.ts maps to the record's error code.
+
+/** Raised by the connector when the guard refuses an address; the record gets `blocked`. */
+export class BlockedAddressError extends Error {
+  readonly code = 'FANOUT_BLOCKED';
+  override name = 'BlockedAddressError';
+  constructor(
+    readonly host: string,
+    readonly address: string,
+  ) {
+    super(
+      (host === address
+        ? `${address} is a private address; the server's guard blocks it`
+        : `${host} resolves to ${address}, a private address; the server's guard blocks it`) +
+        ` (an operator allows it with FANOUT_ALLOW_CIDRS=${address.includes(':') ? `${address}/128` : `${address}/32`} or FANOUT_ALLOW_PRIVATE=1)`,
+    );
+  }
+}
+
+/**
+ * The proxy refused to carry a request: a CONNECT answered with another status than 200, or 407
+ * (Proxy Authentication Required) to a plain-http request. Other answers of a proxy to a plain-http
+ * request (403, 502...) are the record's response, as curl shows them.
+ */
+export class ProxyRefusedError extends Error {
+  readonly code = 'FANOUT_PROXY';
+  override name = 'ProxyRefusedError';
+  constructor(
+    readonly proxy: string,
+    readonly status: number,
+  ) {
+    super(
+      status === 407
+        ? `the proxy ${proxy} answered 407 Proxy Authentication Required: set (or check) ${PROXY_DEFAULTS.authEnv}=user:password`
+        : `the proxy ${proxy} refused the tunnel with status ${status}`,
+    );
+  }
+}
+
+/** A failure of the response itself (not of the network): the record gets `protocol` and this message. */
+export class ResponseProtocolError extends Error {
+  override name = 'ResponseProtocolError';
+  readonly code = 'FANOUT_PROTOCOL';
 }

@@ -9,8 +9,8 @@ import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { rootCertificates, type TLSSocket } from 'node:tls';
 import { Agent, Pool, ProxyAgent, buildConnector, type Client, type Dispatcher } from 'undici';
-import { ConfigError } from '../errors.ts';
-import { AddressGuard, BlockedAddressError } from './guard.ts';
+import { BlockedAddressError, ConfigError } from '../errors.ts';
+import { AddressGuard } from './guard.ts';
 import { ProxiedDispatcher, proxyEndpoint, type ProxyRoutes } from './proxy.ts';
 import { SocketBudget } from './socket-budget.ts';
 

@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { Dispatcher } from 'undici';
+import { ResponseProtocolError } from '../errors.ts';
 import type { ResponseHeaders } from '../record.ts';
 import { BodyBuffer } from './body-buffer.ts';
 
@@ -63,11 +64,6 @@ export interface BodyPolicy {
   start?(): void;
 }
 
-/** A failure of the response itself (not of the network): the record gets `protocol` and this message. */
-export class ResponseProtocolError extends Error {
-  override name = 'ResponseProtocolError';
-  readonly code = 'FANOUT_PROTOCOL';
-}
 
 /** SHA-256 of one buffer in one call (Node >= 20.12), else through a Hash object. */
 const sha256Of: (data: Buffer) => string =

@@ -250,19 +250,3 @@ export class AddressGuard {
   }
 }
 
-/** Raised by the connector when the guard refuses an address; the record gets `blocked`. */
-export class BlockedAddressError extends Error {
-  readonly code = 'FANOUT_BLOCKED';
-  override name = 'BlockedAddressError';
-  constructor(
-    readonly host: string,
-    readonly address: string,
-  ) {
-    super(
-      (host === address
-        ? `${address} is a private address; the server's guard blocks it`
-        : `${host} resolves to ${address}, a private address; the server's guard blocks it`) +
-        ` (an operator allows it with FANOUT_ALLOW_CIDRS=${address.includes(':') ? `${address}/128` : `${address}/32`} or FANOUT_ALLOW_PRIVATE=1)`,
-    );
-  }
-}

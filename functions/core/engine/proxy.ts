@@ -15,8 +15,8 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { Lookup } from './agent.ts';
-import { ConfigError } from '../errors.ts';
-import { BlockedAddressError, type AddressGuard } from './guard.ts';
+import { BlockedAddressError, ConfigError, ProxyRefusedError } from '../errors.ts';
+import type { AddressGuard } from './guard.ts';
 import { PROXY_DEFAULTS, proxyUrlProblem } from './proxy-url.ts';
 import { failRequest, WrappedDispatcher } from './wrapped-dispatcher.ts';
 
@@ -166,25 +166,6 @@ export function checkTarget(host: string, guard: AddressGuard, lookup: Lookup = 
   });
 }
 
-/**
- * The proxy refused to carry a request: a CONNECT answered with another status than 200, or 407
- * (Proxy Authentication Required) to a plain-http request. Other answers of a proxy to a plain-http
- * request (403, 502...) are the record's response, as curl shows them.
- */
-export class ProxyRefusedError extends Error {
-  readonly code = 'FANOUT_PROXY';
-  override name = 'ProxyRefusedError';
-  constructor(
-    readonly proxy: string,
-    readonly status: number,
-  ) {
-    super(
-      status === 407
-        ? `the proxy ${proxy} answered 407 Proxy Authentication Required: set (or check) ${PROXY_DEFAULTS.authEnv}=user:password`
-        : `the proxy ${proxy} refused the tunnel with status ${status}`,
-    );
-  }
-}
 
 /** undici's words for a proxy's refusal, to {@link ProxyRefusedError}. */
 function proxyError(error: Error, proxy: string): Error {
