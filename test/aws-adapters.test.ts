@@ -2,7 +2,7 @@ import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-
 import { SendMessageBatchCommand, SQSClient, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
-import { readAwsEnv } from '../functions/aws/environment.ts';
+import { awsLimits, readAwsEnv } from '../functions/aws/environment.ts';
 import { awsTokenSource } from '../functions/aws/token.ts';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,5 +189,12 @@ describe('the API token on AWS', () => {
 
   it('names a missing environment variable', () => {
     expect(() => readAwsEnv({ FANOUT_QUEUE_URL: 'https://sqs/q' })).toThrow(/FANOUT_BUCKET/);
+  });
+
+  it('reads the limits from one table: defaults when unset or empty, a malformed value named', () => {
+    expect(awsLimits({})).toMatchObject({ FANOUT_API_BUDGET_MS: 20_000, FANOUT_MAX_REQUEST_BYTES: 4 * 1024 * 1024 });
+    expect(awsLimits({ FANOUT_API_BUDGET_MS: ' 200 ', FANOUT_MAX_REQUEST_BYTES: '' })).toMatchObject({ FANOUT_API_BUDGET_MS: 200, FANOUT_MAX_REQUEST_BYTES: 4 * 1024 * 1024 });
+    expect(() => awsLimits({ FANOUT_API_BUDGET_MS: 'soon' })).toThrow(/FANOUT_API_BUDGET_MS: .*"soon"/);
+    expect(() => awsLimits({ FANOUT_RESULT_PAGE_MAX_LINKS: '-1' })).toThrow(/FANOUT_RESULT_PAGE_MAX_LINKS/);
   });
 });

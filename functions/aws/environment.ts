@@ -8,6 +8,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
 import { CONTINUATION_DEFAULTS } from '../core/continuation.ts';
+import { RESULT_PAGE_DEFAULTS } from '../core/results.ts';
 import { StoreLedger, bindLedger, type Ledger } from '../core/ledger.ts';
 import { DynamoLedger } from './dynamo-ledger.ts';
 import { s3ClientConfig, S3Store } from './s3-store.ts';
@@ -127,3 +128,60 @@ export function workerTimeoutSeconds(env: NodeJS.ProcessEnv = process.env): numb
 export function maxJobTimeoutMs(workerSeconds: number): number {
   return workerSeconds * 1000 - 2 * CONTINUATION_DEFAULTS.marginMs;
 }
+
+const MiB = 1024 * 1024;
+const limit = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
+
+/**
+ * Limits of the AWS runtime, stated once: the API's and the schedule function's; each can be
+ * lowered through its variable (tests do). Read per call, so a test may change them between cases.
+ */
+const limitsSchema = z.object({
+  /**
+   * Stored lists larger than this are planned in slices by the worker function: the API answers
+   * within API Gateway's 30 s, and no single invocation reads a ten-million-line list.
+   */
+  FANOUT_PLAN_IN_SLICES_ABOVE_BYTES: limit(4 * MiB),
+  /**
+   * Time a POST /jobs call (and a schedule run) spends planning before it hands the rest to the
+   * workers and answers `planning`; a GET /jobs page ends after half of it. Well under API Gateway's
+   * 29 s, leaving room for the last writes in flight, the hand-on message and a cold start.
+   */
+  FANOUT_API_BUDGET_MS: limit(20_000),
+  /**
+   * Largest POST /jobs body on AWS: a Lambda request carries 6 MB, and a text body may arrive
+   * base64-encoded (4/3 larger). Larger lists go through POST /uploads (`fanout submit` switches at
+   * the same size).
+   */
+  FANOUT_MAX_REQUEST_BYTES: limit(4 * MiB),
+  /**
+   * Result sets whose gzip files exceed this are answered with pages of presigned S3 URLs unasked
+   * (records inflate ~5-10x, and paging through them costs a request per page).
+   */
+  FANOUT_INLINE_RESULTS_MAX_BYTES: limit(512 * 1024),
+  /** Every results response on AWS is a page of at most this many records, bytes and links (see RESULT_PAGE_DEFAULTS). */
+  FANOUT_RESULT_PAGE_MAX_RECORDS: limit(RESULT_PAGE_DEFAULTS.maxRecords),
+  FANOUT_RESULT_PAGE_MAX_BYTES: limit(RESULT_PAGE_DEFAULTS.maxBytes),
+  FANOUT_RESULT_PAGE_MAX_LINKS: limit(RESULT_PAGE_DEFAULTS.maxLinks),
+});
+
+export type AwsLimits = z.infer<typeof limitsSchema>;
+
+/**
+ * Reads the limits (defaults for unset or empty variables); a malformed value is named.
+ *
+ * @example
+ * const deadline = Date.now() + awsLimits().FANOUT_API_BUDGET_MS;
+ */
+export function awsLimits(env: NodeJS.ProcessEnv = process.env): AwsLimits {
+  const given = Object.fromEntries(Object.keys(limitsSchema.shape).flatMap((name) => (env[name]?.trim() ? [[name, env[name]!.trim()]] : [])));
+  const parsed = limitsSchema.safeParse(given);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`environment variable ${issue.path.join('.')}: ${issue.message} (got ${JSON.stringify(given[String(issue.path[0])])})`);
+  }
+  return parsed.data;
+}
+
+/** How long presigned URLs (uploads, result files) stay valid. */
+export const PRESIGN_SECONDS = 3600;

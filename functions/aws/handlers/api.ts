@@ -14,7 +14,7 @@ import { CONTINUATION_DEFAULTS } from '../../core/continuation.ts';
 import { OptionsError } from '../../core/errors.ts';
 import { layout } from '../../core/layout.ts';
 import type { JobOptions } from '../../core/options.ts';
-import { awsRuntime, maxJobTimeoutMs, workerTimeoutSeconds, type AwsRuntime } from '../environment.ts';
+import { PRESIGN_SECONDS, awsLimits, awsRuntime, maxJobTimeoutMs, workerTimeoutSeconds, type AwsRuntime } from '../environment.ts';
 import { parseSchedules, type Schedule } from '../../core/schedules.ts';
 
 let schedulesCache: { text: string; schedules: Schedule[] } | undefined;
@@ -27,14 +27,6 @@ function loadedSchedules(rt: AwsRuntime): Schedule[] {
   return schedulesCache.schedules;
 }
 import { awsTokenSource } from '../token.ts';
-import {
-  PRESIGN_SECONDS,
-  apiBudgetMs,
-  inlineResultsMaxGzipBytes,
-  maxRequestBytes,
-  planInSlicesAboveBytes,
-  resultPageLimits,
-} from './limits.ts';
 
 function s3Uploads(rt: AwsRuntime): UploadTarget {
   return {
@@ -57,7 +49,7 @@ function s3ResultFiles(rt: AwsRuntime): ResultFileLinks {
     expiresAt: () => new Date(Date.now() + PRESIGN_SECONDS * 1000).toISOString(),
     async prefer(jobId) {
       // Sums the files' sizes until the threshold is passed: one LIST for most jobs, however large.
-      const threshold = inlineResultsMaxGzipBytes();
+      const threshold = awsLimits().FANOUT_INLINE_RESULTS_MAX_BYTES;
       let total = 0;
       const pages = paginateListObjectsV2({ client: rt.store.client }, { Bucket: rt.store.bucket, Prefix: layout.resultsPrefix(jobId) });
       for await (const page of pages) {
@@ -88,16 +80,17 @@ export function checkWorkerTime(options: JobOptions, workerSeconds: number = wor
 
 /** Builds the app over this container's runtime (exported for tests). */
 export function createAwsApp(rt: AwsRuntime = awsRuntime()) {
+  const limits = awsLimits();
   return createApp({
     store: rt.store,
     queue: rt.queue,
     token: awsTokenSource(rt.env),
     uploads: s3Uploads(rt),
     cancel: async (jobId) => (await cancelJob(rt.store, jobId, { ledger: rt.ledger, queue: rt.queue })).cancelled,
-    planInSlicesAboveBytes: planInSlicesAboveBytes(),
-    budgetMs: apiBudgetMs(),
-    limits: { maxRequestBytes: maxRequestBytes() },
-    resultPages: resultPageLimits(),
+    planInSlicesAboveBytes: limits.FANOUT_PLAN_IN_SLICES_ABOVE_BYTES,
+    budgetMs: limits.FANOUT_API_BUDGET_MS,
+    limits: { maxRequestBytes: limits.FANOUT_MAX_REQUEST_BYTES },
+    resultPages: { maxRecords: limits.FANOUT_RESULT_PAGE_MAX_RECORDS, maxBytes: limits.FANOUT_RESULT_PAGE_MAX_BYTES, maxLinks: limits.FANOUT_RESULT_PAGE_MAX_LINKS },
     resultFiles: s3ResultFiles(rt),
     checkOptions: (options) => checkWorkerTime(options),
     schedules: () => ({ schedules: loadedSchedules(rt) }),

@@ -5,8 +5,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { z } from 'zod';
 import { scheduleSchema, submitScheduledJob } from '../../core/schedules.ts';
-import { awsRuntime } from '../environment.ts';
-import { apiBudgetMs, planInSlicesAboveBytes } from './limits.ts';
+import { awsLimits, awsRuntime } from '../environment.ts';
 
 const logger = new Logger({ serviceName: 'fanout-schedule' });
 const eventSchema = z.object({ schedule: scheduleSchema });
@@ -23,7 +22,8 @@ export const handler = async (event: unknown): Promise<{ jobId: string; state: s
   const { schedule } = parsed.data;
   const rt = awsRuntime();
   // Planned for at most the budget, well inside this function's timeout; the workers plan the rest.
-  const submitted = await submitScheduledJob(rt.store, rt.queue, schedule, planInSlicesAboveBytes(), Date.now() + apiBudgetMs());
+  const limits = awsLimits();
+  const submitted = await submitScheduledJob(rt.store, rt.queue, schedule, limits.FANOUT_PLAN_IN_SLICES_ABOVE_BYTES, Date.now() + limits.FANOUT_API_BUDGET_MS);
   logger.info('scheduled job submitted', { schedule: schedule.name, jobId: submitted.jobId, state: submitted.state, total: submitted.total });
   return { jobId: submitted.jobId, state: submitted.state };
 };
