@@ -59,6 +59,13 @@ export interface FanoutSettings {
    * and read access to exactly those secrets; the values never enter the template.
    */
   headerSecrets: Record<string, string>;
+  /**
+   * A Secrets Manager secret ARN holding `user:password` for the jobs' proxies (the `proxy` option):
+   * the worker gets FANOUT_PROXY_AUTH holding the ARN, and read access to that secret alone; the
+   * credentials never enter the template. Empty: proxies get no credentials (a job's `proxy` URL may
+   * not carry them: job options are stored and shown).
+   */
+  proxyAuthSecret: string;
 }
 
 export const DEFAULT_SETTINGS: FanoutSettings = {
@@ -72,6 +79,7 @@ export const DEFAULT_SETTINGS: FanoutSettings = {
   alarmEmail: '',
   tracing: false,
   headerSecrets: {},
+  proxyAuthSecret: '',
 };
 
 export interface FanoutStackProps extends StackProps {
@@ -96,6 +104,9 @@ export function settingsFrom(scope: Construct, overrides: Partial<FanoutSettings
   if (settings.deadLetterMaxReceiveCount <= settings.maxReceiveCount) {
     throw new Error(`setting deadLetterMaxReceiveCount: must be above maxReceiveCount (${settings.maxReceiveCount}), got ${settings.deadLetterMaxReceiveCount}`);
   }
+  if (settings.proxyAuthSecret && !SECRET_ARN.test(settings.proxyAuthSecret)) {
+    throw new Error(`setting proxyAuthSecret: must be a Secrets Manager secret ARN, got ${JSON.stringify(settings.proxyAuthSecret)}`);
+  }
   if (settings.alarmEmail && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(settings.alarmEmail)) {
     throw new Error(`setting alarmEmail: not an e-mail address: ${settings.alarmEmail}`);
   }
@@ -117,6 +128,9 @@ function settingValue(key: string, fallback: unknown, value: unknown): unknown {
   return String(value);
 }
 
+/** A complete Secrets Manager secret ARN (the settings that name secrets take only these). */
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/;
+
 /** `headerSecrets`: an object (cdk.json) or its JSON text (`-c headerSecrets='{...}'`), checked entry by entry. */
 function headerSecretsValue(value: unknown): Record<string, string> {
   let parsed: unknown = value;
@@ -132,7 +146,7 @@ function headerSecretsValue(value: unknown): Record<string, string> {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name.startsWith('FANOUT_') || name.startsWith('AWS_')) {
       throw new Error(`setting headerSecrets: ${JSON.stringify(name)} is not a variable name the worker may be given`);
     }
-    if (typeof arn !== 'string' || !/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/.test(arn)) {
+    if (typeof arn !== 'string' || !SECRET_ARN.test(arn)) {
       throw new Error(`setting headerSecrets: ${name} must be a Secrets Manager secret ARN, got ${JSON.stringify(arn)}`);
     }
   }
@@ -277,8 +291,13 @@ export class FanoutStack extends Stack {
       'Worker',
       'worker',
       { memorySize: settings.workerMemoryMb, timeout: Duration.seconds(settings.workerTimeoutSeconds), description: 'fanout worker: fetches chunks, plans large lists' },
-      // Only the worker signs completion callbacks; it also resolves jobs' headerEnv variables (their ARNs).
-      { FANOUT_CALLBACK_SECRET_ARN: this.callbackSecret.secretArn, ...settings.headerSecrets },
+      // Only the worker signs completion callbacks; it also resolves jobs' headerEnv variables and the
+      // proxies' credentials (their ARNs).
+      {
+        FANOUT_CALLBACK_SECRET_ARN: this.callbackSecret.secretArn,
+        ...settings.headerSecrets,
+        ...(settings.proxyAuthSecret ? { FANOUT_PROXY_AUTH: settings.proxyAuthSecret } : {}),
+      },
     );
     this.scheduleFunction = fn('ScheduleTarget', 'schedule', { memorySize: 256, timeout: Duration.seconds(60), description: 'fanout schedule target' });
 
@@ -327,6 +346,7 @@ export class FanoutStack extends Stack {
     for (const [name, arn] of Object.entries(settings.headerSecrets)) {
       Secret.fromSecretCompleteArn(this, `HeaderSecret-${name}`, arn).grantRead(this.workerFunction);
     }
+    if (settings.proxyAuthSecret) Secret.fromSecretCompleteArn(this, 'ProxyAuthSecret', settings.proxyAuthSecret).grantRead(this.workerFunction);
     // The ledger: the worker and the schedule target create and count jobs; the API reads status
     // and marks cancelled jobs. No scans, no deletes (items expire by TTL).
     const ledger = (actions: string[]) => new PolicyStatement({ effect: Effect.ALLOW, actions: actions.map((a) => `dynamodb:${a}`), resources: [this.ledger.tableArn] });

@@ -112,6 +112,39 @@ describe('the worker function on the DynamoDB ledger', () => {
     expect(headers['x-fanout-signature']).toBe(`sha256=${expected}`);
   });
 
+  it('resolves FANOUT_PROXY_AUTH holding a Secrets Manager ARN (the proxyAuthSecret setting) and sends it to the proxy only', async () => {
+    // The credentials are what is tested here, not proxying (tinyproxy carries requests in
+    // proxy.test.ts): this stand-in records what it is sent and answers absolute-form requests itself.
+    const seen: IncomingHttpHeaders[] = [];
+    const proxy = createServer((req, res) => {
+      seen.push(req.headers);
+      res.end(`proxied ${req.url}`);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials';
+    secrets.on(GetSecretValueCommand, { SecretId: arn }).resolves({ SecretString: 'alice:s3cret' });
+    process.env.FANOUT_PROXY_AUTH = arn;
+    try {
+      // A fresh container: the worker module resolves the credentials before its first fetch.
+      vi.resetModules();
+      const fresh = await import('../functions/aws/handlers/worker.ts');
+      const submitted = await api('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/ok?via=proxy`], options: { proxy: proxyUrl } }));
+      const { jobId } = submitted.json() as { jobId: string };
+      const messages = await sqs.queue('chunks').receive({ max: 5 });
+      const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
+      expect(response.batchItemFailures).toEqual([]);
+      for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
+      expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!['proxy-authorization']).toBe(`Basic ${Buffer.from('alice:s3cret').toString('base64')}`);
+      expect(JSON.stringify(seen[0])).not.toContain('secretsmanager');
+    } finally {
+      delete process.env.FANOUT_PROXY_AUTH;
+      proxy.close();
+    }
+  });
+
   it('a poison dead letter fails its early tries, and its last try acknowledges it and ends the job', async () => {
     const submitted = await api('POST', '/jobs', `${origin.url}/ok?dlq=1\n${origin.url}/ok?dlq=2\n`);
     const { jobId } = submitted.json() as { jobId: string };

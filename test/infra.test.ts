@@ -59,6 +59,7 @@ const custom = () =>
     tracing: 'true',
     alarmEmail: 'ops@example.com',
     headerSecrets: JSON.stringify({ API_TOKEN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:partner-token-AbCdEf' }),
+    proxyAuthSecret: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-XyZ123',
   }));
 beforeAll(() => {
   writeFileSync(
@@ -396,5 +397,16 @@ describe('the CDK stack', () => {
     for (const st of reads) expect([st.Action].flat()).toEqual(expect.arrayContaining(['secretsmanager:GetSecretValue']));
     expect(() => synth({}, { headerSecrets: '{"API_TOKEN": "not-an-arn"}' })).toThrow(/setting headerSecrets: API_TOKEN must be a Secrets Manager secret ARN/);
     expect(() => synth({}, { headerSecrets: '{"FANOUT_TOKEN": "' + arn + '"}' })).toThrow(/is not a variable name the worker may be given/);
+  });
+
+  it('gives the worker the proxies\' credentials as a secret ARN in FANOUT_PROXY_AUTH, with read access to that secret alone', () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-XyZ123';
+    expect(environments(custom().template).Worker!.FANOUT_PROXY_AUTH).toBe(arn);
+    expect(environments(custom().template).Api!.FANOUT_PROXY_AUTH).toBeUndefined();
+    expect(environments(template).Worker!.FANOUT_PROXY_AUTH).toBeUndefined(); // not set: no variable
+    const reads = statementsOf(custom().template).filter((st) => JSON.stringify(st.Resource).includes('proxy-credentials'));
+    expect(reads.length).toBeGreaterThan(0);
+    for (const st of reads) expect([st.Action].flat()).toEqual(expect.arrayContaining(['secretsmanager:GetSecretValue']));
+    expect(() => synth({}, { proxyAuthSecret: 'alice:s3cret' })).toThrow(/setting proxyAuthSecret: must be a Secrets Manager secret ARN/);
   });
 });

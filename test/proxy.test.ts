@@ -13,7 +13,7 @@ import { createApp } from '../functions/api/app.ts';
 import type { Lookup } from '../functions/core/engine/agent.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
-import { NoProxy, proxyRoutesFromEnv } from '../functions/core/engine/proxy.ts';
+import { NoProxy, proxyAuthFromEnv, proxyRoutesFromEnv } from '../functions/core/engine/proxy.ts';
 import { ConfigError, OptionsError } from '../functions/core/errors.ts';
 import { parseJobOptions, type JobOptionsInput } from '../functions/core/options.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
@@ -168,6 +168,11 @@ describe('the job option proxy, through tinyproxy', () => {
     expect(() => parseJobOptions({ proxy: 'http://alice:s3cret@127.0.0.1:3128' })).toThrow(/FANOUT_PROXY_AUTH/);
     expect(() => parseJobOptions({ proxy: 'socks5://127.0.0.1:1080' })).toThrow(/http:\/\/ or https:\/\//);
     expect(() => parseJobOptions({ proxy: 'http://127.0.0.1:3128/path' })).toThrow(/path/);
+    // The variable itself: user:password; a Secrets Manager ARN nobody resolved never goes out as credentials.
+    expect(proxyAuthFromEnv({ FANOUT_PROXY_AUTH: 'alice:s3cret' })).toBe('alice:s3cret');
+    expect(proxyAuthFromEnv({})).toBeUndefined();
+    expect(() => proxyAuthFromEnv({ FANOUT_PROXY_AUTH: 'alice' })).toThrow(/expected user:password/);
+    expect(() => proxyAuthFromEnv({ FANOUT_PROXY_AUTH: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:p' })).toThrow(ConfigError);
 
     // without credentials the proxy answers 407, for plain and tunnelled requests alike
     for (const url of [`${httpUrl}/no-auth`, `${httpsUrl}/no-auth`]) {

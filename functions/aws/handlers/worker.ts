@@ -15,6 +15,7 @@ import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { Fetcher } from '../../core/engine/fetcher.ts';
 import { AddressGuard } from '../../core/engine/guard.ts';
+import { PROXY_DEFAULTS, proxyAuthFromEnv } from '../../core/engine/proxy.ts';
 import { handleMessage, type MessageDeps, type MessageResult } from '../../core/messages.ts';
 import { callbackSecretSource } from '../callback-secret.ts';
 import { jobEventPublisher } from '../job-events.ts';
@@ -37,19 +38,33 @@ export const WORKER_METRICS = {
 const logger = new Logger({ serviceName: WORKER_METRICS.service });
 export const metrics = new Metrics({ namespace: WORKER_METRICS.namespace, serviceName: WORKER_METRICS.service });
 const processor = new BatchProcessor(EventType.SQS);
-let fetcher: Fetcher | undefined;
+let fetcher: Promise<Fetcher> | undefined;
 let secret: { env: AwsRuntime['env']; get: () => Promise<string | undefined> } | undefined;
 /** The headerEnv option's values: this function's environment, or Secrets Manager (cached per container). */
 const headerSecrets = awsHeaderSecrets();
 
-function deps(rt: AwsRuntime, log: Logger): MessageDeps {
-  // One Agent per container, kept warm across invocations. Server mode: private addresses are
-  // blocked unless FANOUT_ALLOW_PRIVATE / FANOUT_ALLOW_CIDRS open them.
-  fetcher ??= new Fetcher(AddressGuard.fromEnv(process.env, true));
+/**
+ * One fetcher per container, its Agents kept warm across invocations. Server mode: private
+ * addresses are blocked unless FANOUT_ALLOW_PRIVATE / FANOUT_ALLOW_CIDRS open them. The proxies'
+ * credentials are resolved first: FANOUT_PROXY_AUTH may hold a Secrets Manager ARN (the stack's
+ * `proxyAuthSecret`), read once per container (a rotation reaches new containers).
+ */
+function containerFetcher(): Promise<Fetcher> {
+  fetcher ??= headerSecrets(PROXY_DEFAULTS.authEnv).then(
+    (auth) => new Fetcher(AddressGuard.fromEnv(process.env, true), undefined, { proxyAuth: proxyAuthFromEnv({ [PROXY_DEFAULTS.authEnv]: auth }) }),
+    (error: unknown) => {
+      fetcher = undefined; // tried again with the next message
+      throw error;
+    },
+  );
+  return fetcher;
+}
+
+async function deps(rt: AwsRuntime, log: Logger): Promise<MessageDeps> {
   if (secret?.env !== rt.env) secret = { env: rt.env, get: callbackSecretSource(rt.env) };
   return {
     store: rt.store,
-    fetcher,
+    fetcher: await containerFetcher(),
     ledger: rt.ledger,
     queue: rt.queue,
     callbackSecret: secret.get,
@@ -96,7 +111,7 @@ export async function handleRecord(sqsRecord: SQSRecord, context: Pick<Context, 
   const receiveCount = Number(sqsRecord.attributes.ApproximateReceiveCount ?? '1');
   const started = Date.now();
   try {
-    const result = await handleMessage(deps(rt, log), sqsRecord.body, {
+    const result = await handleMessage(await deps(rt, log), sqsRecord.body, {
       receiveCount,
       maxReceiveCount: deadLetter ? (rt.env.FANOUT_DLQ_MAX_RECEIVE_COUNT ?? AWS_ENV_DEFAULTS.dlqMaxReceiveCount) : rt.env.FANOUT_MAX_RECEIVE_COUNT,
       deadLetter,

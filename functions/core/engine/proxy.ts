@@ -86,11 +86,15 @@ export function proxyEndpoint(uri: string, auth?: string): { uri: string; token?
 /**
  * FANOUT_PROXY_AUTH checked: `user:password`, or undefined when unset.
  *
- * @throws {ConfigError} when it has no colon.
+ * @throws {ConfigError} when it has no colon, or is a Secrets Manager ARN that nobody resolved (only
+ * the AWS worker reads the secret it names): it must never reach a proxy as credentials.
  */
 export function proxyAuthFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const value = env[PROXY_DEFAULTS.authEnv];
   if (!value) return undefined;
+  if (/^arn:aws[\w-]*:secretsmanager:/.test(value.trim())) {
+    throw new ConfigError(`${PROXY_DEFAULTS.authEnv}: holds a Secrets Manager ARN; only the AWS worker resolves it (give user:password here)`);
+  }
   if (!value.includes(':')) throw new ConfigError(`${PROXY_DEFAULTS.authEnv}: expected user:password`);
   return value;
 }
