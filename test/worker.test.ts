@@ -349,23 +349,12 @@ describe('deliveries', () => {
     const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 4, retries: 0 });
     ops.length = 0;
     expect(await processChunk(deps, chunkMessage(job.jobId, 0))).toMatchObject({ outcome: 'written', counts: { count: 30, succeeded: 30 } });
-    // The parts folder is only looked at (is there a chain to resume?), never written or removed.
-    expect(ops.filter((op) => op.includes('/parts/'))).toEqual([`list ${layout.partsPrefix(job.jobId, 0)}`]);
+    // The parts folder is only looked at (is there a chain to resume?) and cleared (another delivery
+    // may have left parts: with no folder, one syscall), never written.
+    expect(ops.filter((op) => op.includes('/parts/'))).toEqual([`list ${layout.partsPrefix(job.jobId, 0)}`, `deletePrefix ${layout.partsPrefix(job.jobId, 0)}`]);
     expect(ops).toContain(`put ${layout.results(job.jobId, 0)}`);
     expectOnePerIndex(await readRecords(store, job.jobId), 30);
     expect(await local.listPrefixes(`jobs/${job.jobId}/`)).not.toContain(`jobs/${job.jobId}/parts/`);
-  });
-
-  it('two deliveries of a fresh chunk at the very same moment: one writes the result file, the other is a clean lost race', async () => {
-    const store = new LocalStore(tempDir());
-    const deps: WorkerDeps = { store, fetcher, cancelPollMs: 50, partEveryMs: 10_000 };
-    const urls = Array.from({ length: 30 }, (_, i) => `${origin.url}/delay?ms=${i % 7}&s=${i}`);
-    const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 4, retries: 0 });
-    const both = await Promise.all([processChunk(deps, chunkMessage(job.jobId, 0)), processChunk(deps, chunkMessage(job.jobId, 0))]);
-    expect(both.map((r) => r.outcome).sort()).toEqual(['lost-race', 'written']);
-    // Both report the counts of the file that won.
-    for (const r of both) expect(r.counts).toMatchObject({ count: 30, succeeded: 30 });
-    expectOnePerIndex(await readRecords(store, job.jobId), 30);
   });
 
   it('a first part past the bytes held in memory goes to its part file as it comes; the result is made from it and the parts removed', async () => {
@@ -376,22 +365,12 @@ describe('deliveries', () => {
     const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 4, retries: 0, bodies: 'inline' });
     ops.length = 0;
     expect(await processChunk(deps, chunkMessage(job.jobId, 0))).toMatchObject({ outcome: 'written', counts: { count: 24, succeeded: 24 } });
-    expect(ops).toContain(`put ${layout.part(job.jobId, 0, 0)}`);
+    // The delivery's own part file at position 0 (jobs/JOB/parts/000000/000000.ID.ndjson.gz).
+    expect(ops.filter((op) => op.startsWith(`put ${layout.partsPrefix(job.jobId, 0)}000000.`) && op.endsWith('.ndjson.gz'))).toHaveLength(1);
     const records = await readRecords(store, job.jobId);
     expectOnePerIndex(records, 24);
     records.forEach((r, i) => expect(Buffer.from(r.body!, 'base64')).toHaveLength(190_000 + i));
     expect(await local.listPrefixes(`jobs/${job.jobId}/parts/`)).toEqual([]);
-  });
-
-  it("a dead delivery's unmarked part is removed when a fresh delivery writes the chunk without parts", async () => {
-    const store = new LocalStore(tempDir());
-    const deps: WorkerDeps = { store, fetcher, cancelPollMs: 50, partEveryMs: 10_000 };
-    const urls = Array.from({ length: 10 }, (_, i) => `${origin.url}/ok?l=${i}`);
-    const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 4, retries: 0 });
-    await store.put(layout.part(job.jobId, 0, 0), 'left by a killed delivery');
-    expect(await processChunk(deps, chunkMessage(job.jobId, 0))).toMatchObject({ outcome: 'written' });
-    expect(await store.exists(layout.part(job.jobId, 0, 0))).toBe(false);
-    expectOnePerIndex(await readRecords(store, job.jobId), 10);
   });
 
   it('a second delivery after the first one finished a single-part chunk: already-done, file intact', async () => {
@@ -400,8 +379,8 @@ describe('deliveries', () => {
     const deps: WorkerDeps = { store, fetcher, cancelPollMs: 50, partEveryMs: 10_000 };
     const urls = Array.from({ length: 30 }, (_, i) => `${origin.url}/delay?ms=5&g=${i}`);
     const job = await planUrls(store, queue, urls, { concurrency: 4, retries: 0 });
-    // As the title says: the second delivery comes after the first finished (two at the very same
-    // moment: see 'two deliveries of a fresh chunk at the very same moment').
+    // As the title says: the second delivery comes after the first finished (deliveries at the very
+    // same moment: deliveries.test.ts).
     const a = await processChunk(deps, chunkMessage(job.jobId, 0));
     const b = await processChunk(deps, chunkMessage(job.jobId, 0));
     expect([a.outcome, b.outcome]).toEqual(['written', 'already-done']);

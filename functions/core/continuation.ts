@@ -48,38 +48,39 @@ export interface PartsChain {
   next: number;
   /** The parts' records counted, when every part's mark says (else the parts must be read to count). */
   counts: Counts | null;
-  /** Some file is under the chunk's parts prefix (marked or not): something to remove when the chunk is done. */
-  leftovers: boolean;
 }
 
 /** The parts earlier deliveries of a chunk left, as a contiguous chain from the chunk's start. */
 export async function partsChain(store: ObjectStore, jobId: string, chunk: number): Promise<PartsChain> {
-  const ranges = new Map<number, { to: number; counts?: Counts }>();
-  let leftovers = false;
-  for await (const key of store.list(layout.partsPrefix(jobId, chunk))) {
-    leftovers = true;
+  const prefix = layout.partsPrefix(jobId, chunk);
+  const ranges = new Map<number, { to: number; counts?: Counts; file?: string }>();
+  for await (const key of store.list(prefix)) {
     if (!key.endsWith('.json')) continue;
     const data = await store.get(key);
     if (!data) continue;
-    const { from, to, counts } = JSON.parse(data.toString('utf8')) as { from: number; to: number; counts?: Counts };
-    if (to > (ranges.get(from)?.to ?? from)) ranges.set(from, { to, counts });
+    const { from, to, counts, file } = JSON.parse(data.toString('utf8')) as { from: number; to: number; counts?: Counts; file?: unknown };
+    // The file the mark names (a delivery's own), if it is one of this chunk's parts.
+    const named = typeof file === 'string' && file.startsWith(prefix) && !file.slice(prefix.length).includes('/') ? file : undefined;
+    if (to > (ranges.get(from)?.to ?? from)) ranges.set(from, { to, counts, file: named });
   }
   const parts: string[] = [];
   let next = 0;
   let counts: Counts | null = emptyCounts();
   while (ranges.has(next)) {
-    parts.push(layout.part(jobId, chunk, next));
     const range = ranges.get(next)!;
+    parts.push(range.file ?? layout.part(jobId, chunk, next));
     counts = counts && range.counts ? addCounts(counts, range.counts) : null;
     next = range.to;
   }
-  return { parts, next, counts, leftovers };
+  return { parts, next, counts };
 }
 
 /**
  * Records that a part file holds items [from, to) of the chunk, and their counts (so the result file
- * is counted without reading the parts back: their records may hold large bodies).
+ * is counted without reading the parts back: their records may hold large bodies). `file` names a
+ * delivery's own part file (else the part is `layout.part(jobId, chunk, from)`). One mark a
+ * position, only if absent: false when another delivery marked it first.
  */
-export async function markPart(store: ObjectStore, jobId: string, chunk: number, from: number, to: number, counts?: Counts): Promise<void> {
-  await store.put(layout.partDone(jobId, chunk, from), JSON.stringify({ from, to, counts }), { ifAbsent: true, contentType: 'application/json' });
+export async function markPart(store: ObjectStore, jobId: string, chunk: number, from: number, to: number, counts?: Counts, file?: string): Promise<boolean> {
+  return store.put(layout.partDone(jobId, chunk, from), JSON.stringify({ from, to, counts, ...(file ? { file } : {}) }), { ifAbsent: true, contentType: 'application/json' });
 }

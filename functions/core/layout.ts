@@ -11,7 +11,8 @@
  * jobs/JOB/results/CHUNK.ndjson.gz   records of one chunk, by index
  * jobs/JOB/chunks/CHUNK.json         the chunk's counts, written once its results exist (extension)
  * jobs/JOB/parts/CHUNK/FROM.ndjson.gz records of a delivery that ran out of time, from item FROM (extension)
- * jobs/JOB/parts/CHUNK/FROM.json       {from, to} of that part, written once its records are stored (extension)
+ * jobs/JOB/parts/CHUNK/FROM.ID.ndjson.gz  the same, kept while a delivery runs (embedded runtime), ID its own (extension)
+ * jobs/JOB/parts/CHUNK/FROM.json       {from, to, file?} of that part, written once its records are stored (extension)
  * jobs/JOB/bodies/INDEX              bodies when bodies=store
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
  * jobs/JOB/started.json              present once a worker received one of its chunks (extension)
@@ -80,6 +81,11 @@ export const layout = {
   chunkDone: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/chunks/${padChunk(chunk)}.json`,
   partsPrefix: (jobId: string, chunk: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/`,
   part: (jobId: string, chunk: number, from: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/${padChunk(from)}.ndjson.gz`,
+  /** A part file only this delivery writes (`delivery`: hex, its own): a concurrent delivery can neither delete nor replace it. */
+  deliveryPart: (jobId: string, chunk: number, from: number, delivery: string) => {
+    if (!/^[0-9a-f]{8,32}$/.test(delivery)) throw new MalformedIdError(`malformed delivery id ${JSON.stringify(delivery.slice(0, 40))}`);
+    return `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/${padChunk(from)}.${delivery}.ndjson.gz`;
+  },
   partDone: (jobId: string, chunk: number, from: number) => `jobs/${checkJobId(jobId)}/parts/${padChunk(chunk)}/${padChunk(from)}.json`,
   body: (jobId: string, index: number) => `jobs/${checkJobId(jobId)}/bodies/${index}`,
   cancel: (jobId: string) => `jobs/${checkJobId(jobId)}/cancel.json`,

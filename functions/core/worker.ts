@@ -9,6 +9,7 @@
  *   the delivery that completes the job finishes it (core/finish.ts): nothing is listed per chunk;
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
+import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { countResults, writeChunkFile, type ChunkFileStore } from './chunk-writer.ts';
 import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain, type PartsChain } from './continuation.ts';
@@ -247,9 +248,15 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
 
   try {
     if (!time && deps.partEveryMs !== undefined) {
-      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget, chunk), deps.partEveryMs);
+      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget, chunk), deps.partEveryMs).catch(async (error: unknown) => {
+        // A delivery that finished the chunk meanwhile removed its parts, this one's too: its result
+        // file stands, whatever went wrong here.
+        if (!isStoreFull(error) && (await store.exists(resultsKey).catch(() => false))) return { counts: await countResults(store, resultsKey), created: false };
+        throw error;
+      });
       await markChunkDone(deps, job, chunk, outcome.counts!);
-      if (outcome.partsWritten || chain.leftovers) await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+      // Also when this delivery wrote none: another (dead, or overlapping) may have.
+      await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
       return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
     }
     const outcome = await writeChunkFile(
@@ -299,6 +306,11 @@ const FIRST_PART_HELD_BYTES = 4 * 1024 * 1024;
  * delivery that dies keeps every part it marked, and the next one starts after them
  * (see {@link partsChain}). A fresh chunk that ends within its first part has no part file: see
  * {@link FIRST_PART_HELD_BYTES}.
+ *
+ * Each delivery writes part files of its own name, and a part counts once it is marked (one mark a
+ * position, only if absent): a delivery running at the same time can neither delete nor replace
+ * them, and the mark says which file holds the range. A delivery that finds its position marked by
+ * another stops (the queue tries it again; by then the other has gone on or finished).
  */
 async function writeInParts(
   store: ObjectStore,
@@ -307,12 +319,13 @@ async function writeInParts(
   chain: PartsChain,
   records: AsyncGenerator<FetchRecord[]>,
   everyMs: number,
-): Promise<{ counts: Counts | null; created: boolean; partsWritten: boolean }> {
+): Promise<{ counts: Counts | null; created: boolean }> {
   const { jobId } = job;
   const parts = [...chain.parts];
   let next = chain.next;
   const counts = chain.counts && structuredClone(chain.counts);
   const resultsKey = layout.results(jobId, chunk);
+  const delivery = randomUUID().replaceAll('-', '').slice(0, 16);
   // The records being waited for; a cut leaves them to head the next part.
   let pending: Promise<IteratorResult<FetchRecord[]>> | undefined = records.next();
   let ended = false;
@@ -348,18 +361,17 @@ async function writeInParts(
           clearTimeout(timer);
         }
       }
-      const key = layout.part(jobId, chunk, next);
-      // A part at this position is not in the chain: a dead delivery's unmarked leftover.
-      const toPart = async () => void (await store.delete(key));
-      const held = parts.length === 0 && next === 0 && counts ? heldFirstPart(store, key, resultsKey, () => ended, toPart) : undefined;
-      if (!held) await toPart();
+      const key = layout.deliveryPart(jobId, chunk, next, delivery);
+      const held = parts.length === 0 && next === 0 && counts ? heldFirstPart(store, key, resultsKey, () => ended) : undefined;
       const outcome = await writeChunkFile(held ?? store, { resultsKey: key }, segment());
       const { written, created, own } = outcome;
-      if (held?.wroteResults) return { counts: outcome.counts, created, partsWritten: false };
-      if (!created) throw new Error(`part file ${key} was written by another delivery meanwhile`);
+      if (held?.wroteResults) return { counts: outcome.counts, created };
+      if (!created) throw new Error(`part file ${key} exists already`); // a name of this delivery's own
       // The last part needs no mark: the result file is made from the parts at once (a delivery
       // killed in between refetches that part only).
-      if (!ended) await markPart(store, jobId, chunk, next, next + written, own);
+      if (!ended && !(await markPart(store, jobId, chunk, next, next + written, own, key))) {
+        throw new Error(`chunk ${chunk}: another delivery kept items from ${next} on first; this one stops (the queue tries the chunk again)`);
+      }
       if (counts) addCounts(counts, own);
       parts.push(key);
       next += written;
@@ -374,25 +386,20 @@ async function writeInParts(
   if (parts.length === 1 && counts && store.copyIfAbsent) {
     // One part holds the whole chunk: the result file is that file.
     const created = await store.copyIfAbsent(parts[0]!, resultsKey);
-    return { counts: created ? counts : await countResults(store, resultsKey), created, partsWritten: true };
+    return { counts: created ? counts : await countResults(store, resultsKey), created };
   }
   async function* none(): AsyncGenerator<FetchRecord[]> {}
   const outcome = await writeChunkFile(store, { resultsKey, prefixParts: parts, prefixCounts: counts }, none());
-  return { counts: outcome.counts, created: outcome.created, partsWritten: parts.length > 0 };
+  return { counts: outcome.counts, created: outcome.created };
 }
 
 /**
  * The store a fresh chunk's first part is written through: its bytes are held until the part ends,
- * then put as the result file if the chunk ended with it (only if absent, like any result file), else as the part file; past
- * {@link FIRST_PART_HELD_BYTES} they go on to the part file as they come. `wroteResults` says which.
+ * then put as the result file if the chunk ended with it (only if absent, like any result file), else
+ * as the part file; past {@link FIRST_PART_HELD_BYTES} they go on to the part file as they come.
+ * `wroteResults` says which.
  */
-function heldFirstPart(
-  store: ObjectStore,
-  partKey: string,
-  resultsKey: string,
-  chunkEnded: () => boolean,
-  beforePart: () => Promise<void>,
-): ChunkFileStore & { wroteResults: boolean } {
+function heldFirstPart(store: ObjectStore, partKey: string, resultsKey: string, chunkEnded: () => boolean): ChunkFileStore & { wroteResults: boolean } {
   const target: ChunkFileStore & { wroteResults: boolean } = {
     wroteResults: false,
     // Once the part went to the result file, what is read back as the part is that file.
@@ -407,16 +414,12 @@ function heldFirstPart(
     for (let step = await pieces.next(); !step.done; step = await pieces.next()) {
       held.push(step.value);
       size += step.value.length;
-      if (size > FIRST_PART_HELD_BYTES) {
-        await beforePart();
-        return store.put(partKey, heldThenRest(held, pieces), options);
-      }
+      if (size > FIRST_PART_HELD_BYTES) return store.put(partKey, heldThenRest(held, pieces), options);
     }
     if (chunkEnded()) {
       target.wroteResults = true;
       return store.put(resultsKey, Buffer.concat(held, size), options);
     }
-    await beforePart();
     return store.put(partKey, Buffer.concat(held, size), options);
   };
   return target;
