@@ -293,4 +293,24 @@ describe('held and spilled first parts, store faults', () => {
     expect(filesUnder(join(root, 'jobs', job.jobId, 'parts'))).toEqual([]);
     expect(filesUnder(join(root, '.tmp'))).toEqual([]);
   }, 60_000);
+
+  it("a Lambda delivery running out of time beside a dead delivery's unmarked part at its position: it keeps its own part and the chunk completes", async () => {
+    const root = tempDir();
+    const store = new LocalStore(root);
+    const deps: WorkerDeps = { store, fetcher, cancelPollMs: 50 }; // no partEveryMs: the AWS worker's way
+    const urls = Array.from({ length: 16 }, (_, i) => `${origin.url}/delay?ms=150&lambda=${i}`);
+    const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 2, timeoutMs: 400, retries: 0 });
+    // Before part files had their delivery's name, this leftover blocked the position for good:
+    // every later delivery failed to create the part, kept nothing and handed the same items on.
+    await store.put(layout.part(job.jobId, 0, 0), 'left by a delivery killed before its mark');
+    const first = await processChunk(deps, chunkMessage(job.jobId, 0), { deadline: Date.now() + 1_400, marginMs: 200 });
+    expect(first.outcome).toBe('continued');
+    const mark = JSON.parse((await store.get(layout.partDone(job.jobId, 0, 0)))!.toString()) as { to: number; file: string };
+    expect(mark.to).toBeGreaterThan(0);
+    expect(mark.file).toMatch(/\/000000\.[0-9a-f]{16}\.ndjson\.gz$/);
+    expect(await processChunk(deps, first.continuation!)).toMatchObject({ outcome: 'written', counts: { count: 16, succeeded: 16 } });
+    expectOnePerIndex(await readRecords(store, job.jobId), 16);
+    for (let i = 0; i < mark.to; i++) expect(origin.hits.get(`/delay?ms=150&lambda=${i}`)).toBe(1);
+    expect(filesUnder(join(root, 'jobs', job.jobId, 'parts'))).toEqual([]);
+  }, 30_000);
 });

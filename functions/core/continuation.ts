@@ -5,6 +5,7 @@
  * The next delivery finds the parts in the store and starts after them, so a chunk is never
  * half-lost and never refetched whole.
  */
+import { randomUUID } from 'node:crypto';
 import { addCounts, emptyCounts, type Counts } from './counts.ts';
 import { layout } from './layout.ts';
 import type { ObjectStore } from './ports.ts';
@@ -73,6 +74,14 @@ export async function partsChain(store: ObjectStore, jobId: string, chunk: numbe
     next = range.to;
   }
   return { parts, next, counts };
+}
+
+/**
+ * A delivery's own id for its part files (`layout.deliveryPart`): a part of its own name can be
+ * neither deleted nor replaced by another delivery of the chunk, running at the same time or later.
+ */
+export function newDeliveryId(): string {
+  return randomUUID().replaceAll('-', '').slice(0, 16);
 }
 
 /**

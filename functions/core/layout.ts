@@ -10,9 +10,10 @@
  * jobs/JOB/input/CHUNK.ndjson.gz     the chunk's items, written at planning (extension)
  * jobs/JOB/results/CHUNK.ndjson.gz   records of one chunk, by index
  * jobs/JOB/chunks/CHUNK.json         the chunk's counts, written once its results exist (extension)
- * jobs/JOB/parts/CHUNK/FROM.ndjson.gz records of a delivery that ran out of time, from item FROM (extension)
- * jobs/JOB/parts/CHUNK/FROM.ID.ndjson.gz  the same, kept while a delivery runs (embedded runtime), ID its own (extension)
- * jobs/JOB/parts/CHUNK/FROM.json       {from, to, file?} of that part, written once its records are stored (extension)
+ * jobs/JOB/parts/CHUNK/FROM.ID.ndjson.gz records a delivery kept from item FROM (it ran out of time, or
+ *                                    the embedded runtime cut a part), ID the delivery's own (extension)
+ * jobs/JOB/parts/CHUNK/FROM.json       {from, to, file} of that part, written once its records are stored;
+ *                                    without `file` (earlier versions) the part is FROM.ndjson.gz (extension)
  * jobs/JOB/bodies/INDEX              bodies when bodies=store
  * jobs/JOB/cancel.json               present once the job was cancelled (extension)
  * jobs/JOB/started.json              present once a worker received one of its chunks (extension)

@@ -9,10 +9,9 @@
  *   the delivery that completes the job finishes it (core/finish.ts): nothing is listed per chunk;
  * - every path that gives up on a chunk (cancel, last receive) still writes a record per item.
  */
-import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { countResults, writeChunkFile, type ChunkFileStore } from './chunk-writer.ts';
-import { CONTINUATION_DEFAULTS, TimeBudget, markPart, partsChain, type PartsChain } from './continuation.ts';
+import { CONTINUATION_DEFAULTS, TimeBudget, markPart, newDeliveryId, partsChain, type PartsChain } from './continuation.ts';
 import { addCounts, emptyCounts, type Counts } from './counts.ts';
 import type { FetchResult } from './engine/fetch-item.ts';
 import type { ByteBudget, Fetcher } from './engine/fetcher.ts';
@@ -259,14 +258,12 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
       await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
       return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
     }
-    const outcome = await writeChunkFile(
-      store,
-      { resultsKey, prefixParts: parts, prefixCounts: chain.counts, partKey: time ? layout.part(jobId, chunk, next) : undefined },
-      inOrder(items, run, slots, budget, chunk),
-      () => !handedOn,
-    );
+    // What this delivery keeps if it runs out of time: a part of its own name (a leftover of a dead
+    // delivery at the same position cannot block it), which counts once marked.
+    const partKey = time ? layout.deliveryPart(jobId, chunk, next, newDeliveryId()) : undefined;
+    const outcome = await writeChunkFile(store, { resultsKey, prefixParts: parts, prefixCounts: chain.counts, partKey }, inOrder(items, run, slots, budget, chunk), () => !handedOn);
     if (handedOn) {
-      if (outcome.partWritten && outcome.written > 0) await markPart(store, jobId, chunk, next, next + outcome.written, outcome.own);
+      if (outcome.partWritten && outcome.written > 0) await markPart(store, jobId, chunk, next, next + outcome.written, outcome.own, partKey);
       return { jobId, chunk, outcome: 'continued', counts: emptyCounts(), continuation: chunkMessage(jobId, chunk, message.continuation + 1) };
     }
     await markChunkDone(deps, job, chunk, outcome.counts!);
@@ -325,7 +322,7 @@ async function writeInParts(
   let next = chain.next;
   const counts = chain.counts && structuredClone(chain.counts);
   const resultsKey = layout.results(jobId, chunk);
-  const delivery = randomUUID().replaceAll('-', '').slice(0, 16);
+  const delivery = newDeliveryId();
   // The records being waited for; a cut leaves them to head the next part.
   let pending: Promise<IteratorResult<FetchRecord[]>> | undefined = records.next();
   let ended = false;
