@@ -313,4 +313,25 @@ describe('held and spilled first parts, store faults', () => {
     for (let i = 0; i < mark.to; i++) expect(origin.hits.get(`/delay?ms=150&lambda=${i}`)).toBe(1);
     expect(filesUnder(join(root, 'jobs', job.jobId, 'parts'))).toEqual([]);
   }, 30_000);
+
+  it('a part kept by an earlier version (FROM.ndjson.gz, its mark without a file) is resumed from: its records are not fetched again', async () => {
+    const root = tempDir();
+    const store = new LocalStore(root);
+    const deps: WorkerDeps = { store, fetcher, cancelPollMs: 50, partEveryMs: 10_000 };
+    const urls = Array.from({ length: 10 }, (_, i) => `${origin.url}/ok?old=${i}`);
+    const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 2, retries: 0 });
+    // Records 0-3 as an earlier version kept them: the part under the position's name, marked without `file`.
+    const earlier = new LocalStore(tempDir());
+    const other = await planUrls(earlier, new MemoryQueue(), urls.slice(0, 4), { concurrency: 2, retries: 0 });
+    await processChunk({ store: earlier, fetcher, cancelPollMs: 50 }, chunkMessage(other.jobId, 0));
+    const kept = (await earlier.get(layout.results(other.jobId, 0)))!;
+    await store.put(layout.part(job.jobId, 0, 0), kept);
+    await store.put(layout.partDone(job.jobId, 0, 0), JSON.stringify({ from: 0, to: 4 }));
+    const hitsBefore = (i: number) => origin.hits.get(`/ok?old=${i}`) ?? 0;
+    const before = urls.map((_, i) => hitsBefore(i));
+    expect(await processChunk(deps, chunkMessage(job.jobId, 0))).toMatchObject({ outcome: 'written', counts: { count: 10 } });
+    expectOnePerIndex(await readRecords(store, job.jobId), 10);
+    urls.forEach((_, i) => expect(hitsBefore(i) - before[i]!, `URL ${i}`).toBe(i < 4 ? 0 : 1));
+    expect(filesUnder(join(root, 'jobs', job.jobId, 'parts'))).toEqual([]);
+  }, 30_000);
 });
