@@ -305,7 +305,7 @@ describe('hostile records and full disks (issue 14)', () => {
     expect(stored[1]!.body).toBeUndefined();
   });
 
-  it('a full disk is retried with backoff: fetched records never become chunk_failed, and the job ends when space returns', async () => {
+  it('a full disk is retried with backoff: fetched records never become chunk_failed, none is fetched twice, and the job ends when space returns', async () => {
     const dataDir = tempDir();
     const disk = new FullDisk(new LocalStore(dataDir));
     const runtime = new EmbeddedRuntime({ dataDir, store: disk, guard, maxReceiveCount: 2, retryDelayMs: 10 });
@@ -326,6 +326,8 @@ describe('hostile records and full disks (issue 14)', () => {
       expect(runtime.queue.deadLetters).toHaveLength(0);
       expectOnePerIndex(await readRecords(disk, job.jobId), 6);
       expect(errors.length).toBeGreaterThanOrEqual(8); // each refused write was reported
+      // The records waited in memory for space (a delivery that failed instead would fetch again).
+      for (let i = 0; i < 6; i++) expect(origin.hits.get(`/ok?full=${i}`), `URL ${i}`).toBe(1);
     } finally {
       await runtime.stop();
     }

@@ -52,6 +52,13 @@ export interface WorkerDeps extends FinishDeps {
    * sets it; undefined: the chunk is written only when it is done).
    */
   partEveryMs?: number;
+  /**
+   * Called when a full store (ENOSPC, a quota) refused records this delivery holds in memory (a
+   * chunk's first part, see FIRST_PART_HELD_BYTES): it reports the error and resolves after a
+   * backoff, and the write is tried again, so nothing is fetched twice; it rejects to give up (a
+   * stopping runtime). Unset: the error fails the delivery, which the queue retries.
+   */
+  waitForSpace?: (error: unknown, tries: number) => Promise<void>;
 }
 
 /** `lost`: not even chunk_failed records could be written; the chunk is counted as failed in the ledger. */
@@ -247,7 +254,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
 
   try {
     if (!time && deps.partEveryMs !== undefined) {
-      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget, chunk), deps.partEveryMs).catch(async (error: unknown) => {
+      const outcome = await writeInParts(store, job, chunk, chain, inOrder(items, run, slots, budget, chunk), deps.partEveryMs, deps.waitForSpace).catch(async (error: unknown) => {
         // A delivery that finished the chunk meanwhile removed its parts, this one's too: its result
         // file stands, whatever went wrong here.
         if (!isStoreFull(error) && (await store.exists(resultsKey).catch(() => false))) return { counts: await countResults(store, resultsKey), created: false };
@@ -316,6 +323,7 @@ async function writeInParts(
   chain: PartsChain,
   records: AsyncGenerator<FetchRecord[]>,
   everyMs: number,
+  waitForSpace?: WorkerDeps['waitForSpace'],
 ): Promise<{ counts: Counts | null; created: boolean }> {
   const { jobId } = job;
   const parts = [...chain.parts];
@@ -359,7 +367,7 @@ async function writeInParts(
         }
       }
       const key = layout.deliveryPart(jobId, chunk, next, delivery);
-      const held = parts.length === 0 && next === 0 && counts ? heldFirstPart(store, key, resultsKey, () => ended) : undefined;
+      const held = parts.length === 0 && next === 0 && counts ? heldFirstPart(store, key, resultsKey, () => ended, waitForSpace) : undefined;
       const outcome = await writeChunkFile(held ?? store, { resultsKey: key }, segment());
       const { written, created, own } = outcome;
       if (held?.wroteResults) return { counts: outcome.counts, created };
@@ -394,9 +402,16 @@ async function writeInParts(
  * The store a fresh chunk's first part is written through: its bytes are held until the part ends,
  * then put as the result file if the chunk ended with it (only if absent, like any result file), else
  * as the part file; past {@link FIRST_PART_HELD_BYTES} they go on to the part file as they come.
- * `wroteResults` says which.
+ * `wroteResults` says which. Held bytes that a full store refuses are written again after
+ * `waitForSpace` (see WorkerDeps).
  */
-function heldFirstPart(store: ObjectStore, partKey: string, resultsKey: string, chunkEnded: () => boolean): ChunkFileStore & { wroteResults: boolean } {
+function heldFirstPart(
+  store: ObjectStore,
+  partKey: string,
+  resultsKey: string,
+  chunkEnded: () => boolean,
+  waitForSpace?: WorkerDeps['waitForSpace'],
+): ChunkFileStore & { wroteResults: boolean } {
   const target: ChunkFileStore & { wroteResults: boolean } = {
     wroteResults: false,
     // Once the part went to the result file, what is read back as the part is that file.
@@ -413,11 +428,18 @@ function heldFirstPart(store: ObjectStore, partKey: string, resultsKey: string, 
       size += step.value.length;
       if (size > FIRST_PART_HELD_BYTES) return store.put(partKey, heldThenRest(held, pieces), options);
     }
-    if (chunkEnded()) {
-      target.wroteResults = true;
-      return store.put(resultsKey, Buffer.concat(held, size), options);
+    const bytes = Buffer.concat(held, size);
+    if (chunkEnded()) target.wroteResults = true;
+    const to = target.wroteResults ? resultsKey : partKey;
+    // The records are in memory: a full store is waited out, not fetched again.
+    for (let tries = 1; ; tries++) {
+      try {
+        return await store.put(to, bytes, options);
+      } catch (error) {
+        if (!waitForSpace || !isStoreFull(error)) throw error;
+        await waitForSpace(error, tries);
+      }
     }
-    return store.put(partKey, Buffer.concat(held, size), options);
   };
   return target;
 }

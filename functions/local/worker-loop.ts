@@ -55,9 +55,24 @@ export class WorkerLoop {
   private readonly resends = new Map<NodeJS.Timeout, string>();
   /** Chunks of different jobs start only while their bodies fit this worker's budget. */
   readonly bodyBudget: BodyBudget;
+  private readonly deps: MessageDeps;
 
   constructor(private readonly options: WorkerLoopOptions) {
     this.bodyBudget = new BodyBudget(options.deps.store, options.maxHeldBodyBytes);
+    // Records a delivery holds when the store is full are written again after the same backoff a
+    // message that met a full store gets (reported alike); a stop gives up the wait.
+    this.deps = {
+      waitForSpace: async (error, tries) => {
+        options.onError(error, `waiting for space to write records already fetched (try ${tries})`);
+        await sleep(this.spaceDelay(tries), undefined, { signal: options.signal });
+      },
+      ...options.deps,
+    };
+  }
+
+  /** The backoff before the `tries`-th try after a full store. */
+  private spaceDelay(tries: number): number {
+    return Math.min(LOOP_DEFAULTS.storeFullMaxDelayMs, (this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs) * 2 ** (tries - 1));
   }
 
   /** Runs until the signal aborts; the chunks in hand then finish (see {@link drain}). */
@@ -98,7 +113,7 @@ export class WorkerLoop {
     const { queue } = this.options;
     const tries = (this.fullTries.get(message.body) ?? 0) + 1;
     this.fullTries.set(message.body, tries);
-    const delay = Math.min(LOOP_DEFAULTS.storeFullMaxDelayMs, (this.options.retryDelayMs ?? LOOP_DEFAULTS.retryDelayMs) * 2 ** (tries - 1));
+    const delay = this.spaceDelay(tries);
     const timer = setTimeout(() => {
       this.resends.delete(timer);
       void queue.send([message.body]).catch((error) => this.options.onError(error, `re-sending ${message.body}`));
@@ -110,7 +125,8 @@ export class WorkerLoop {
 
   /** One delivery: process, then acknowledge; on failure, make it visible again soon. */
   private async handle(message: ReceivedMessage): Promise<void> {
-    const { queue, deps } = this.options;
+    const { queue } = this.options;
+    const deps = this.deps;
     // Heartbeat: keep the message hidden while the chunk is fetched, as a long-running SQS consumer does.
     const heartbeat = setInterval(
       () => void queue.changeVisibility(message.receipt, queue.visibilityTimeoutMs).catch(() => {}),
