@@ -268,6 +268,9 @@ export class FanoutStack extends Stack {
       // The API refuses a timeoutMs the worker could never wait for.
       FANOUT_WORKER_TIMEOUT_SECONDS: String(settings.workerTimeoutSeconds),
       FANOUT_DLQ_ARN: this.deadLetters.queueArn,
+      // The only variables jobs may name in headerEnv (the API refuses others, the worker too): a
+      // Lambda's environment also holds its role's credentials.
+      FANOUT_HEADER_ENV_VARS: Object.keys(settings.headerSecrets).join(','),
       NODE_OPTIONS: '--enable-source-maps',
       POWERTOOLS_LOG_LEVEL: 'INFO',
       POWERTOOLS_METRICS_NAMESPACE: 'fanout',

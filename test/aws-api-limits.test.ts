@@ -167,4 +167,22 @@ describe('requests the AWS API refuses', () => {
       delete process.env.FANOUT_WORKER_TIMEOUT_SECONDS;
     }
   });
+
+  it("a headerEnv variable outside the stack's list (FANOUT_HEADER_ENV_VARS), or one of fanout's or AWS's own, is 400 naming the header", async () => {
+    const submit = (headerEnv: Record<string, string>) =>
+      api('POST', '/jobs', JSON.stringify({ urls: ['http://203.0.113.9/h'], options: { headerEnv } }), { 'content-type': 'application/json' });
+    process.env.FANOUT_HEADER_ENV_VARS = 'PARTNER_KEY';
+    try {
+      expect((await submit({ 'x-key': 'PARTNER_KEY' })).status).toBe(202);
+      const other = await submit({ 'x-key': 'DATABASE_URL' });
+      expect(other.status).toBe(400);
+      expect(JSON.parse(other.text)).toMatchObject({ field: 'headerEnv.x-key' });
+      expect(JSON.parse(other.text).detail).toMatch(/exposes only PARTNER_KEY/);
+      const stolen = await submit({ 'x-key': 'AWS_SECRET_ACCESS_KEY' });
+      expect(stolen.status).toBe(400);
+      expect(JSON.parse(stolen.text).detail).toMatch(/own configuration/);
+    } finally {
+      delete process.env.FANOUT_HEADER_ENV_VARS;
+    }
+  });
 });

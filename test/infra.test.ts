@@ -392,6 +392,10 @@ describe('the CDK stack', () => {
     const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:partner-token-AbCdEf';
     expect(environments(custom().template).Worker!.API_TOKEN).toBe(arn);
     expect(environments(custom().template).Api!.API_TOKEN).toBeUndefined();
+    // Jobs may name those variables and no other (the Lambda environment holds its role's credentials).
+    expect(environments(custom().template).Worker!.FANOUT_HEADER_ENV_VARS).toBe('API_TOKEN');
+    expect(environments(custom().template).Api!.FANOUT_HEADER_ENV_VARS).toBe('API_TOKEN');
+    expect(environments(template).Worker!.FANOUT_HEADER_ENV_VARS).toBe('');
     const reads = statementsOf(custom().template).filter((st) => JSON.stringify(st.Resource).includes('partner-token'));
     expect(reads.length).toBeGreaterThan(0);
     for (const st of reads) expect([st.Action].flat()).toEqual(expect.arrayContaining(['secretsmanager:GetSecretValue']));

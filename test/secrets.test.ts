@@ -16,7 +16,7 @@ import { optionsQuery } from '../functions/cli/client-commands.ts';
 import { awsHeaderSecrets } from '../functions/aws/header-secrets.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
-import { checkHeaderEnv, envSecrets, resolveHeaderEnv } from '../functions/core/header-env.ts';
+import { checkHeaderEnv, envSecrets, refusedVariable, resolveHeaderEnv } from '../functions/core/header-env.ts';
 import { openInput } from '../functions/core/input.ts';
 import { parseJobOptions } from '../functions/core/options.ts';
 import { planJob } from '../functions/core/plan.ts';
@@ -105,6 +105,29 @@ describe('the headerEnv option and redaction rules', () => {
     expect(redactHeaders({ Authorization: 'Bearer abc', accept: 'text/html' })).toEqual({ Authorization: '***', accept: 'text/html' });
   });
 
+  it("refuses fanout's and the platform's own variables (the Lambda role's credentials, the API token, the proxy secret) in every mode", async () => {
+    for (const variable of ['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'FANOUT_TOKEN', 'FANOUT_PROXY_AUTH', 'FANOUT_CALLBACK_SECRET_ARN', 'aws_secret_access_key']) {
+      expect(() => parseJobOptions({ headerEnv: { 'x-stolen': variable } }), variable).toThrow(/own configuration, never sent as a header/);
+      expect(refusedVariable(variable, {})).toMatch(/own configuration/);
+      // A job stored before the rule: the worker refuses it too, and sends nothing.
+      const resolved = await resolveHeaderEnv({ 'x-stolen': variable }, envSecrets({ [variable]: 'the-value' }), {});
+      expect(resolved).toEqual({ error: expect.stringContaining(`${variable} cannot be used`) });
+      expect(JSON.stringify(resolved)).not.toContain('the-value');
+    }
+  });
+
+  it('with FANOUT_HEADER_ENV_VARS, only the variables the operator lists (the AWS stack always sets it: its headerSecrets)', async () => {
+    const env = { FANOUT_HEADER_ENV_VARS: 'PARTNER_KEY, OTHER_KEY', PARTNER_KEY: 'k', DATABASE_URL: 'postgres://u:p@db/x' };
+    expect(refusedVariable('PARTNER_KEY', env)).toBeUndefined();
+    expect(refusedVariable('DATABASE_URL', env)).toBe('the operator exposes only PARTNER_KEY, OTHER_KEY (FANOUT_HEADER_ENV_VARS)');
+    expect(refusedVariable('DATABASE_URL', { FANOUT_HEADER_ENV_VARS: '' })).toMatch(/exposes no variable/);
+    expect(refusedVariable('DATABASE_URL', {})).toBeUndefined(); // `fanout fetch`, `serve` without a list
+    expect(() => checkHeaderEnv({ authorization: 'DATABASE_URL' }, env)).toThrow(/headerEnv.authorization.*DATABASE_URL cannot be used: the operator exposes only/);
+    expect(() => checkHeaderEnv({ authorization: 'OTHER_KEY' }, env, false)).not.toThrow(); // the AWS API: names only
+    expect(await resolveHeaderEnv({ authorization: 'DATABASE_URL' }, envSecrets(env), env)).toEqual({ error: expect.stringContaining('exposes only') });
+    expect(await resolveHeaderEnv({ authorization: 'PARTNER_KEY' }, envSecrets(env), env)).toEqual({ headers: { authorization: 'k' } });
+  });
+
   it('resolves variables, and names the variable (never a value) when one is missing or unusable', async () => {
     expect(await resolveHeaderEnv({ Authorization: 'T' }, envSecrets({ T: SECRET }))).toEqual({ headers: { authorization: SECRET } });
     const missing = await resolveHeaderEnv({ authorization: 'NOPE' }, envSecrets({}));
@@ -134,14 +157,14 @@ describe('a worker without the variable', () => {
     const fetcher = new Fetcher(new AddressGuard({ blockPrivate: false }));
     const before = origin.seen.length;
     const input = await openInput(Readable.from([`${origin.url}/a\n${origin.url}/b\n`]));
-    const job = await planJob(store, queue, { input, options: { headerEnv: { authorization: 'FANOUT_TEST_ABSENT_VAR' } }, source: 'test' });
+    const job = await planJob(store, queue, { input, options: { headerEnv: { authorization: 'PARTNER_TEST_ABSENT_VAR' } }, source: 'test' });
     const [message] = await queue.receive({ max: 1 });
     await processChunk({ store, fetcher, headerSecrets: envSecrets({}) }, message!.body);
     await fetcher.close();
     const records = await readRecords(store, job.jobId);
     expect(records.map((r) => r.error)).toEqual([0, 1].map(() => ({
       code: 'internal',
-      message: 'header "authorization": environment variable FANOUT_TEST_ABSENT_VAR is not set where the worker runs (option headerEnv)',
+      message: 'header "authorization": environment variable PARTNER_TEST_ABSENT_VAR is not set where the worker runs (option headerEnv)',
     })));
     expect(origin.seen.length).toBe(before);
   });
@@ -154,15 +177,15 @@ describe('fanout fetch --header-env', () => {
     const dataDir = join(dir, 'data');
     await import('node:fs/promises').then((fs) => fs.writeFile(list, `${origin.url}/one\n${origin.url}/two\n`));
     const before = origin.seen.length;
-    const env = { FANOUT_TEST_TOK: SECRET };
-    const run = await fanout(['fetch', list, '--data-dir', dataDir, '--header-env', 'authorization=FANOUT_TEST_TOK', '--header', `X-Api-Key: ${INLINE}`, '--json'], { env });
+    const env = { PARTNER_TEST_TOK: SECRET };
+    const run = await fanout(['fetch', list, '--data-dir', dataDir, '--header-env', 'authorization=PARTNER_TEST_TOK', '--header', `X-Api-Key: ${INLINE}`, '--json'], { env });
     expect(run.code, run.stderr).toBe(0);
     const seen = origin.seen.slice(before);
     expect(seen.map((h) => h.authorization)).toEqual([SECRET, SECRET]);
     expect(seen.map((h) => h['x-api-key'])).toEqual([INLINE, INLINE]);
 
     const stored = everything(dataDir);
-    expect(stored).toContain('FANOUT_TEST_TOK'); // the name is kept...
+    expect(stored).toContain('PARTNER_TEST_TOK'); // the name is kept...
     expect(stored).not.toContain('s3cr3t'); // ...never the value
     expect(run.stdout + run.stderr).not.toContain('s3cr3t');
 
@@ -171,7 +194,7 @@ describe('fanout fetch --header-env', () => {
     expect(status.code, status.stderr).toBe(0);
     const shown = JSON.parse(status.stdout) as { options: { headers: Record<string, string>; headerEnv: Record<string, string> } };
     expect(shown.options.headers).toEqual({ 'X-Api-Key': '***' });
-    expect(shown.options.headerEnv).toEqual({ authorization: 'FANOUT_TEST_TOK' });
+    expect(shown.options.headerEnv).toEqual({ authorization: 'PARTNER_TEST_TOK' });
     const jobs = await fanout(['jobs', '--data-dir', dataDir, '--json'], { env });
     for (const out of [status.stdout, jobs.stdout]) {
       expect(out).not.toContain('s3cr3t');
@@ -183,9 +206,9 @@ describe('fanout fetch --header-env', () => {
     const dir = tempDir();
     const list = join(dir, 'list.txt');
     await import('node:fs/promises').then((fs) => fs.writeFile(list, `${origin.url}/x\n`));
-    const run = await fanout(['fetch', list, '--data-dir', join(dir, 'data'), '--header-env', 'authorization=FANOUT_TEST_UNSET'], {});
+    const run = await fanout(['fetch', list, '--data-dir', join(dir, 'data'), '--header-env', 'authorization=PARTNER_TEST_UNSET'], {});
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain('--header-env authorization=FANOUT_TEST_UNSET: environment variable FANOUT_TEST_UNSET is not set');
+    expect(run.stderr).toContain('--header-env authorization=PARTNER_TEST_UNSET: environment variable PARTNER_TEST_UNSET is not set');
     expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });
@@ -194,7 +217,7 @@ describe('the API', () => {
   let runtime: EmbeddedRuntime;
   let app: ReturnType<typeof createApp>;
   beforeAll(() => {
-    process.env.FANOUT_TEST_API_TOK = SECRET;
+    process.env.PARTNER_TEST_API_TOK = SECRET;
     runtime = new EmbeddedRuntime({ dataDir: tempDir(), guard: new AddressGuard({ blockPrivate: false }) });
     runtime.start();
     app = createApp({
@@ -208,7 +231,7 @@ describe('the API', () => {
     });
   });
   afterAll(async () => {
-    delete process.env.FANOUT_TEST_API_TOK;
+    delete process.env.PARTNER_TEST_API_TOK;
     await runtime.stop();
   });
 
@@ -218,7 +241,7 @@ describe('the API', () => {
   it('redacts inline credential headers in GET /jobs and GET /jobs/:id, while the worker sends them and headerEnv values', async () => {
     const before = origin.seen.length;
     const other0 = other.seen.length;
-    const options = { headers: { Authorization: `Basic ${INLINE}`, 'X-Trace': 'visible' }, headerEnv: { 'x-api-key': 'FANOUT_TEST_API_TOK' } };
+    const options = { headers: { Authorization: `Basic ${INLINE}`, 'X-Trace': 'visible' }, headerEnv: { 'x-api-key': 'PARTNER_TEST_API_TOK' } };
     const res = await call('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/p`, `${origin.url}/away`], options }));
     expect(res.status).toBe(202);
     const { jobId } = (await res.json()) as { jobId: string };
@@ -250,8 +273,8 @@ describe('the API', () => {
   });
 
   it('refuses at submission a headerEnv variable the server does not have', async () => {
-    const res = await call('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/p`], options: { headerEnv: { authorization: 'FANOUT_TEST_NOT_THERE' } } }));
+    const res = await call('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/p`], options: { headerEnv: { authorization: 'PARTNER_TEST_NOT_THERE' } } }));
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { detail: string }).detail).toContain('environment variable FANOUT_TEST_NOT_THERE is not set');
+    expect(((await res.json()) as { detail: string }).detail).toContain('environment variable PARTNER_TEST_NOT_THERE is not set');
   });
 });

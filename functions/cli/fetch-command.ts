@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
 import { proxyRoutesFromEnv } from '../core/engine/proxy.ts';
 import { UsageError } from '../core/errors.ts';
+import { refusedVariable } from '../core/header-env.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
 import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
@@ -182,6 +183,8 @@ function outFile(store: EmbeddedRuntime['store'], jobId: string, chunks: number,
 /** `--header-env NAME=VAR` whose variable is not set: exit 2 naming it (never its value), before anything is created. */
 function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): void {
   for (const [name, variable] of Object.entries(headerEnv ?? {})) {
+    const refused = refusedVariable(variable);
+    if (refused) throw new UsageError(`--header-env ${name}=${variable}: environment variable ${variable} cannot be used: ${refused}`);
     if (!process.env[variable]) throw new UsageError(`--header-env ${name}=${variable}: environment variable ${variable} is not set`);
   }
 }

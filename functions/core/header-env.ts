@@ -14,6 +14,36 @@ const HEADER_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/;
 import { OptionsError } from './errors.ts';
 
 /**
+ * Variables a job may never name: fanout's own configuration (the API token, the callback and proxy
+ * secrets) and the platform's (on Lambda, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are the
+ * worker role's credentials). Any job could otherwise send them to an origin of its choice.
+ */
+const RESERVED_VARIABLE = /^(FANOUT|AWS)_/i;
+
+/**
+ * The operator's list of variables jobs may name (comma-separated): the AWS stack always sets it
+ * (the `headerSecrets` setting's names, none by default); `fanout serve` may; unset, any variable
+ * not reserved may be named.
+ */
+export const HEADER_ENV_VARS = 'FANOUT_HEADER_ENV_VARS';
+
+/**
+ * Why a job may not name `variable` in `headerEnv` here, or undefined when it may.
+ *
+ * @example
+ * refusedVariable('AWS_SECRET_ACCESS_KEY') // "it is fanout's or the platform's own configuration, never sent as a header"
+ * refusedVariable('API_TOKEN', { FANOUT_HEADER_ENV_VARS: 'PARTNER_KEY' }) // "the operator exposes only PARTNER_KEY (FANOUT_HEADER_ENV_VARS)"
+ */
+export function refusedVariable(variable: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (RESERVED_VARIABLE.test(variable)) return "it is fanout's or the platform's own configuration, never sent as a header";
+  const listed = env[HEADER_ENV_VARS];
+  if (listed === undefined) return undefined;
+  const exposed = listed.split(',').map((v) => v.trim()).filter(Boolean);
+  if (exposed.includes(variable)) return undefined;
+  return exposed.length === 0 ? `the operator exposes no variable to jobs (${HEADER_ENV_VARS})` : `the operator exposes only ${exposed.join(', ')} (${HEADER_ENV_VARS})`;
+}
+
+/**
  * The worker's own environment as a secret source (worker threads inherit the process's).
  *
  * @example
@@ -24,16 +54,19 @@ export function envSecrets(env: NodeJS.ProcessEnv = process.env): SecretSource {
 }
 
 /**
- * Refuses a job whose `headerEnv` names a variable this environment does not have, where the
- * workers share it (`fanout fetch`, `fanout serve`): better a 400 or exit 2 now than failed records.
+ * Refuses a job whose `headerEnv` names a variable it may not ({@link refusedVariable}), or (with
+ * `requireValue`) one this environment does not have, where the workers share it (`fanout fetch`,
+ * `fanout serve`): better a 400 or exit 2 now than failed records. The AWS API checks names only.
  *
  * @throws {OptionsError} naming the header and the variable.
  * @example
  * checkHeaderEnv({ authorization: 'API_TOKEN' }, {}) // throws: option "headerEnv.authorization": environment variable API_TOKEN is not set
  */
-export function checkHeaderEnv(headerEnv: Record<string, string> | undefined, env: NodeJS.ProcessEnv = process.env): void {
+export function checkHeaderEnv(headerEnv: Record<string, string> | undefined, env: NodeJS.ProcessEnv = process.env, requireValue = true): void {
   for (const [name, variable] of Object.entries(headerEnv ?? {})) {
-    if (!env[variable]) {
+    const refused = refusedVariable(variable, env);
+    if (refused) throw new OptionsError(`option "headerEnv.${name}": environment variable ${variable} cannot be used: ${refused}`, `headerEnv.${name}`);
+    if (requireValue && !env[variable]) {
       throw new OptionsError(`option "headerEnv.${name}": environment variable ${variable} is not set (the workers read the header's value from it)`, `headerEnv.${name}`);
     }
   }
@@ -51,9 +84,12 @@ export type ResolvedHeaders = { headers: Record<string, string> } | { error: str
  * await resolveHeaderEnv({ authorization: 'API_TOKEN' }, envSecrets({ API_TOKEN: 'Bearer x' }))
  * // { headers: { authorization: 'Bearer x' } }
  */
-export async function resolveHeaderEnv(headerEnv: Record<string, string>, source: SecretSource): Promise<ResolvedHeaders> {
+export async function resolveHeaderEnv(headerEnv: Record<string, string>, source: SecretSource, env: NodeJS.ProcessEnv = process.env): Promise<ResolvedHeaders> {
   const headers: Record<string, string> = {};
   for (const [name, variable] of Object.entries(headerEnv)) {
+    // Checked here too: a job stored before the rule, or planned where the list differed.
+    const refused = refusedVariable(variable, env);
+    if (refused) return { error: `header "${name}": environment variable ${variable} cannot be used: ${refused}` };
     const value = await source(variable);
     if (value === undefined || value === '') {
       return { error: `header "${name}": environment variable ${variable} is not set where the worker runs (option headerEnv)` };

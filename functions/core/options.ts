@@ -95,9 +95,11 @@ const envVarName = z
  * (its process environment; on AWS also a Secrets Manager ARN held there). Only the names are stored.
  */
 export const headerEnvSchema = z.record(headerName, envVarName).superRefine((entries, ctx) => {
-  for (const name of Object.keys(entries)) {
+  for (const [name, variable] of Object.entries(entries)) {
     const why = UNSENDABLE_HEADERS[name.toLowerCase()];
     if (why !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: `header "${name}" cannot be set: ${why}` });
+    // fanout's and the platform's own variables (the API token, the worker's AWS credentials) never.
+    if (/^(FANOUT|AWS)_/i.test(variable)) ctx.addIssue({ code: 'custom', path: [name], message: `environment variable ${variable} is fanout's or the platform's own configuration, never sent as a header` });
   }
 });
 

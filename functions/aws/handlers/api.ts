@@ -16,6 +16,7 @@ import { layout } from '../../core/layout.ts';
 import type { JobOptions } from '../../core/options.ts';
 import { PRESIGN_SECONDS, awsLimits, awsRuntime, maxJobTimeoutMs, workerTimeoutSeconds, type AwsRuntime } from '../environment.ts';
 import { parseSchedules, type Schedule } from '../../core/schedules.ts';
+import { checkHeaderEnv } from '../../core/header-env.ts';
 
 let schedulesCache: { text: string; schedules: Schedule[] } | undefined;
 
@@ -92,7 +93,11 @@ export function createAwsApp(rt: AwsRuntime = awsRuntime()) {
     limits: { maxRequestBytes: limits.FANOUT_MAX_REQUEST_BYTES },
     resultPages: { maxRecords: limits.FANOUT_RESULT_PAGE_MAX_RECORDS, maxBytes: limits.FANOUT_RESULT_PAGE_MAX_BYTES, maxLinks: limits.FANOUT_RESULT_PAGE_MAX_LINKS },
     resultFiles: s3ResultFiles(rt),
-    checkOptions: (options) => checkWorkerTime(options),
+    checkOptions: (options) => {
+      checkWorkerTime(options);
+      // Names only: the values live with the worker (the stack's headerSecrets, listed in FANOUT_HEADER_ENV_VARS).
+      checkHeaderEnv(options.headerEnv, process.env, false);
+    },
     schedules: () => ({ schedules: loadedSchedules(rt) }),
   });
 }
