@@ -145,6 +145,34 @@ describe('the worker function on the DynamoDB ledger', () => {
     }
   });
 
+  it("a proxy secret that cannot be used (empty, no user:password) fails no message: jobs without a proxy go on, the error is logged", async () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-broken';
+    process.env.FANOUT_PROXY_AUTH = arn;
+    const logged: string[] = [];
+    // Errors go to standard error.
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (logged.push(String(chunk)), true));
+    try {
+      for (const value of ['', 'no-colon-here']) {
+        secrets.on(GetSecretValueCommand, { SecretId: arn }).resolves({ SecretString: value });
+        vi.resetModules();
+        const fresh = await import('../functions/aws/handlers/worker.ts');
+        const submitted = await api('POST', '/jobs', `${origin.url}/ok?broken=${value.length}\n`);
+        const { jobId } = submitted.json() as { jobId: string };
+        const messages = await sqs.queue('chunks').receive({ max: 5 });
+        const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
+        expect(response.batchItemFailures, value).toEqual([]);
+        for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
+        expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+      }
+    } finally {
+      spy.mockRestore();
+      delete process.env.FANOUT_PROXY_AUTH;
+    }
+    const errors = logged.filter((line) => line.includes("proxies' credentials cannot be resolved"));
+    expect(errors.length).toBe(2);
+    expect(errors.join('')).not.toContain('no-colon-here');
+  });
+
   it('a poison dead letter fails its early tries, and its last try acknowledges it and ends the job', async () => {
     const submitted = await api('POST', '/jobs', `${origin.url}/ok?dlq=1\n${origin.url}/ok?dlq=2\n`);
     const { jobId } = submitted.json() as { jobId: string };

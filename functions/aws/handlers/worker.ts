@@ -16,6 +16,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { Fetcher } from '../../core/engine/fetcher.ts';
 import { AddressGuard } from '../../core/engine/guard.ts';
 import { PROXY_DEFAULTS, proxyAuthFromEnv } from '../../core/engine/proxy.ts';
+import { ConfigError } from '../../core/errors.ts';
 import { handleMessage, type MessageDeps, type MessageResult } from '../../core/messages.ts';
 import { callbackSecretSource } from '../callback-secret.ts';
 import { jobEventPublisher } from '../job-events.ts';
@@ -38,33 +39,58 @@ export const WORKER_METRICS = {
 const logger = new Logger({ serviceName: WORKER_METRICS.service });
 export const metrics = new Metrics({ namespace: WORKER_METRICS.namespace, serviceName: WORKER_METRICS.service });
 const processor = new BatchProcessor(EventType.SQS);
-let fetcher: Promise<Fetcher> | undefined;
+/** The container's fetcher, once the proxies' credentials resolved (or none are configured). */
+let fetcher: Fetcher | undefined;
+/** A fetcher without proxy credentials, used while they cannot be resolved. */
+let withoutProxyAuth: Fetcher | undefined;
+/** When to try resolving the proxies' credentials again after a failure. */
+let proxyAuthRetryAt = 0;
+const PROXY_AUTH_RETRY_MS = 60_000;
 let secret: { env: AwsRuntime['env']; get: () => Promise<string | undefined> } | undefined;
 /** The headerEnv option's values: this function's environment, or Secrets Manager (cached per container). */
 const headerSecrets = awsHeaderSecrets();
+
+const newFetcher = (proxyAuth: string | undefined) => new Fetcher(AddressGuard.fromEnv(process.env, true), undefined, { proxyAuth: proxyAuth ?? '' });
+
+/** FANOUT_PROXY_AUTH's `user:password`: the variable's value, or the Secrets Manager secret it names. */
+async function proxyAuth(): Promise<string | undefined> {
+  if (!process.env[PROXY_DEFAULTS.authEnv]) return undefined;
+  const value = await headerSecrets(PROXY_DEFAULTS.authEnv);
+  if (!value?.trim()) throw new ConfigError(`${PROXY_DEFAULTS.authEnv}: the secret it names holds no string`);
+  return proxyAuthFromEnv({ [PROXY_DEFAULTS.authEnv]: value.trim() });
+}
 
 /**
  * One fetcher per container, its Agents kept warm across invocations. Server mode: private
  * addresses are blocked unless FANOUT_ALLOW_PRIVATE / FANOUT_ALLOW_CIDRS open them. The proxies'
  * credentials are resolved first: FANOUT_PROXY_AUTH may hold a Secrets Manager ARN (the stack's
- * `proxyAuthSecret`), read once per container (a rotation reaches new containers).
+ * `proxyAuthSecret`), read once per container (a rotation reaches new containers). While they
+ * cannot be resolved (Secrets Manager failing, a secret without `user:password`), messages are
+ * handled without them, logged, and they are tried again a minute later: jobs without a proxy go
+ * on, and a dead letter's last try never fails for it.
  */
-function containerFetcher(): Promise<Fetcher> {
-  fetcher ??= headerSecrets(PROXY_DEFAULTS.authEnv).then(
-    (auth) => new Fetcher(AddressGuard.fromEnv(process.env, true), undefined, { proxyAuth: proxyAuthFromEnv({ [PROXY_DEFAULTS.authEnv]: auth }) }),
-    (error: unknown) => {
-      fetcher = undefined; // tried again with the next message
-      throw error;
-    },
-  );
-  return fetcher;
+async function containerFetcher(log: Logger): Promise<Fetcher> {
+  if (fetcher) return fetcher;
+  if (Date.now() >= proxyAuthRetryAt) {
+    try {
+      const auth = await proxyAuth();
+      fetcher ??= newFetcher(auth);
+      void withoutProxyAuth?.close();
+      withoutProxyAuth = undefined;
+      return fetcher;
+    } catch (error) {
+      proxyAuthRetryAt = Date.now() + PROXY_AUTH_RETRY_MS;
+      log.error('the proxies\' credentials cannot be resolved: proxies get none until they can', { error: (error as Error).message });
+    }
+  }
+  return (withoutProxyAuth ??= newFetcher(undefined));
 }
 
 async function deps(rt: AwsRuntime, log: Logger): Promise<MessageDeps> {
   if (secret?.env !== rt.env) secret = { env: rt.env, get: callbackSecretSource(rt.env) };
   return {
     store: rt.store,
-    fetcher: await containerFetcher(),
+    fetcher: await containerFetcher(log),
     ledger: rt.ledger,
     queue: rt.queue,
     callbackSecret: secret.get,
