@@ -66,6 +66,11 @@ export interface FanoutSettings {
    * not carry them: job options are stored and shown).
    */
   proxyAuthSecret: string;
+  /**
+   * The proxies (comma-separated http(s) URLs, as jobs name them in `proxy`) that get those
+   * credentials; any other proxy a job names gets none. Required with `proxyAuthSecret`.
+   */
+  proxyAuthFor: string;
 }
 
 export const DEFAULT_SETTINGS: FanoutSettings = {
@@ -80,6 +85,7 @@ export const DEFAULT_SETTINGS: FanoutSettings = {
   tracing: false,
   headerSecrets: {},
   proxyAuthSecret: '',
+  proxyAuthFor: '',
 };
 
 export interface FanoutStackProps extends StackProps {
@@ -106,6 +112,14 @@ export function settingsFrom(scope: Construct, overrides: Partial<FanoutSettings
   }
   if (settings.proxyAuthSecret && !SECRET_ARN.test(settings.proxyAuthSecret)) {
     throw new Error(`setting proxyAuthSecret: must be a Secrets Manager secret ARN, got ${JSON.stringify(settings.proxyAuthSecret)}`);
+  }
+  if (settings.proxyAuthSecret && !settings.proxyAuthFor) {
+    throw new Error('setting proxyAuthFor: required with proxyAuthSecret: the proxies (http(s) URLs, comma-separated) that get the credentials');
+  }
+  for (const entry of settings.proxyAuthFor.split(',').map((e) => e.trim()).filter(Boolean)) {
+    if (!/^https?:$/.test(URL.canParse(entry) ? new URL(entry).protocol : '')) {
+      throw new Error(`setting proxyAuthFor: ${JSON.stringify(entry)} is not an http:// or https:// proxy URL`);
+    }
   }
   if (settings.alarmEmail && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(settings.alarmEmail)) {
     throw new Error(`setting alarmEmail: not an e-mail address: ${settings.alarmEmail}`);
@@ -299,7 +313,7 @@ export class FanoutStack extends Stack {
       {
         FANOUT_CALLBACK_SECRET_ARN: this.callbackSecret.secretArn,
         ...settings.headerSecrets,
-        ...(settings.proxyAuthSecret ? { FANOUT_PROXY_AUTH: settings.proxyAuthSecret } : {}),
+        ...(settings.proxyAuthSecret ? { FANOUT_PROXY_AUTH: settings.proxyAuthSecret, FANOUT_PROXY_AUTH_FOR: settings.proxyAuthFor } : {}),
       },
     );
     this.scheduleFunction = fn('ScheduleTarget', 'schedule', { memorySize: 256, timeout: Duration.seconds(60), description: 'fanout schedule target' });

@@ -112,7 +112,7 @@ describe('the worker function on the DynamoDB ledger', () => {
     expect(headers['x-fanout-signature']).toBe(`sha256=${expected}`);
   });
 
-  it('resolves FANOUT_PROXY_AUTH holding a Secrets Manager ARN (the proxyAuthSecret setting) and sends it to the proxy only', async () => {
+  it('resolves FANOUT_PROXY_AUTH holding a Secrets Manager ARN (the proxyAuthSecret setting) and sends it to the listed proxy only, never to one a job names', async () => {
     // The credentials are what is tested here, not proxying (tinyproxy carries requests in
     // proxy.test.ts): this stand-in records what it is sent and answers absolute-form requests itself.
     const seen: IncomingHttpHeaders[] = [];
@@ -124,24 +124,38 @@ describe('the worker function on the DynamoDB ledger', () => {
     const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials';
     secrets.on(GetSecretValueCommand, { SecretId: arn }).resolves({ SecretString: 'alice:s3cret' });
+    // A job's own "proxy" (any API user may name one): it must not receive the credentials.
+    const own = createServer((req, res) => {
+      seen.push({ ...req.headers, 'x-seen-by': 'own' });
+      res.end('not the operator proxy');
+    });
+    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r));
+    const ownUrl = `http://127.0.0.1:${(own.address() as AddressInfo).port}`;
     process.env.FANOUT_PROXY_AUTH = arn;
+    process.env.FANOUT_PROXY_AUTH_FOR = proxyUrl;
     try {
       // A fresh container: the worker module resolves the credentials before its first fetch.
       vi.resetModules();
       const fresh = await import('../functions/aws/handlers/worker.ts');
-      const submitted = await api('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/ok?via=proxy`], options: { proxy: proxyUrl } }));
-      const { jobId } = submitted.json() as { jobId: string };
-      const messages = await sqs.queue('chunks').receive({ max: 5 });
-      const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
-      expect(response.batchItemFailures).toEqual([]);
-      for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
-      expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
-      expect(seen).toHaveLength(1);
+      for (const via of [proxyUrl, ownUrl]) {
+        const submitted = await api('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/ok?via=${encodeURIComponent(via)}`], options: { proxy: via } }));
+        const { jobId } = submitted.json() as { jobId: string };
+        const messages = await sqs.queue('chunks').receive({ max: 5 });
+        const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
+        expect(response.batchItemFailures).toEqual([]);
+        for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
+        expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+      }
+      expect(seen).toHaveLength(2);
       expect(seen[0]!['proxy-authorization']).toBe(`Basic ${Buffer.from('alice:s3cret').toString('base64')}`);
       expect(JSON.stringify(seen[0])).not.toContain('secretsmanager');
+      expect(seen[1]).toMatchObject({ 'x-seen-by': 'own' });
+      expect(seen[1]!['proxy-authorization']).toBeUndefined();
     } finally {
       delete process.env.FANOUT_PROXY_AUTH;
+      delete process.env.FANOUT_PROXY_AUTH_FOR;
       proxy.close();
+      own.close();
     }
   });
 

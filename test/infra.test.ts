@@ -60,6 +60,7 @@ const custom = () =>
     alarmEmail: 'ops@example.com',
     headerSecrets: JSON.stringify({ API_TOKEN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:partner-token-AbCdEf' }),
     proxyAuthSecret: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-XyZ123',
+    proxyAuthFor: 'http://proxy.corp.example:3128',
   }));
 beforeAll(() => {
   writeFileSync(
@@ -411,6 +412,9 @@ describe('the CDK stack', () => {
     const reads = statementsOf(custom().template).filter((st) => JSON.stringify(st.Resource).includes('proxy-credentials'));
     expect(reads.length).toBeGreaterThan(0);
     for (const st of reads) expect([st.Action].flat()).toEqual(expect.arrayContaining(['secretsmanager:GetSecretValue']));
-    expect(() => synth({}, { proxyAuthSecret: 'alice:s3cret' })).toThrow(/setting proxyAuthSecret: must be a Secrets Manager secret ARN/);
+    expect(environments(custom().template).Worker!.FANOUT_PROXY_AUTH_FOR).toBe('http://proxy.corp.example:3128');
+    expect(() => synth({}, { proxyAuthSecret: 'alice:s3cret', proxyAuthFor: 'http://p:1' })).toThrow(/setting proxyAuthSecret: must be a Secrets Manager secret ARN/);
+    expect(() => synth({}, { proxyAuthSecret: arn })).toThrow(/setting proxyAuthFor: required with proxyAuthSecret/);
+    expect(() => synth({}, { proxyAuthSecret: arn, proxyAuthFor: 'proxy.corp:3128' })).toThrow(/setting proxyAuthFor: "proxy.corp:3128" is not an http/);
   });
 });

@@ -13,7 +13,7 @@ import { createApp } from '../functions/api/app.ts';
 import type { Lookup } from '../functions/core/engine/agent.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
-import { NoProxy, proxyAuthFromEnv, proxyRoutesFromEnv } from '../functions/core/engine/proxy.ts';
+import { NoProxy, proxyAuthForFromEnv, proxyAuthFromEnv, proxyRoutesFromEnv } from '../functions/core/engine/proxy.ts';
 import { ConfigError, OptionsError } from '../functions/core/errors.ts';
 import { parseJobOptions, type JobOptionsInput } from '../functions/core/options.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
@@ -191,6 +191,22 @@ describe('the job option proxy, through tinyproxy', () => {
     }
     // the credentials went to the proxy, never to the origin
     expect(seen.filter((s) => s.path === '/authed').every((s) => s.headers['proxy-authorization'] === undefined)).toBe(true);
+  });
+
+  it('in server modes sends FANOUT_PROXY_AUTH only to the proxies in FANOUT_PROXY_AUTH_FOR: a proxy a job names itself gets none', async () => {
+    expect(proxyAuthForFromEnv({ FANOUT_PROXY_AUTH_FOR: ` ${authProxy.url}/ , https://other.test:8443 ` })).toEqual([new URL(authProxy.url).origin, 'https://other.test:8443']);
+    expect(proxyAuthForFromEnv({})).toEqual([]);
+    expect(() => proxyAuthForFromEnv({ FANOUT_PROXY_AUTH_FOR: 'socks5://x:1' })).toThrow(/FANOUT_PROXY_AUTH_FOR: "socks5:\/\/x:1" is not an http/);
+    const listed = fetcherWith(undefined, undefined, { proxyAuth: 'alice:s3cret', proxyAuthFor: [new URL(authProxy.url).origin] });
+    const unlisted = fetcherWith(undefined, undefined, { proxyAuth: 'alice:s3cret', proxyAuthFor: ['http://proxy.corp.test:3128'] });
+    try {
+      expect((await listed.fetch(`${httpUrl}/listed`, { proxy: authProxy.url })).record).toMatchObject({ ok: true, status: 200 });
+      const { record } = await unlisted.fetch(`${httpUrl}/unlisted`, { proxy: authProxy.url });
+      expect(record.ok).toBe(false);
+      expect(record.error!.message).toMatch(/407 .*only to the proxies in FANOUT_PROXY_AUTH_FOR/);
+    } finally {
+      await Promise.all([listed.close(), unlisted.close()]);
+    }
   });
 });
 

@@ -33,6 +33,7 @@ Environment variables:
   FANOUT_HEADER_ENV_VARS  the only variables jobs may name in headerEnv, comma-separated (\`serve\`);
                           FANOUT_* and AWS_* never
   FANOUT_PROXY_AUTH       user:password the workers send to proxies
+  FANOUT_PROXY_AUTH_FOR   the proxies \`serve\` sends it to, comma-separated URLs (others get none)
   FANOUT_DEBUG            1: print stack traces with errors
 `;
 

@@ -168,7 +168,7 @@ export class ProxyRefusedError extends Error {
   ) {
     super(
       status === 407
-        ? `the proxy ${proxy} answered 407 Proxy Authentication Required: set (or check) ${PROXY_DEFAULTS.authEnv}=user:password`
+        ? `the proxy ${proxy} answered 407 Proxy Authentication Required: set (or check) ${PROXY_DEFAULTS.authEnv}=user:password (a server sends it only to the proxies in ${PROXY_DEFAULTS.authForEnv})`
         : `the proxy ${proxy} refused the tunnel with status ${status}`,
     );
   }

@@ -39,6 +39,8 @@ export interface EmbeddedRuntimeOptions {
   guard: AddressGuard;
   /** Proxies from the environment for jobs without a `proxy` option (`fanout fetch` only). */
   envProxy?: ProxyRoutes | null;
+  /** The proxies FANOUT_PROXY_AUTH is sent to (`serve`: the operator's list); undefined: any (`fetch`). */
+  proxyAuthFor?: readonly string[];
   maxChunksInFlight?: number;
   visibilityTimeoutMs?: number;
   maxReceiveCount?: number;
@@ -84,7 +86,11 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
   constructor(options: EmbeddedRuntimeOptions) {
     super();
     this.store = options.store ?? new LocalStore(options.dataDir);
-    this.fetcher = new Fetcher(options.guard, undefined, { envProxy: options.envProxy, maxSockets: maxSocketsFromEnv(process.env, localMaxSockets(1)) });
+    this.fetcher = new Fetcher(options.guard, undefined, {
+      envProxy: options.envProxy,
+      proxyAuthFor: options.proxyAuthFor,
+      maxSockets: maxSocketsFromEnv(process.env, localMaxSockets(1)),
+    });
     this.options = options;
     // Status and cancel called with this store (the API, the CLI) use this ledger too.
     this.ledger = bindLedger(this.store, new MemoryLedger(summaryLoader(this.store))) as MemoryLedger;
@@ -153,6 +159,7 @@ export class EmbeddedRuntime extends EventEmitter<RuntimeEvents> {
         dataDir: this.store.root,
         guard: this.fetcher.guard.config,
         envProxy: this.fetcher.envProxy,
+        proxyAuthFor: this.options.proxyAuthFor,
         maxReceiveCount: this.queue.maxReceiveCount,
         visibilityTimeoutMs: this.queue.visibilityTimeoutMs,
         maxChunksInFlight: this.options.maxChunksInFlight,

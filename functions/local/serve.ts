@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/app.ts';
 import type { UploadTarget } from '../api/deps.ts';
 import { checkHeaderEnv } from '../core/header-env.ts';
+import { proxyAuthForFromEnv } from '../core/engine/proxy.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { UsageError } from '../core/errors.ts';
 import { UPLOAD_DEFAULTS, sweepUploads } from '../core/uploads.ts';
@@ -61,6 +62,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     guard: options.guard,
     // A worker thread per worker: this thread serves the API and counts.
     threads: options.workers,
+    // Jobs name their proxies: the credentials go only to the operator's.
+    proxyAuthFor: proxyAuthForFromEnv(),
     callbackSecret: options.callbackSecret ?? options.token,
   });
   runtime.on('error', (error, context) =>

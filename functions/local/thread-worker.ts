@@ -21,7 +21,7 @@ const port = parentPort!;
 const config = workerData as ThreadConfig;
 const post = (message: FromThread) => port.postMessage(message);
 const queue = new QueueProxy(port, config.maxReceiveCount, config.visibilityTimeoutMs);
-const fetcher = new Fetcher(new AddressGuard(config.guard), undefined, { envProxy: config.envProxy, maxSockets: config.maxSockets });
+const fetcher = new Fetcher(new AddressGuard(config.guard), undefined, { envProxy: config.envProxy, proxyAuthFor: config.proxyAuthFor, maxSockets: config.maxSockets });
 const stop = new AbortController();
 const cancels = new CancelRegistry();
 const progress = new Map<string, { done: number; failed: number }>();

@@ -22,6 +22,8 @@ export interface ThreadConfig {
   guard: GuardConfig;
   /** Proxies from the environment (`fanout fetch`), as the main thread read them. */
   envProxy?: ProxyRoutes | null;
+  /** See RuntimeOptions.proxyAuthFor. */
+  proxyAuthFor?: readonly string[];
   maxReceiveCount: number;
   visibilityTimeoutMs: number;
   maxChunksInFlight?: number;

@@ -15,7 +15,7 @@ import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { Fetcher } from '../../core/engine/fetcher.ts';
 import { AddressGuard } from '../../core/engine/guard.ts';
-import { PROXY_DEFAULTS, proxyAuthFromEnv } from '../../core/engine/proxy.ts';
+import { PROXY_DEFAULTS, proxyAuthForFromEnv as proxyAuthFor, proxyAuthFromEnv } from '../../core/engine/proxy.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { handleMessage, type MessageDeps, type MessageResult } from '../../core/messages.ts';
 import { callbackSecretSource } from '../callback-secret.ts';
@@ -50,7 +50,9 @@ let secret: { env: AwsRuntime['env']; get: () => Promise<string | undefined> } |
 /** The headerEnv option's values: this function's environment, or Secrets Manager (cached per container). */
 const headerSecrets = awsHeaderSecrets();
 
-const newFetcher = (proxyAuth: string | undefined) => new Fetcher(AddressGuard.fromEnv(process.env, true), undefined, { proxyAuth: proxyAuth ?? '' });
+// Jobs name their proxies: the credentials go only to the operator's (FANOUT_PROXY_AUTH_FOR, the stack's proxyAuthFor).
+const newFetcher = (proxyAuth: string | undefined, authFor: readonly string[]) =>
+  new Fetcher(AddressGuard.fromEnv(process.env, true), undefined, { proxyAuth: proxyAuth ?? '', proxyAuthFor: authFor });
 
 /** FANOUT_PROXY_AUTH's `user:password`: the variable's value, or the Secrets Manager secret it names. */
 async function proxyAuth(): Promise<string | undefined> {
@@ -65,7 +67,8 @@ async function proxyAuth(): Promise<string | undefined> {
  * addresses are blocked unless FANOUT_ALLOW_PRIVATE / FANOUT_ALLOW_CIDRS open them. The proxies'
  * credentials are resolved first: FANOUT_PROXY_AUTH may hold a Secrets Manager ARN (the stack's
  * `proxyAuthSecret`), read once per container (a rotation reaches new containers). While they
- * cannot be resolved (Secrets Manager failing, a secret without `user:password`), messages are
+ * cannot be resolved (Secrets Manager failing, a secret without `user:password`, a bad
+ * FANOUT_PROXY_AUTH_FOR), messages are
  * handled without them, logged, and they are tried again a minute later: jobs without a proxy go
  * on, and a dead letter's last try never fails for it.
  */
@@ -74,7 +77,7 @@ async function containerFetcher(log: Logger): Promise<Fetcher> {
   if (Date.now() >= proxyAuthRetryAt) {
     try {
       const auth = await proxyAuth();
-      fetcher ??= newFetcher(auth);
+      fetcher ??= newFetcher(auth, proxyAuthFor());
       void withoutProxyAuth?.close();
       withoutProxyAuth = undefined;
       return fetcher;
@@ -83,7 +86,7 @@ async function containerFetcher(log: Logger): Promise<Fetcher> {
       log.error('the proxies\' credentials cannot be resolved: proxies get none until they can', { error: (error as Error).message });
     }
   }
-  return (withoutProxyAuth ??= newFetcher(undefined));
+  return (withoutProxyAuth ??= newFetcher(undefined, []));
 }
 
 async function deps(rt: AwsRuntime, log: Logger): Promise<MessageDeps> {

@@ -38,6 +38,12 @@ export interface FetcherOptions {
   envProxy?: ProxyRoutes | null;
   /** `user:password` for proxies; default FANOUT_PROXY_AUTH. */
   proxyAuth?: string;
+  /**
+   * The proxies (origins) that may be sent `proxyAuth`; undefined: any (`fanout fetch`, where the
+   * user names the proxies). Server modes give the operator's list (FANOUT_PROXY_AUTH_FOR, see
+   * proxyAuthForFromEnv), else any API user could name a proxy of theirs and read the credentials.
+   */
+  proxyAuthFor?: readonly string[];
 }
 
 /**
@@ -156,6 +162,7 @@ export class Fetcher {
   /** Proxies from the environment, for jobs without a `proxy` option (`fanout fetch` only). */
   readonly envProxy: ProxyRoutes | null;
   private readonly proxyAuth: string | undefined;
+  private readonly proxyAuthFor: readonly string[] | undefined;
   private readonly slots = new Map<string, JobSlot>();
   private readonly budget: SocketBudget;
 
@@ -168,6 +175,7 @@ export class Fetcher {
     this.budget = new SocketBudget(options.maxSockets ?? maxSocketsFromEnv());
     this.envProxy = options.envProxy ?? null;
     this.proxyAuth = options.proxyAuth ?? proxyAuthFromEnv();
+    this.proxyAuthFor = options.proxyAuthFor;
   }
 
   /** The socket budget's counters: its size, sockets open now, the peak, evictions and waits. */
@@ -185,7 +193,9 @@ export class Fetcher {
     } else {
       const { perHost, insecure, ca, http2 } = options;
       const proxy = options.proxy ? routesForProxy(options.proxy) : this.envProxy;
-      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca, http2, proxy, proxyAuth: this.proxyAuth });
+      // The job's proxy gets the credentials only if the operator listed it (server modes).
+      const proxyAuth = !this.proxyAuthFor || (options.proxy && this.proxyAuthFor.includes(new URL(options.proxy).origin)) ? this.proxyAuth : undefined;
+      agent = createAgent({ perHost, guard: this.guard, budget: this.budget, lookup: this.lookup, insecure, ca, http2, proxy, proxyAuth });
       if (this.agents.size >= FETCHER_DEFAULTS.maxAgents) {
         const [oldKey, oldest] = this.agents.entries().next().value!;
         this.agents.delete(oldKey);

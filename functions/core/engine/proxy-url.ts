@@ -7,6 +7,8 @@
 export const PROXY_DEFAULTS = {
   /** The worker's environment variable holding the proxy's credentials, `user:password`. */
   authEnv: 'FANOUT_PROXY_AUTH',
+  /** The proxies a server (`serve`, AWS) sends those credentials to; any other proxy a job names gets none. */
+  authForEnv: 'FANOUT_PROXY_AUTH_FOR',
   /** Longest proxy URL accepted. */
   maxUrlLength: 2048,
 } as const;

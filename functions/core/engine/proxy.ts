@@ -99,6 +99,23 @@ export function proxyAuthFromEnv(env: NodeJS.ProcessEnv = process.env): string |
   return value;
 }
 
+/**
+ * FANOUT_PROXY_AUTH_FOR: the proxies (comma-separated http(s) URLs, as jobs name them) that server
+ * modes send FANOUT_PROXY_AUTH to, as origins; unset, none.
+ *
+ * @throws {ConfigError} naming an entry that is not an http(s) URL.
+ * @example
+ * proxyAuthForFromEnv({ FANOUT_PROXY_AUTH_FOR: 'http://proxy.corp:3128' }) // ['http://proxy.corp:3128']
+ */
+export function proxyAuthForFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const entries = (env[PROXY_DEFAULTS.authForEnv] ?? '').split(',').map((e) => e.trim()).filter(Boolean);
+  return entries.map((entry) => {
+    const url = URL.canParse(entry) ? new URL(entry) : undefined;
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new ConfigError(`${PROXY_DEFAULTS.authForEnv}: ${JSON.stringify(entry)} is not an http:// or https:// proxy URL`);
+    return url.origin;
+  });
+}
+
 /** NO_PROXY, parsed once: which targets go direct. */
 export class NoProxy {
   private readonly all: boolean;
