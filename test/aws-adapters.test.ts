@@ -196,5 +196,9 @@ describe('the API token on AWS', () => {
     expect(awsLimits({ FANOUT_API_BUDGET_MS: ' 200 ', FANOUT_MAX_REQUEST_BYTES: '' })).toMatchObject({ FANOUT_API_BUDGET_MS: 200, FANOUT_MAX_REQUEST_BYTES: 4 * 1024 * 1024 });
     expect(() => awsLimits({ FANOUT_API_BUDGET_MS: 'soon' })).toThrow(/FANOUT_API_BUDGET_MS: .*"soon"/);
     expect(() => awsLimits({ FANOUT_RESULT_PAGE_MAX_LINKS: '-1' })).toThrow(/FANOUT_RESULT_PAGE_MAX_LINKS/);
+    // A page of nothing would send clients following `next` round in circles.
+    for (const name of ['FANOUT_RESULT_PAGE_MAX_RECORDS', 'FANOUT_RESULT_PAGE_MAX_BYTES', 'FANOUT_RESULT_PAGE_MAX_LINKS']) {
+      expect(() => awsLimits({ [name]: '0' }), name).toThrow(new RegExp(name));
+    }
   });
 });

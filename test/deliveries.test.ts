@@ -7,6 +7,8 @@
  * result files before deliveries wrote part files of their own names.
  */
 import { existsSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countResults } from '../functions/core/chunk-writer.ts';
@@ -124,7 +126,80 @@ async function diedWhileAnotherFinished(): Promise<string[]> {
   return filesUnder(join(root, 'jobs', job.jobId, 'parts'));
 }
 
+/** A store whose puts hang for good after `after` puts: a delivery killed at that point. */
+function dyingAfter(local: LocalStore, after: number): ObjectStore {
+  let puts = 0;
+  return Object.assign(Object.create(local) as LocalStore, {
+    put: async (key: string, body: Body, options?: { ifAbsent?: boolean }) => {
+      if (puts++ >= after) return new Promise<boolean>(() => {});
+      return local.put(key, body, options);
+    },
+  });
+}
+
+type Kind = 'parts' | 'budget' | 'plain' | 'killed';
+
 describe('overlapping deliveries', () => {
+  it('random mixes of Lambda (time-budgeted), periodic-parts, plain and killed deliveries on one chunk: one record per index, the counts of the file, no parts left (20 trials)', async () => {
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+    const bad: string[] = [];
+    const leaks: string[] = [];
+    for (let trial = 0; trial < 20; trial++) {
+      const root = tempDir();
+      const store = new LocalStore(root);
+      const n = 5 + Math.floor(rand() * 40);
+      const urls = Array.from({ length: n }, (_, i) => `${origin.url}/delay?ms=${Math.floor(rand() * 40)}&mx=${trial}-${i}`);
+      const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 1 + Math.floor(rand() * 5), retries: 0, timeoutMs: 150 });
+      const kinds: Kind[] = [];
+      const results: (ChunkResult | Error)[] = [];
+      const deliveries = 2 + Math.floor(rand() * 3);
+      const one = async (): Promise<void> => {
+        const kindR = rand();
+        const kind: Kind = kindR < 0.35 ? 'parts' : kindR < 0.7 ? 'budget' : kindR < 0.85 ? 'plain' : 'killed';
+        kinds.push(kind);
+        const gap = Math.floor(rand() * 60);
+        const partEveryMs = Math.floor(rand() * 40);
+        const budgetMs = 200 + Math.floor(rand() * 400);
+        const killAfter = Math.floor(rand() * 4);
+        await new Promise((r) => setTimeout(r, gap));
+        let body = chunkMessage(job.jobId, 0);
+        for (let hop = 0; hop < 30; hop++) {
+          let r: ChunkResult | Error;
+          if (kind === 'killed') {
+            void processChunk({ store: dyingAfter(store, killAfter), fetcher, cancelPollMs: 50, partEveryMs }, body).catch(() => {});
+            return;
+          }
+          const deps: WorkerDeps = { store, fetcher, cancelPollMs: 50, ...(kind === 'parts' ? { partEveryMs } : {}) };
+          r = await processChunk(deps, body, kind === 'budget' ? { deadline: Date.now() + budgetMs, marginMs: 20 } : {}).catch((e: unknown) => e as Error);
+          results.push(r);
+          if (r instanceof Error) {
+            await new Promise((res) => setTimeout(res, 20));
+            continue; // the queue tries again
+          }
+          if (r.outcome !== 'continued') return;
+          body = r.continuation!;
+        }
+      };
+      await Promise.all(Array.from({ length: deliveries }, () => one()));
+      // The queue's later try.
+      const last = await processChunk({ store, fetcher, cancelPollMs: 50 }, chunkMessage(job.jobId, 0));
+      const indexes = (await readRecords(store, job.jobId)).map((r) => r.index);
+      const fileCounts = await countResults(store, layout.results(job.jobId, 0));
+      const summary = JSON.parse((await store.get(layout.chunkDone(job.jobId, 0)))!.toString()) as { count: number; succeeded: number; failed: number };
+      const wrongCounts = results.filter((r) => !(r instanceof Error) && ['written', 'lost-race'].includes(r.outcome) && JSON.stringify(r.counts) !== JSON.stringify(fileCounts));
+      if (JSON.stringify(indexes) !== JSON.stringify(Array.from({ length: n }, (_, i) => i)) || summary.count !== fileCounts.count || wrongCounts.length > 0) {
+        bad.push(`trial ${trial}: n=${n} kinds=${kinds} last=${last.outcome} -> ${indexes.length} records (${indexes.join(',')}), summary ${summary.count}, file ${fileCounts.count}, wrong counts ${wrongCounts.length}`);
+      }
+      // Give killed/late deliveries a moment, then look for leftovers after the chunk is done.
+      await new Promise((r) => setTimeout(r, 300));
+      const left = filesUnder(join(root, 'jobs', job.jobId, 'parts'));
+      if (left.length > 0) leaks.push(`trial ${trial}: kinds=${kinds}: ${left.length} files left under parts/ after the chunk was done`);
+    }
+    expect(bad).toEqual([]);
+    expect(leaks).toEqual([]);
+  }, 300_000);
+
   it('1-3 deliveries of a chunk, 0-20 ms apart, parts cut every 0-40 ms: one record per index in every result file (40 trials)', async () => {
     expect(await trials('t', 40)).toEqual([]);
   }, 120_000);
@@ -333,5 +408,32 @@ describe('held and spilled first parts, store faults', () => {
     expectOnePerIndex(await readRecords(store, job.jobId), 10);
     urls.forEach((_, i) => expect(hitsBefore(i) - before[i]!, `URL ${i}`).toBe(i < 4 ? 0 : 1));
     expect(filesUnder(join(root, 'jobs', job.jobId, 'parts'))).toEqual([]);
+  }, 30_000);
+
+  it('a Lambda delivery that hands on after another delivery finished the chunk: its part is removed when its continuation finds the chunk done', async () => {
+    const root = tempDir();
+    const store = new LocalStore(root);
+    // An origin slow (2 s) until `fast` is set, then instant.
+    let fast = false;
+    const server = createServer((_req, res) => setTimeout(() => res.end('x'), fast ? 0 : 2_000));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const urls = [...Array.from({ length: 5 }, (_, i) => `${origin.url}/ok?leak=${i}`), ...Array.from({ length: 5 }, (_, i) => `${base}/slow?leak=${i}`)];
+      const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 10, retries: 2, retryBaseMs: 5, timeoutMs: 300 });
+      // A: a Lambda delivery; items 5-9 time out at 300 ms, their retries are cut by the hard stop at ~500 ms.
+      const a = processChunk({ store, fetcher, cancelPollMs: 50 }, chunkMessage(job.jobId, 0), { deadline: Date.now() + 600, marginMs: 100 });
+      await new Promise((r) => setTimeout(r, 350));
+      // B: a redelivery (no budget) at 350 ms, when the origin is fast: it finishes the chunk.
+      fast = true;
+      expect((await processChunk({ store, fetcher, cancelPollMs: 50 }, chunkMessage(job.jobId, 0))).outcome).toBe('written');
+      const ra = await a;
+      expect(ra.outcome).toBe('continued'); // A kept a part after B had finished
+      expect(await processChunk({ store, fetcher, cancelPollMs: 50 }, ra.continuation!)).toMatchObject({ outcome: 'already-done' });
+      expect(filesUnder(join(root, 'jobs', job.jobId, 'parts'))).toEqual([]);
+      expectOnePerIndex(await readRecords(store, job.jobId), 10);
+    } finally {
+      server.close();
+    }
   }, 30_000);
 });

@@ -159,10 +159,13 @@ const limitsSchema = z.object({
    * (records inflate ~5-10x, and paging through them costs a request per page).
    */
   FANOUT_INLINE_RESULTS_MAX_BYTES: limit(512 * 1024),
-  /** Every results response on AWS is a page of at most this many records, bytes and links (see RESULT_PAGE_DEFAULTS). */
-  FANOUT_RESULT_PAGE_MAX_RECORDS: limit(RESULT_PAGE_DEFAULTS.maxRecords),
-  FANOUT_RESULT_PAGE_MAX_BYTES: limit(RESULT_PAGE_DEFAULTS.maxBytes),
-  FANOUT_RESULT_PAGE_MAX_LINKS: limit(RESULT_PAGE_DEFAULTS.maxLinks),
+  /**
+   * Every results response on AWS is a page of at most this many records, bytes and links (see
+   * RESULT_PAGE_DEFAULTS); at least 1 each, or a page could hold nothing and its `next` never move.
+   */
+  FANOUT_RESULT_PAGE_MAX_RECORDS: limit(RESULT_PAGE_DEFAULTS.maxRecords).pipe(z.number().min(1)),
+  FANOUT_RESULT_PAGE_MAX_BYTES: limit(RESULT_PAGE_DEFAULTS.maxBytes).pipe(z.number().min(1)),
+  FANOUT_RESULT_PAGE_MAX_LINKS: limit(RESULT_PAGE_DEFAULTS.maxLinks).pipe(z.number().min(1)),
 });
 
 export type AwsLimits = z.infer<typeof limitsSchema>;

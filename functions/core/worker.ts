@@ -170,6 +170,8 @@ export async function processChunk(deps: WorkerDeps, body: string, options: Proc
     // wrote the summary may have died before counting it or before finishing the job.
     const { chunk: _, writtenAt: __, ...counts } = JSON.parse(summary.toString('utf8')) as ChunkSummary;
     await countChunk(deps, job, chunk, counts);
+    // Parts a delivery overlapping the one that finished kept after it (a hand-on): nobody else removes them.
+    await deps.store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
     return { jobId, chunk, outcome: 'already-done', counts: emptyCounts() };
   }
   try {
@@ -274,7 +276,8 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
       return { jobId, chunk, outcome: 'continued', counts: emptyCounts(), continuation: chunkMessage(jobId, chunk, message.continuation + 1) };
     }
     await markChunkDone(deps, job, chunk, outcome.counts!);
-    if (time || parts.length > 0) await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+    // Also when this delivery read none: one overlapping it may have kept some meanwhile.
+    await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
     return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
   } finally {
     controller.abort(new Error('chunk finished'));
