@@ -68,9 +68,8 @@ async function proxyAuth(): Promise<string | undefined> {
  * credentials are resolved first: FANOUT_PROXY_AUTH may hold a Secrets Manager ARN (the stack's
  * `proxyAuthSecret`), read once per container (a rotation reaches new containers). While they
  * cannot be resolved (Secrets Manager failing, a secret without `user:password`, a bad
- * FANOUT_PROXY_AUTH_FOR), messages are
- * handled without them, logged, and they are tried again a minute later: jobs without a proxy go
- * on, and a dead letter's last try never fails for it.
+ * FANOUT_PROXY_AUTH_FOR), messages are handled without them, logged, and they are tried again a
+ * minute later: jobs without a proxy go on, and a dead letter's last try never fails for it.
  */
 async function containerFetcher(log: Logger): Promise<Fetcher> {
   if (fetcher) return fetcher;
