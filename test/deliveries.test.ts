@@ -436,4 +436,33 @@ describe('held and spilled first parts, store faults', () => {
       server.close();
     }
   }, 30_000);
+
+  it('damaged marks (a part gone, unreadable JSON, a file outside the chunk or the mark itself, a bad range): the chunk is fetched again from there and completes', async () => {
+    const marks: ((jobId: string) => string)[] = [
+      (jobId) => JSON.stringify({ from: 0, to: 3, file: `${layout.partsPrefix(jobId, 0)}000000.deadbeefdeadbeef.ndjson.gz` }),
+      () => '{"from": 0, "to": 3, "fi',
+      (jobId) => JSON.stringify({ from: 0, to: 3, file: `${layout.partsPrefix(jobId, 1)}000000.deadbeefdeadbeef.ndjson.gz` }),
+      (jobId) => JSON.stringify({ from: 0, to: 3, file: layout.partDone(jobId, 0, 0) }),
+      () => JSON.stringify({ from: 0, to: 0 }),
+      () => JSON.stringify({ from: 0, to: 3, file: 42 }),
+    ];
+    // The embedded runtime's delivery (periodic parts) and a Lambda's (a time budget), each on a fresh job.
+    const paths: [string, Partial<WorkerDeps>, { deadline?: number }][] = [
+      ['parts', { partEveryMs: 10_000 }, {}],
+      ['lambda', {}, { deadline: Date.now() + 30_000 }],
+    ];
+    for (const [i, mark] of marks.entries()) {
+      for (const [path, extra, options] of paths) {
+        const root = tempDir();
+        const store = new LocalStore(root);
+        const urls = Array.from({ length: 6 }, (_, n) => `${origin.url}/ok?damaged=${i}-${path}-${n}`);
+        const job = await planUrls(store, new MemoryQueue(), urls, { concurrency: 2, retries: 0 });
+        await store.put(layout.partDone(job.jobId, 0, 0), mark(job.jobId));
+        const deps: WorkerDeps = { store, fetcher, cancelPollMs: 50, ...extra };
+        expect(await processChunk(deps, chunkMessage(job.jobId, 0), options), `mark ${i}, ${path}`).toMatchObject({ outcome: 'written', counts: { count: 6 } });
+        expectOnePerIndex(await readRecords(store, job.jobId), 6);
+        expect(filesUnder(join(root, 'jobs', job.jobId, 'parts')), `mark ${i}, ${path}`).toEqual([]);
+      }
+    }
+  }, 60_000);
 });

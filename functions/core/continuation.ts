@@ -55,25 +55,51 @@ export interface PartsChain {
 export async function partsChain(store: ObjectStore, jobId: string, chunk: number): Promise<PartsChain> {
   const prefix = layout.partsPrefix(jobId, chunk);
   const ranges = new Map<number, { to: number; counts?: Counts; file?: string }>();
+  /** Marks no delivery can use (damaged): removed, or their positions could never be marked again. */
+  const unusable: string[] = [];
   for await (const key of store.list(prefix)) {
     if (!key.endsWith('.json')) continue;
     const data = await store.get(key);
     if (!data) continue;
-    const { from, to, counts, file } = JSON.parse(data.toString('utf8')) as { from: number; to: number; counts?: Counts; file?: unknown };
-    // The file the mark names (a delivery's own), if it is one of this chunk's parts.
-    const named = typeof file === 'string' && file.startsWith(prefix) && !file.slice(prefix.length).includes('/') ? file : undefined;
-    if (to > (ranges.get(from)?.to ?? from)) ranges.set(from, { to, counts, file: named });
+    const mark = parseMark(data, prefix);
+    if (!mark) {
+      unusable.push(key);
+      continue;
+    }
+    if (mark.to > (ranges.get(mark.from)?.to ?? mark.from)) ranges.set(mark.from, mark);
   }
   const parts: string[] = [];
   let next = 0;
   let counts: Counts | null = emptyCounts();
   while (ranges.has(next)) {
     const range = ranges.get(next)!;
-    parts.push(range.file ?? layout.part(jobId, chunk, next));
+    const file = range.file ?? layout.part(jobId, chunk, next);
+    if ((await store.size(file)) === null) {
+      // Its part is gone (a store damaged or cleared by hand): the chain ends before it, and this mark
+      // and the later ones go, so their items are fetched again instead of every delivery failing.
+      for (const from of ranges.keys()) if (from >= next) unusable.push(layout.partDone(jobId, chunk, from));
+      break;
+    }
+    parts.push(file);
     counts = counts && range.counts ? addCounts(counts, range.counts) : null;
     next = range.to;
   }
+  await Promise.all(unusable.map((key) => store.delete(key)));
   return { parts, next, counts };
+}
+
+/** A part's mark, or undefined when it is not one (damaged): `file` kept only if it is one of this chunk's parts. */
+function parseMark(data: Buffer, prefix: string): { from: number; to: number; counts?: Counts; file?: string } | undefined {
+  let mark: { from?: unknown; to?: unknown; counts?: Counts; file?: unknown };
+  try {
+    mark = JSON.parse(data.toString('utf8')) as typeof mark;
+  } catch {
+    return undefined;
+  }
+  const { from, to, counts, file } = mark ?? {};
+  if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || (from as number) < 0 || (to as number) <= (from as number)) return undefined;
+  const named = typeof file === 'string' && file.startsWith(prefix) && file.length > prefix.length && !file.slice(prefix.length).includes('/') && !file.endsWith('.json') ? file : undefined;
+  return { from: from as number, to: to as number, counts, file: named };
 }
 
 /**
