@@ -25,6 +25,7 @@ import { processChunk } from '../functions/core/worker.ts';
 import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
+import { startServer } from '../functions/local/serve.ts';
 import { fanout } from './support/cli.ts';
 import { readRecords } from './support/jobs.ts';
 import { tempDir } from './support/tmp.ts';
@@ -278,3 +279,59 @@ describe('the API', () => {
     expect(((await res.json()) as { detail: string }).detail).toContain('environment variable PARTNER_TEST_NOT_THERE is not set');
   });
 });
+
+describe('jobs of API users keep the server rules', () => {
+  it('`fanout serve` with FANOUT_HEADER_ENV_VARS unset exposes no variable: an API user cannot have the operator\'s token or HTTPS_PROXY password sent', async () => {
+    const saved = { ...process.env };
+    process.env.PARTNER_TEST_OPERATOR_TOKEN = 'ghp_operator_secret';
+    process.env.HTTPS_PROXY = 'http://opuser:operator-proxy-pw@127.0.0.1:9/';
+    delete process.env.FANOUT_HEADER_ENV_VARS;
+    const server = await startServer({ host: '127.0.0.1', port: 0, dataDir: tempDir(), workers: 0, guard: new AddressGuard({ blockPrivate: false }), token: 'api-token' });
+    try {
+      const submit = (headerEnv: Record<string, string>) =>
+        fetch(`${server.url}/jobs`, {
+          method: 'POST',
+          headers: { authorization: 'Bearer api-token', 'content-type': 'application/json' },
+          body: JSON.stringify({ urls: [`${origin.url}/steal`], options: { headerEnv } }),
+        });
+      for (const variable of ['PARTNER_TEST_OPERATOR_TOKEN', 'HTTPS_PROXY', 'HOME', 'PARTNER_TEST_SURELY_NOT_SET']) {
+        const res = await submit({ 'x-a': variable });
+        expect(res.status, variable).toBe(400);
+        // The same answer whether the operator has the variable or not.
+        expect(((await res.json()) as { detail: string }).detail).toContain(`${variable} cannot be used: the operator exposes no variable to jobs (FANOUT_HEADER_ENV_VARS)`);
+      }
+    } finally {
+      await server.close();
+      process.env = saved;
+    }
+  });
+
+  it('`fanout resume` of a job an API user submitted keeps serve\'s rules: the address guard, and proxy credentials only for FANOUT_PROXY_AUTH_FOR', async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    // The API user's own "proxy": it keeps every Proxy-Authorization it is sent.
+    const own = createServer((req, res) => (seen.push(req.headers), res.end('ok')));
+    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r));
+    const ownUrl = `http://127.0.0.1:${(own.address() as AddressInfo).port}`;
+    try {
+      const dataDir = join(tempDir(), 'data');
+      const input = await openInput(Readable.from([`${origin.url}/resumed\n`]));
+      // As `fanout serve` stores an API user's job (source "api"), left unfinished.
+      const job = await planJob(new LocalStore(dataDir), new MemoryQueue(), { input, options: { proxy: ownUrl, retries: 0 }, source: 'api' });
+      const env = { FANOUT_PROXY_AUTH: 'opuser:operator-proxy-pw', FANOUT_PROXY_AUTH_FOR: 'http://proxy.operator.example:3128', FANOUT_ALLOW_CIDRS: '' };
+      // serve's guard: the loopback "proxy" is a private address, blocked.
+      const blocked = await fanout(['resume', job.jobId, '--data-dir', dataDir, '--quiet', '--json'], { env });
+      expect(blocked.code).toBe(0);
+      expect(JSON.parse(blocked.stdout)).toMatchObject({ byError: { blocked: 1 } });
+      expect(seen).toHaveLength(0);
+      // Allowed by the operator, it is reached, without the credentials meant for the operator's proxy.
+      const job2 = await planJob(new LocalStore(dataDir), new MemoryQueue(), { input: await openInput(Readable.from([`${origin.url}/resumed2\n`])), options: { proxy: ownUrl, retries: 0 }, source: 'api' });
+      const reached = await fanout(['resume', job2.jobId, '--data-dir', dataDir, '--quiet', '--json'], { env: { ...env, FANOUT_ALLOW_CIDRS: '127.0.0.1/32' } });
+      expect(reached.code).toBe(0);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!['proxy-authorization']).toBeUndefined();
+    } finally {
+      own.close();
+    }
+  }, 60_000);
+});
+

@@ -9,15 +9,16 @@ import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
-import { proxyRoutesFromEnv } from '../core/engine/proxy.ts';
+import { proxyAuthForFromEnv, proxyRoutesFromEnv } from '../core/engine/proxy.ts';
 import { UsageError } from '../core/errors.ts';
-import { refusedVariable } from '../core/header-env.ts';
+import { closeHeaderEnvForServer, refusedVariable } from '../core/header-env.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
 import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
 import { lockDataDir } from '../local/lock.ts';
 import { loadJob } from '../core/job.ts';
+import { LocalStore } from '../local/local-store.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
 import { createProgress, failureSummary, progressMode, waitSummary, type Progress } from './progress.ts';
 import { OutFile } from './out-file.ts';
@@ -86,14 +87,23 @@ interface Run {
  * every record already written stays, so `fanout resume JOB` carries on. Only `fanout cancel`
  * writes `cancelled` records.
  */
-function openRun(flags: FetchFlags, command: string): Run {
+function openRun(flags: FetchFlags, command: string, apiJob = false): Run {
   const dataDir = dataDirOf(flags.dataDir);
-  // The user is the operator here: private addresses are reachable unless --block-private.
-  const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
   const workers = workersOf(flags.workers);
   const lock = lockDataDir(dataDir, command);
-  // The user's own environment: HTTP_PROXY / HTTPS_PROXY / NO_PROXY apply here (not in `serve`).
-  const runtime = new EmbeddedRuntime({ dataDir, guard, envProxy: proxyRoutesFromEnv(process.env) });
+  let runtime: EmbeddedRuntime;
+  if (apiJob) {
+    // A job an API user submitted to `serve`, resumed here: it keeps serve's rules (the address
+    // guard, no proxies from this environment, proxy credentials and headerEnv variables only
+    // where the operator allows them), or its options could reach what serve never let them.
+    closeHeaderEnvForServer();
+    runtime = new EmbeddedRuntime({ dataDir, guard: AddressGuard.fromEnv(process.env, true), proxyAuthFor: proxyAuthForFromEnv() });
+  } else {
+    // The user is the operator here: private addresses are reachable unless --block-private, and
+    // HTTP_PROXY / HTTPS_PROXY / NO_PROXY apply (not in `serve`).
+    const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
+    runtime = new EmbeddedRuntime({ dataDir, guard, envProxy: proxyRoutesFromEnv(process.env) });
+  }
   const run: Run = { runtime, dataDir, workers, progress: createProgress(0, 'off'), release: () => {} };
   runtime.on('error', (error, context) => run.progress.log(`fanout: warning: ${context}: ${(error as Error).message}`));
   const onSignal = (signal: keyof typeof SIGNAL_EXIT) => {
@@ -192,7 +202,8 @@ function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): voi
 /** `fanout resume JOB`: re-enqueues what an interrupted or killed run left unfinished and runs it to the end. */
 export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
   checkJobId(jobId);
-  const run = openRun(flags, 'fanout resume');
+  const { source } = await loadJob(new LocalStore(dataDirOf(flags.dataDir)), jobId);
+  const run = openRun(flags, 'fanout resume', source === 'api');
   try {
     const started = Date.now();
     run.jobId = jobId;

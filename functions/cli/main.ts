@@ -30,8 +30,8 @@ Environment variables:
   FANOUT_ALLOW_CIDRS      ranges allowed despite the address guard, e.g. 10.1.0.0/16,127.0.0.2/32
   FANOUT_SCHEDULES        schedules file \`serve\` runs (as --schedules)
   FANOUT_CALLBACK_SECRET  key that signs completion callbacks (default: FANOUT_TOKEN)
-  FANOUT_HEADER_ENV_VARS  the only variables jobs may name in headerEnv, comma-separated (\`serve\`);
-                          FANOUT_* and AWS_* never
+  FANOUT_HEADER_ENV_VARS  the only variables jobs of \`serve\` may name in headerEnv (none when unset),
+                          comma-separated; FANOUT_* and AWS_* never
   FANOUT_PROXY_AUTH       user:password the workers send to proxies
   FANOUT_PROXY_AUTH_FOR   the proxies \`serve\` sends it to, comma-separated URLs (others get none)
   FANOUT_DEBUG            1: print stack traces with errors

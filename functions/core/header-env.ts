@@ -21,11 +21,21 @@ import { OptionsError } from './errors.ts';
 const RESERVED_VARIABLE = /^(FANOUT|AWS)_/i;
 
 /**
- * The operator's list of variables jobs may name (comma-separated): the AWS stack always sets it
- * (the `headerSecrets` setting's names, none by default); `fanout serve` may; unset, any variable
- * not reserved may be named.
+ * The operator's list of variables jobs may name (comma-separated). The AWS stack always sets it
+ * (the `headerSecrets` setting's names, none by default); `fanout serve` sets it empty when unset
+ * ({@link closeHeaderEnvForServer}); unset (`fanout fetch`, whose user is the operator), any
+ * variable not reserved may be named.
  */
 export const HEADER_ENV_VARS = 'FANOUT_HEADER_ENV_VARS';
+
+/**
+ * Where API users submit jobs (`fanout serve`, and `fanout resume` of a job they submitted), no
+ * variable of the operator's environment is theirs to name unless FANOUT_HEADER_ENV_VARS lists
+ * it: set empty when unset, in this process's environment, which worker threads inherit.
+ */
+export function closeHeaderEnvForServer(env: NodeJS.ProcessEnv = process.env): void {
+  env[HEADER_ENV_VARS] ??= '';
+}
 
 /**
  * Why a job may not name `variable` in `headerEnv` here, or undefined when it may.

@@ -6,7 +6,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/app.ts';
 import type { UploadTarget } from '../api/deps.ts';
-import { checkHeaderEnv } from '../core/header-env.ts';
+import { checkHeaderEnv, closeHeaderEnvForServer } from '../core/header-env.ts';
 import { proxyAuthForFromEnv } from '../core/engine/proxy.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
 import { UsageError } from '../core/errors.ts';
@@ -57,6 +57,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   if (!LOOPBACK.test(options.host) && !options.token) {
     throw new UsageError(`refusing to listen on ${options.host} without a token: set FANOUT_TOKEN (or use --host 127.0.0.1)`);
   }
+  // API users are not the operator: headerEnv names only what FANOUT_HEADER_ENV_VARS lists.
+  closeHeaderEnvForServer();
   const runtime = new EmbeddedRuntime({
     dataDir: options.dataDir,
     guard: options.guard,

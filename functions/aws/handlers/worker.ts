@@ -77,7 +77,8 @@ async function containerFetcher(log: Logger): Promise<Fetcher> {
     try {
       const auth = await proxyAuth();
       fetcher ??= newFetcher(auth, proxyAuthFor());
-      void withoutProxyAuth?.close();
+      // Not closed: another record of the batch may still be fetching through it (its idle
+      // connections close after the keep-alive timeout).
       withoutProxyAuth = undefined;
       return fetcher;
     } catch (error) {
