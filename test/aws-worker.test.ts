@@ -187,6 +187,33 @@ describe('the worker function on the DynamoDB ledger', () => {
     expect(errors.join('')).not.toContain('no-colon-here');
   });
 
+  it('two records of a batch, Secrets Manager failing for the first and answering the second: the first one\'s requests are not cut', async () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-flaky';
+    // The answer comes late, when the first record is already fetching through the fetcher without credentials.
+    secrets
+      .on(GetSecretValueCommand, { SecretId: arn })
+      .rejectsOnce(new Error('throttled'))
+      .callsFake(async () => (await new Promise((r) => setTimeout(r, 250)), { SecretString: 'alice:s3cret' }));
+    process.env.FANOUT_PROXY_AUTH = arn;
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      vi.resetModules();
+      const fresh = await import('../functions/aws/handlers/worker.ts');
+      // Two jobs, one chunk each: slow answers, so the first is still fetching when the second resolves the secret.
+      const jobs = [];
+      for (const n of [1, 2]) jobs.push((await api('POST', '/jobs', `${origin.url}/delay?ms=400&flaky=${n}\n`)).json() as { jobId: string });
+      const messages = await sqs.queue('chunks').receive({ max: 5 });
+      expect(messages).toHaveLength(2);
+      const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
+      expect(response.batchItemFailures).toEqual([]);
+      for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
+      for (const { jobId } of jobs) expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+    } finally {
+      spy.mockRestore();
+      delete process.env.FANOUT_PROXY_AUTH;
+    }
+  });
+
   it('a poison dead letter fails its early tries, and its last try acknowledges it and ends the job', async () => {
     const submitted = await api('POST', '/jobs', `${origin.url}/ok?dlq=1\n${origin.url}/ok?dlq=2\n`);
     const { jobId } = submitted.json() as { jobId: string };
