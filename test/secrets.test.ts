@@ -324,7 +324,8 @@ describe('jobs of API users keep the server rules', () => {
       expect(JSON.parse(blocked.stdout)).toMatchObject({ byError: { blocked: 1 } });
       expect(seen).toHaveLength(0);
       // Allowed by the operator, it is reached, without the credentials meant for the operator's proxy.
-      const job2 = await planJob(new LocalStore(dataDir), new MemoryQueue(), { input: await openInput(Readable.from([`${origin.url}/resumed2\n`])), options: { proxy: ownUrl, retries: 0 }, source: 'api' });
+      // (This one came through an upload.)
+      const job2 = await planJob(new LocalStore(dataDir), new MemoryQueue(), { input: await openInput(Readable.from([`${origin.url}/resumed2\n`])), options: { proxy: ownUrl, retries: 0 }, source: 'upload:0190c0de-0000-7000-8000-000000000000' });
       const reached = await fanout(['resume', job2.jobId, '--data-dir', dataDir, '--quiet', '--json'], { env: { ...env, FANOUT_ALLOW_CIDRS: '127.0.0.1/32' } });
       expect(reached.code).toBe(0);
       expect(seen).toHaveLength(1);

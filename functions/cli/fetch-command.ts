@@ -203,7 +203,8 @@ function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): voi
 export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
   checkJobId(jobId);
   const { source } = await loadJob(new LocalStore(dataDirOf(flags.dataDir)), jobId);
-  const run = openRun(flags, 'fanout resume', source === 'api');
+  // Submitted to serve's API (a body, or an upload): an API user's options.
+  const run = openRun(flags, 'fanout resume', source === 'api' || source?.startsWith('upload:') === true);
   try {
     const started = Date.now();
     run.jobId = jobId;
