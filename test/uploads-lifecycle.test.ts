@@ -3,6 +3,8 @@ import { createApp } from '../functions/api/app.ts';
 import type { UploadTarget } from '../functions/api/deps.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { layout } from '../functions/core/layout.ts';
+import { OptionsError } from '../functions/core/errors.ts';
+import type { JobOptions } from '../functions/core/options.ts';
 import { UPLOAD_DEFAULTS, sweepUploads } from '../functions/core/uploads.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { tempDir } from './support/tmp.ts';
@@ -25,7 +27,7 @@ afterAll(async () => {
   await runtime.stop();
 });
 
-function appWith(extra: { planInSlicesAboveBytes?: number } = {}) {
+function appWith(extra: { planInSlicesAboveBytes?: number; checkOptions?: (options: JobOptions) => void } = {}) {
   const app = createApp({ store: runtime.store, queue: runtime.queue, token: () => undefined, uploads, cancel: (j) => runtime.cancel(j), ...extra });
   const call = (method: string, path: string, body?: string, headers: Record<string, string> = {}) =>
     app.request(`http://fanout.test${path}`, { method, body, headers });
@@ -70,6 +72,24 @@ describe('upload lifecycle', () => {
     const again = await submitUpload(call, id);
     expect(again.status).toBe(409);
     expect(((await again.json()) as { detail: string }).detail).toMatch(/refused/);
+  });
+
+  it("a JSON document's own options are held to the runtime's checks as the request's are (400 naming the field, the list deleted)", async () => {
+    // As serve (a headerEnv variable it does not expose) or AWS (a timeoutMs beyond the worker's time) refuse them.
+    const checkOptions = (options: JobOptions) => {
+      if (options.timeoutMs > 60_000) throw new OptionsError('option "timeoutMs": at most 60000 ms here', 'timeoutMs');
+    };
+    const { call } = appWith({ checkOptions });
+    const direct = await call('POST', '/jobs', JSON.stringify({ urls: ['http://a.test/1'], options: { timeoutMs: 90_000 } }), { 'content-type': 'application/json' });
+    expect(direct.status).toBe(400);
+    const id = await upload(call, JSON.stringify({ urls: ['http://a.test/1'], options: { timeoutMs: 90_000 } }));
+    const refused = await call('POST', '/jobs', JSON.stringify({ upload: id, format: 'json' }), { 'content-type': 'application/json' });
+    const body = await refused.json();
+    expect(refused.status).toBe(400);
+    expect(body).toMatchObject({ field: 'timeoutMs' });
+    expect(await runtime.store.exists(layout.uploadList(id))).toBe(false);
+    const fine = await upload(call, JSON.stringify({ urls: ['http://a.test/1'], options: { timeoutMs: 40_000 } }));
+    expect((await call('POST', '/jobs', JSON.stringify({ upload: fine, format: 'json' }), { 'content-type': 'application/json' })).status).toBe(202);
   });
 
   it('a list planned in slices by the workers is deleted once planned', async () => {

@@ -144,7 +144,8 @@ export async function submitFromRequest(c: Context, deps: ApiDeps): Promise<Subm
       deps.store,
       deps.queue,
       request.upload,
-      { format: request.format, urlColumn: request.urlColumn, options, source: request.source, planInSlicesAboveBytes: deps.planInSlicesAboveBytes },
+      // The list's own options (a JSON document's) are held to the same checks when it is read.
+      { format: request.format, urlColumn: request.urlColumn, options, source: request.source, planInSlicesAboveBytes: deps.planInSlicesAboveBytes, checkOptions: deps.checkOptions },
       deadline,
     );
   }

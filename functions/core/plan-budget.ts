@@ -12,6 +12,7 @@ import { layout } from './layout.ts';
 import { parseJobOptions } from './options.ts';
 import { enqueueChunks } from './plan-chunks.ts';
 import { planSlice, submitStoredList, type ListSubmission, type PlanMessage, type PlanningMeta, type Submitted } from './plan-slices.ts';
+import type { PlanRequest } from './plan.ts';
 import type { ObjectStore, Queue } from './ports.ts';
 
 export interface BudgetedPlan {
@@ -27,6 +28,8 @@ export interface BudgetedPlan {
   consume?: boolean;
   /** Epoch ms by which the call must have handed on what it could not do. */
   deadline: number;
+  /** See PlanRequest.checkOptions. */
+  checkOptions?: PlanRequest['checkOptions'];
 }
 
 /**
@@ -41,6 +44,7 @@ export interface BudgetedPlan {
  */
 export async function planWithinBudget(store: ObjectStore, queue: Pick<Queue, 'send'>, plan: BudgetedPlan): Promise<Submitted> {
   const options = parseJobOptions(plan.options);
+  plan.checkOptions?.(options);
   const jobId = uuidv7();
   const list = plan.list ?? layout.list(jobId);
   const meta: PlanningMeta = { jobId, createdAt: new Date().toISOString(), options, source: plan.source, list, ...(plan.schedule ? { schedule: plan.schedule } : {}), ...(plan.consume ? { consume: true } : {}) };
@@ -96,9 +100,9 @@ export async function submitStoredListWithinBudget(
   const size = await store.size(submission.list);
   if (size === null) throw new NotFoundError(`no list at ${submission.list}`);
   if (submission.planInSlicesAboveBytes !== undefined && size > submission.planInSlicesAboveBytes) return submitStoredList(store, queue, submission);
-  const { list, source, deadline, schedule, consume } = submission;
+  const { list, source, deadline, schedule, consume, checkOptions } = submission;
   if (submission.format === 'text' || submission.format === 'ndjson') {
-    return planWithinBudget(store, queue, { list, format: submission.format, options: submission.options, source, schedule, consume, deadline });
+    return planWithinBudget(store, queue, { list, format: submission.format, options: submission.options, source, schedule, consume, deadline, checkOptions });
   }
   const stream = await store.getStream(list);
   if (!stream) throw new NotFoundError(`no list at ${list}`);
@@ -111,6 +115,6 @@ export async function submitStoredListWithinBudget(
   } finally {
     stream.destroy(); // a text or NDJSON list is read again by the planner, from its first byte
   }
-  if (format) return planWithinBudget(store, queue, { list, format, options: submission.options, source, schedule, consume, deadline });
-  return planWithinBudget(store, queue, { body: parsed!.body, format: 'ndjson', options: { ...parsed!.options, ...submission.options }, source, schedule, deadline });
+  if (format) return planWithinBudget(store, queue, { list, format, options: submission.options, source, schedule, consume, deadline, checkOptions });
+  return planWithinBudget(store, queue, { body: parsed!.body, format: 'ndjson', options: { ...parsed!.options, ...submission.options }, source, schedule, deadline, checkOptions });
 }

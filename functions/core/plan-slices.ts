@@ -76,6 +76,8 @@ export interface ListSubmission {
   planInSlicesAboveBytes?: number;
   /** The list is an upload: the workers delete it once they have planned (or refused) it. */
   consume?: boolean;
+  /** See PlanRequest.checkOptions. */
+  checkOptions?: PlanRequest['checkOptions'];
 }
 
 export interface Submitted {
@@ -102,6 +104,7 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
       throw new InputError(`a list this large must be text or NDJSON, not ${submission.format === 'csv' ? 'CSV' : 'a JSON document'}`, undefined, 'format');
     }
     const options = parseJobOptions(submission.options);
+    submission.checkOptions?.(options);
     await checkBaseline(store, options.since);
     const jobId = uuidv7();
     const meta: PlanningMeta = {
@@ -117,7 +120,7 @@ export async function submitStoredList(store: ObjectStore, queue: Queue, submiss
     return { jobId, total: null, chunks: null, state: 'planning', createdAt: meta.createdAt };
   }
   const input = await openInput((await store.getStream(submission.list))!, submission.format, { urlColumn: submission.urlColumn });
-  const job = await planJob(store, queue, { input, options: submission.options, source: submission.source, schedule: submission.schedule });
+  const job = await planJob(store, queue, { input, options: submission.options, source: submission.source, schedule: submission.schedule, checkOptions: submission.checkOptions });
   return { jobId: job.jobId, total: job.total, chunks: job.chunks, state: 'queued', createdAt: job.createdAt };
 }
 

@@ -9,7 +9,7 @@ import { checkBaseline } from './baseline.ts';
 import type { AlertOn, JobMeta } from './job.ts';
 import { layout } from './layout.ts';
 import { markDuplicates } from './dedupe.ts';
-import { parseJobOptions } from './options.ts';
+import { parseJobOptions, type JobOptions } from './options.ts';
 import { ChunkInputWriter, commitJob, enqueueChunks } from './plan-chunks.ts';
 import type { ObjectStore, Queue } from './ports.ts';
 
@@ -24,6 +24,11 @@ export interface PlanRequest {
   schedule?: { name: string; alertOn?: AlertOn[] };
   /** Sends the chunk messages; false leaves that to the caller (the API may want to answer first). */
   enqueue?: boolean;
+  /**
+   * The runtime's own checks of the final options (a JSON document's merged with those beside it):
+   * the API's `checkOptions`, so a list's embedded options are held to them too. Throws to refuse.
+   */
+  checkOptions?: (options: JobOptions) => void;
 }
 
 /**
@@ -35,6 +40,7 @@ export interface PlanRequest {
  */
 export async function planJob(store: ObjectStore, queue: Pick<Queue, 'send'>, request: PlanRequest): Promise<JobMeta> {
   const options = parseJobOptions({ ...request.input.options, ...request.options });
+  request.checkOptions?.(options);
   await checkBaseline(store, options.since);
   const jobId = uuidv7();
   const writer = new ChunkInputWriter(store, jobId, options.chunkSize);
