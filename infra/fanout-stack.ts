@@ -157,7 +157,8 @@ function headerSecretsValue(value: unknown): Record<string, string> {
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('setting headerSecrets: expected an object of VARIABLE: secret ARN');
   for (const [name, arn] of Object.entries(parsed)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name.startsWith('FANOUT_') || name.startsWith('AWS_')) {
+    // Not fanout's or Lambda's own: the worker's configuration, or what the runtime reads (NODE_OPTIONS, TZ...).
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || /^(FANOUT_|AWS_|LAMBDA_|_)/i.test(name) || /^(NODE_\w+|TZ|PATH|LD_\w+|LANG|HOME)$/i.test(name)) {
       throw new Error(`setting headerSecrets: ${JSON.stringify(name)} is not a variable name the worker may be given`);
     }
     if (typeof arn !== 'string' || !SECRET_ARN.test(arn)) {

@@ -401,7 +401,9 @@ describe('the CDK stack', () => {
     expect(reads.length).toBeGreaterThan(0);
     for (const st of reads) expect([st.Action].flat()).toEqual(expect.arrayContaining(['secretsmanager:GetSecretValue']));
     expect(() => synth({}, { headerSecrets: '{"API_TOKEN": "not-an-arn"}' })).toThrow(/setting headerSecrets: API_TOKEN must be a Secrets Manager secret ARN/);
-    expect(() => synth({}, { headerSecrets: '{"FANOUT_TOKEN": "' + arn + '"}' })).toThrow(/is not a variable name the worker may be given/);
+    for (const name of ['FANOUT_TOKEN', 'fanout_token', 'AWS_REGION', 'NODE_OPTIONS', 'LAMBDA_TASK_ROOT', '_HANDLER', 'TZ', 'PATH']) {
+      expect(() => synth({}, { headerSecrets: `{"${name}": "${arn}"}` }), name).toThrow(/is not a variable name the worker may be given/);
+    }
   });
 
   it('gives the worker the proxies\' credentials as a secret ARN in FANOUT_PROXY_AUTH, with read access to that secret alone', () => {
