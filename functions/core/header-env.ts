@@ -4,6 +4,7 @@
  * responses. The worker reads the value through a {@link SecretSource} when it starts a chunk: the
  * process environment locally, the Lambda's environment (or Secrets Manager) on AWS.
  */
+import { OptionsError } from './errors.ts';
 
 /** Reads one variable where the worker runs; undefined when it is not set. May be asynchronous (Secrets Manager). */
 export type SecretSource = (variable: string) => Promise<string | undefined>;
@@ -11,14 +12,12 @@ export type SecretSource = (variable: string) => Promise<string | undefined>;
 /** Header values may not hold CR, LF, NUL or other control characters (tab aside), as in options.ts. */
 const HEADER_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/;
 
-import { OptionsError } from './errors.ts';
-
 /**
  * Variables a job may never name: fanout's own configuration (the API token, the callback and proxy
  * secrets) and the platform's (on Lambda, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are the
  * worker role's credentials). Any job could otherwise send them to an origin of its choice.
  */
-const RESERVED_VARIABLE = /^(FANOUT|AWS)_/i;
+export const RESERVED_VARIABLE = /^(FANOUT|AWS)_/i;
 
 /**
  * The operator's list of variables jobs may name (comma-separated). The AWS stack always sets it

@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { proxyUrlProblem } from './engine/proxy-url.ts';
 import { OptionsError } from './errors.ts';
+import { RESERVED_VARIABLE } from './header-env.ts';
 import { VERSION } from './version.ts';
 
 export const BODY_MODES = ['none', 'inline', 'store'] as const;
@@ -99,7 +100,7 @@ export const headerEnvSchema = z.record(headerName, envVarName).superRefine((ent
     const why = UNSENDABLE_HEADERS[name.toLowerCase()];
     if (why !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: `header "${name}" cannot be set: ${why}` });
     // fanout's and the platform's own variables (the API token, the worker's AWS credentials) never.
-    if (/^(FANOUT|AWS)_/i.test(variable)) ctx.addIssue({ code: 'custom', path: [name], message: `environment variable ${variable} is fanout's or the platform's own configuration, never sent as a header` });
+    if (RESERVED_VARIABLE.test(variable)) ctx.addIssue({ code: 'custom', path: [name], message: `environment variable ${variable} is fanout's or the platform's own configuration, never sent as a header` });
   }
 });
 
