@@ -216,7 +216,7 @@ export const OPTION_HELP: Record<keyof z.output<typeof optionFields>, string> = 
   ratePerHost: 'requests started per second per origin, per worker (e.g. 5 or 0.5)',
   dedupe: 'fetch each distinct request once; later duplicates get a record with duplicateOf and no request',
   since: 'job id of the baseline: records say what changed since it',
-  headerEnv: 'header from an environment variable "name=VARIABLE", resolved by the worker, never stored (repeatable)',
+  headerEnv: 'header from an environment variable "name=VARIABLE", resolved by the worker, never stored (repeatable); never a FANOUT_* or AWS_* variable, and in serve and on AWS only those in FANOUT_HEADER_ENV_VARS',
 };
 
 /** The options schema: every field with its range, default and help. */
