@@ -3,7 +3,7 @@
  * are sent but never stored or shown; inline credential headers are sent but redacted wherever
  * options are shown.
  */
-import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -26,7 +26,7 @@ import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { startServer } from '../functions/local/serve.ts';
-import { fanout } from './support/cli.ts';
+import { fanout, spawnFanout, until } from './support/cli.ts';
 import { readRecords } from './support/jobs.ts';
 import { tempDir } from './support/tmp.ts';
 
@@ -332,6 +332,56 @@ describe('jobs of API users keep the server rules', () => {
       expect(seen[0]!['proxy-authorization']).toBeUndefined();
     } finally {
       own.close();
+    }
+  }, 60_000);
+
+  it("the operator's own list named `api` stays the operator's: stored as ./api, resumed as fetch ran it (its --header-env, private origins)", async () => {
+    const held: import('node:http').ServerResponse[] = [];
+    let hang = true; // /hang answers only once the first run is interrupted
+    const local = createServer((req, res) => (req.url === '/hang' && hang ? void held.push(res) : res.end('ok')));
+    await new Promise<void>((r) => local.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(local.address() as AddressInfo).port}`;
+    try {
+      const cwd = tempDir();
+      const dataDir = join(cwd, 'data');
+      writeFileSync(join(cwd, 'api'), `${url}/hang\n${url}/b\n`);
+      const env = { MY_TOKEN: 'Bearer operator-own', FANOUT_ALLOW_CIDRS: '' };
+      const first = await spawnFanout(['fetch', 'api', '--data-dir', dataDir, '--header-env', 'authorization=MY_TOKEN', '--retries', '0', '--workers', '1'], { cwd, env });
+      await until(() => held.length === 1, 20_000, 'the /hang request');
+      const jobId = /job (\S+):/.exec(first.stderr())![1]!;
+      first.child.kill('SIGINT');
+      expect((await first.done).code).toBe(130);
+      for (const res of held) res.destroy();
+      hang = false;
+      expect(JSON.parse(readFileSync(join(dataDir, 'jobs', jobId, 'job.json'), 'utf8'))).toMatchObject({ source: './api' });
+      const resumed = await fanout(['resume', jobId, '--data-dir', dataDir, '--quiet', '--json'], { cwd, env });
+      expect(resumed.code, resumed.stderr).toBe(0);
+      // Under serve's rules the loopback origin would be blocked and MY_TOKEN refused.
+      expect(JSON.parse(resumed.stdout)).toMatchObject({ state: 'completed', total: 2, succeeded: 2 });
+    } finally {
+      local.closeAllConnections();
+      local.close();
+    }
+  }, 60_000);
+
+  it('completion callbacks of API jobs run by `fanout resume` or a local `fanout cancel` are signed as serve signs them', async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const receiver = createServer((req, res) => (seen.push(req.headers), req.resume(), req.on('end', () => res.end('ok'))));
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    try {
+      const env = { FANOUT_CALLBACK_SECRET: 'operator-callback-secret', FANOUT_ALLOW_CIDRS: '127.0.0.1/32' };
+      for (const command of ['resume', 'cancel']) {
+        const dataDir = join(tempDir(), 'data');
+        const input = await openInput(Readable.from([`${url}/page\n`]));
+        const job = await planJob(new LocalStore(dataDir), new MemoryQueue(), { input, options: { callbackUrl: `${url}/callback`, retries: 0 }, source: 'api' });
+        expect((await fanout([command, job.jobId, '--data-dir', dataDir], { env })).code, command).toBe(0);
+        await until(() => seen.some((h) => h['x-fanout-job'] === job.jobId), 10_000, `the callback after ${command}`);
+        expect(seen.find((h) => h['x-fanout-job'] === job.jobId)!['x-fanout-signature'], command).toMatch(/^sha256=[0-9a-f]{64}$/);
+      }
+    } finally {
+      receiver.closeAllConnections();
+      receiver.close();
     }
   }, 60_000);
 });

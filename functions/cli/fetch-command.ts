@@ -2,7 +2,7 @@
  * `fanout fetch FILE|-`: one job on the embedded runtime, from a file or stdin, with a progress bar,
  * a summary, and optionally every record written out in input order.
  */
-import { readLocalEnv } from '../local/environment.ts';
+import { localCallbackSecret, readLocalEnv } from '../local/environment.ts';
 import { constants, createReadStream } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -17,7 +17,7 @@ import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
 import { lockDataDir } from '../local/lock.ts';
-import { loadJob } from '../core/job.ts';
+import { isApiSource, loadJob } from '../core/job.ts';
 import { LocalStore } from '../local/local-store.ts';
 import { addJobFlags, jobOptionsFromFlags, workersOf } from './job-flags.ts';
 import { createProgress, failureSummary, progressMode, waitSummary, type Progress } from './progress.ts';
@@ -97,12 +97,12 @@ function openRun(flags: FetchFlags, command: string, apiJob = false): Run {
     // guard, no proxies from this environment, proxy credentials and headerEnv variables only
     // where the operator allows them), or its options could reach what serve never let them.
     closeHeaderEnvForServer();
-    runtime = new EmbeddedRuntime({ dataDir, guard: AddressGuard.fromEnv(process.env, true), proxyAuthFor: proxyAuthForFromEnv() });
+    runtime = new EmbeddedRuntime({ dataDir, guard: AddressGuard.fromEnv(process.env, true), proxyAuthFor: proxyAuthForFromEnv(), callbackSecret: localCallbackSecret() });
   } else {
     // The user is the operator here: private addresses are reachable unless --block-private, and
     // HTTP_PROXY / HTTPS_PROXY / NO_PROXY apply (not in `serve`).
     const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
-    runtime = new EmbeddedRuntime({ dataDir, guard, envProxy: proxyRoutesFromEnv(process.env) });
+    runtime = new EmbeddedRuntime({ dataDir, guard, envProxy: proxyRoutesFromEnv(process.env), callbackSecret: localCallbackSecret() });
   }
   const run: Run = { runtime, dataDir, workers, progress: createProgress(0, 'off'), release: () => {} };
   runtime.on('error', (error, context) => run.progress.log(`fanout: warning: ${context}: ${(error as Error).message}`));
@@ -148,7 +148,7 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
   try {
     const started = Date.now();
     const input = await openInput(source, format, { urlColumn: flags.urlColumn });
-    const job = await run.runtime.submit(input, options, file === '-' ? 'stdin' : file);
+    const job = await run.runtime.submit(input, options, fetchSource(file));
     run.jobId = job.jobId;
     if (!flags.quiet) process.stderr.write(`fanout: job ${job.jobId}: ${plural(job.total, 'URL')} in ${plural(job.chunks, 'chunk')}\n`);
     startWorkers(run.runtime, run.workers, job.chunks);
@@ -156,6 +156,16 @@ export async function runFetch(file: string, flags: FetchFlags): Promise<number>
   } finally {
     run.release();
   }
+}
+
+/**
+ * job.json's `source` of a `fanout fetch`: the list's path (`stdin` for -). A path that reads as a
+ * source serve writes (`api`, `upload:ID`) gets `./` in front, so a resume never takes the
+ * operator's own job for an API user's (see isApiSource).
+ */
+function fetchSource(file: string): string {
+  if (file === '-') return 'stdin';
+  return isApiSource(file) ? `./${file}` : file;
 }
 
 /** Refuses an --out that cannot be written, or that is the input itself, before any job is made. */
@@ -203,8 +213,7 @@ function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): voi
 export async function runResume(jobId: string, flags: FetchFlags): Promise<number> {
   checkJobId(jobId);
   const { source } = await loadJob(new LocalStore(dataDirOf(flags.dataDir)), jobId);
-  // Submitted to serve's API (a body, or an upload): an API user's options.
-  const run = openRun(flags, 'fanout resume', source === 'api' || source?.startsWith('upload:') === true);
+  const run = openRun(flags, 'fanout resume', isApiSource(source));
   try {
     const started = Date.now();
     run.jobId = jobId;

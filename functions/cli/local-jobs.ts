@@ -13,6 +13,7 @@ import type { FetchRecord } from '../core/record.ts';
 import { LocalStore } from '../local/local-store.ts';
 import { lockDataDir, lockHolder } from '../local/lock.ts';
 import { EmbeddedRuntime } from '../local/runtime.ts';
+import { localCallbackSecret } from '../local/environment.ts';
 
 /** What the client commands need of a place that holds jobs: the API, or this folder. */
 export interface JobsBackend {
@@ -95,7 +96,8 @@ export class LocalJobs implements JobsBackend {
       const { cancelled } = await cancelJob(this.store, jobId);
       if (!cancelled) throw new UsageError(`job ${jobId} has already ended`);
       if (!lock) return await this.status(jobId); // the holder sees the marker and finishes it
-      const runtime = new EmbeddedRuntime({ dataDir: this.dataDir, store: this.store, guard: AddressGuard.fromEnv(process.env, true) });
+      // Its callback is signed as serve signs it.
+      const runtime = new EmbeddedRuntime({ dataDir: this.dataDir, store: this.store, guard: AddressGuard.fromEnv(process.env, true), callbackSecret: localCallbackSecret() });
       runtime.on('error', (error, context) => process.stderr.write(`fanout: warning: ${context}: ${(error as Error).message}\n`));
       try {
         await runtime.resume(jobId);

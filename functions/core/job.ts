@@ -58,3 +58,11 @@ export async function loadJob(store: ObjectStore, jobId: string): Promise<JobMet
   cache.set(jobId, job);
   return job;
 }
+
+/**
+ * A job an API user submitted (`source` written by the API: `api` for a request body, `upload:ID`
+ * for an upload): its options are theirs, so whoever runs it keeps the server's rules.
+ */
+export function isApiSource(source: string | undefined): boolean {
+  return source === 'api' || source?.startsWith('upload:') === true;
+}

@@ -33,3 +33,12 @@ export function readLocalEnv(env: NodeJS.ProcessEnv = process.env): LocalEnv {
     schedulesFile: value('FANOUT_SCHEDULES'),
   };
 }
+
+/**
+ * The key completion callbacks are signed with where this process runs jobs: FANOUT_CALLBACK_SECRET,
+ * else the API token (as `serve` signs them; `fanout resume` and a local `fanout cancel` of its jobs too).
+ */
+export function localCallbackSecret(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const local = readLocalEnv(env);
+  return local.callbackSecret ?? local.token;
+}
