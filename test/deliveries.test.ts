@@ -12,6 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countResults } from '../functions/core/chunk-writer.ts';
+import { markPart, partsChain } from '../functions/core/continuation.ts';
+import { emptyCounts } from '../functions/core/counts.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { isStoreFull } from '../functions/core/store-errors.ts';
@@ -465,4 +467,32 @@ describe('held and spilled first parts, store faults', () => {
       }
     }
   }, 60_000);
+
+  it('a slow reader of a damaged chain does not remove the healthy mark another delivery wrote at that position since', async () => {
+    const store = new LocalStore(tempDir());
+    const job = await planUrls(store, new MemoryQueue(), Array.from({ length: 10 }, (_, i) => `${origin.url}/ok?slow=${i}`), { retries: 0 });
+    const { jobId } = job;
+    // A damaged chain: a mark for [0, 5) whose part is gone.
+    await markPart(store, jobId, 0, 0, 5, emptyCounts(), layout.deliveryPart(jobId, 0, 0, 'aaaaaaaaaaaaaaaa'));
+    // Reader B: its look at the missing part is slow (an S3 HEAD, a busy disk).
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let sized!: () => void;
+    const sizing = new Promise<void>((r) => (sized = r));
+    const slow = Object.create(store, {
+      size: { value: async (key: string) => { const answer = await store.size(key); sized(); await gate; return answer; } },
+    }) as ObjectStore;
+    const b = partsChain(slow, jobId, 0);
+    await sizing;
+    // Reader C removes the damaged mark, refetches [0, 5) and keeps it: a part and a mark of its own.
+    expect((await partsChain(store, jobId, 0)).next).toBe(0);
+    const healthy = layout.deliveryPart(jobId, 0, 0, 'cccccccccccccccc');
+    await store.put(healthy, 'records');
+    expect(await markPart(store, jobId, 0, 0, 5, emptyCounts(), healthy)).toBe(true);
+    release();
+    await b;
+    // B removed nothing it had not read: the healthy chain stands.
+    expect((await partsChain(store, jobId, 0)).next).toBe(5);
+  });
 });
+

@@ -54,19 +54,20 @@ export interface PartsChain {
 /** The parts earlier deliveries of a chunk left, as a contiguous chain from the chunk's start. */
 export async function partsChain(store: ObjectStore, jobId: string, chunk: number): Promise<PartsChain> {
   const prefix = layout.partsPrefix(jobId, chunk);
-  const ranges = new Map<number, { to: number; counts?: Counts; file?: string }>();
-  /** Marks no delivery can use (damaged): removed, or their positions could never be marked again. */
-  const unusable: string[] = [];
+  const ranges = new Map<number, { to: number; counts?: Counts; file?: string; key: string; data: Buffer }>();
+  /** Marks no delivery can use (damaged), with what was read: removed, or their positions could never be marked again. */
+  const unusable: { key: string; data: Buffer }[] = [];
   for await (const key of store.list(prefix)) {
     if (!key.endsWith('.json')) continue;
     const data = await store.get(key);
     if (!data) continue;
     const mark = parseMark(data, prefix);
-    if (!mark) {
-      unusable.push(key);
+    // A mark counts at the position its key names (one mark a position, only if absent).
+    if (!mark || key !== layout.partDone(jobId, chunk, mark.from)) {
+      unusable.push({ key, data });
       continue;
     }
-    if (mark.to > (ranges.get(mark.from)?.to ?? mark.from)) ranges.set(mark.from, mark);
+    ranges.set(mark.from, { ...mark, key, data });
   }
   const parts: string[] = [];
   let next = 0;
@@ -77,14 +78,15 @@ export async function partsChain(store: ObjectStore, jobId: string, chunk: numbe
     if ((await store.size(file)) === null) {
       // Its part is gone (a store damaged or cleared by hand): the chain ends before it, and this mark
       // and the later ones go, so their items are fetched again instead of every delivery failing.
-      for (const from of ranges.keys()) if (from >= next) unusable.push(layout.partDone(jobId, chunk, from));
+      for (const [from, later] of ranges) if (from >= next) unusable.push(later);
       break;
     }
     parts.push(file);
     counts = counts && range.counts ? addCounts(counts, range.counts) : null;
     next = range.to;
   }
-  await Promise.all(unusable.map((key) => store.delete(key)));
+  // Only a mark still as it was read: another delivery may have replaced a removed one meanwhile.
+  await Promise.all(unusable.map(async ({ key, data }) => ((await store.get(key))?.equals(data) ? store.delete(key) : undefined)));
   return { parts, next, counts };
 }
 
