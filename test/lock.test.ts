@@ -1,6 +1,6 @@
 /** The data folder's lock (functions/local/lock.ts), in-process. */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -24,6 +24,22 @@ describe('lockDataDir', () => {
     expect(lockHolder(data)).toBeNull();
     // Nothing was written: the folder this lock created goes with it.
     expect(existsSync(data)).toBe(false);
+  });
+
+  it('a full disk when taking the lock: an error naming the folder, with its ENOSPC code, and no lock file left behind', () => {
+    const data = join(dir, 'full');
+    mkdirSync(data);
+    // Writes to /dev/full fail with ENOSPC: the lock's candidate file points there.
+    symlinkSync('/dev/full', join(data, `.lock.${process.pid}`));
+    let error: NodeJS.ErrnoException | undefined;
+    try {
+      lockDataDir(data, 'fanout fetch');
+    } catch (e) {
+      error = e as NodeJS.ErrnoException;
+    }
+    expect(error?.message).toBe(`the data folder ${data} is full (ENOSPC): free some space, or use another --data-dir`);
+    expect(error?.code).toBe('ENOSPC');
+    expect(readdirSync(data)).toEqual([]);
   });
 
   it('a holder killed a moment ago (a zombie its parent has not reaped yet) holds nothing', async () => {

@@ -325,7 +325,8 @@ describe('hostile records and full disks (issue 14)', () => {
       expect(manifest.byError).toEqual({});
       expect(runtime.queue.deadLetters).toHaveLength(0);
       expectOnePerIndex(await readRecords(disk, job.jobId), 6);
-      expect(errors.length).toBeGreaterThanOrEqual(8); // each refused write was reported
+      // Reported, once a while rather than at every refused write (a full disk lasts).
+      expect(errors.filter((context) => context.startsWith('waiting for space'))).toHaveLength(1);
       // The records waited in memory for space (a delivery that failed instead would fetch again).
       for (let i = 0; i < 6; i++) expect(origin.hits.get(`/ok?full=${i}`), `URL ${i}`).toBe(1);
     } finally {

@@ -8,6 +8,7 @@ import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, rmSync, rmd
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../core/errors.ts';
+import { isStoreFull } from '../core/store-errors.ts';
 import { isJobId, layout } from '../core/layout.ts';
 import { LocalStore } from './local-store.ts';
 
@@ -124,7 +125,20 @@ export function lockDataDir(dataDir: string, command: string): DataDirLock {
   mkdirSync(root, { recursive: true });
   const me: LockHolder = { pid: process.pid, command, host: hostname(), since: new Date().toISOString() };
   const candidate = `${path}.${process.pid}`;
-  writeFileSync(candidate, JSON.stringify(me) + '\n');
+  try {
+    writeFileSync(candidate, JSON.stringify(me) + '\n');
+  } catch (error) {
+    // A full disk, say: no half-written lock file, and no folder this run made.
+    try {
+      unlinkSync(candidate);
+    } catch {
+      // never made
+    }
+    if (!existed) rmSync(root, { recursive: true, force: true });
+    if (!isStoreFull(error)) throw error;
+    const { code } = error as NodeJS.ErrnoException;
+    throw Object.assign(new Error(`the data folder ${dataDir} is full (${code}): free some space, or use another --data-dir`), { code });
+  }
   try {
     for (let attempt = 0; ; attempt++) {
       try {

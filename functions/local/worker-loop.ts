@@ -56,6 +56,8 @@ export class WorkerLoop {
   /** Chunks of different jobs start only while their bodies fit this worker's budget. */
   readonly bodyBudget: BodyBudget;
   private readonly deps: MessageDeps;
+  /** When a wait for space was last reported (see the constructor). */
+  private spaceReportedAt = -Infinity;
 
   constructor(private readonly options: WorkerLoopOptions) {
     this.bodyBudget = new BodyBudget(options.deps.store, options.maxHeldBodyBytes);
@@ -63,7 +65,12 @@ export class WorkerLoop {
     // message that met a full store gets (reported alike); a stop gives up the wait.
     this.deps = {
       waitForSpace: async (error, tries) => {
-        options.onError(error, `waiting for space to write records already fetched (try ${tries})`);
+        // Said once a while, not by every waiting chunk at every try (a full disk lasts).
+        const now = Date.now();
+        if (now - this.spaceReportedAt >= LOOP_DEFAULTS.storeFullMaxDelayMs) {
+          this.spaceReportedAt = now;
+          options.onError(error, `waiting for space to write records already fetched (tried again with a backoff; said again in ${LOOP_DEFAULTS.storeFullMaxDelayMs / 1000} s if still full)`);
+        }
         await sleep(this.spaceDelay(tries), undefined, { signal: options.signal });
       },
       ...options.deps,
