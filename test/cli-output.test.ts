@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { addJobFlags, jobOptionsFromFlags, type OptionsSchema } from '../functions/cli/job-flags.ts';
 import { docsRoutes, swaggerAssetsDir } from '../functions/api/routes/meta.ts';
-import { barFormat, createProgress, failureSummary, progressMode } from '../functions/cli/progress.ts';
+import { barFormat, createProgress, etaText, failureSummary, progressMode } from '../functions/cli/progress.ts';
 import { formatSummary } from '../functions/cli/summary.ts';
 import type { JobStatus } from '../functions/core/status.ts';
 
@@ -64,6 +64,16 @@ describe('progress', () => {
     expect(lines).toContain('fanout: warning: a message of some length that must stay whole');
     for (const line of lines.filter((l) => !l.startsWith('fanout:'))) expect(line.length).toBeLessThan(columns);
     expect(lines.some((l) => l.includes('2345678/10000000'))).toBe(true);
+  });
+
+  it('the ETA is -- until there is a rate (the bar library showed "ETA LLs" and "ETA NFs"), then fits 999h59m', () => {
+    expect(etaText(900, 0)).toBe('--');
+    expect(etaText(900, Number.NaN)).toBe('--');
+    expect(etaText(0, 0)).toBe('0s');
+    expect(etaText(90, 2)).toBe('45s');
+    expect(etaText(725, 1)).toBe('12m05s');
+    expect(etaText(3 * 3600 + 7 * 60, 1)).toBe('3h07m');
+    expect(etaText(1e12, 1)).toBe('999h46m');
   });
 
   it('barFormat drops the bar before anything wraps', () => {

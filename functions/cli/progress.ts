@@ -63,12 +63,25 @@ function rate(done: number, since: number): number {
   return seconds > 0 ? Math.round(done / seconds) : 0;
 }
 
+/**
+ * Time left at this rate, as 59s, 12m05s or 3h07m; `--` until there is a rate (the bar library's own
+ * ETA showed its NULL and INF cut to "LLs" and "NFs" then).
+ */
+export function etaText(left: number, perSecond: number): string {
+  if (left <= 0) return '0s';
+  if (!(perSecond > 0)) return '--';
+  const s = Math.ceil(left / perSecond);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.min(999, Math.floor(s / 3600))}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
 /** The bar's format for a terminal this wide: the bar shrinks, then goes, then figures go, before anything wraps. */
 export function barFormat(total: number, columns: number): { format: string; barsize: number } {
   const digits = String(total).length;
   const width = columns - 1; // the last column would wrap on some terminals
   // Widest each part gets: 100%, T/T, a 7-digit rate, an ETA like 999h59m, T failures.
-  const figures = ' {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted} | failed {failed}';
+  const figures = ' {percentage}% | {value}/{total} | {rate}/s | ETA {eta} | failed {failed}';
   const figuresWidth = ' 100% | '.length + 2 * digits + 1 + ' | 1234567/s | ETA 999h59m | failed '.length + digits;
   const room = width - figuresWidth - 1;
   if (room >= PROGRESS_DEFAULTS.minBarWidth) return { format: ` {bar}${figures}`, barsize: Math.min(PROGRESS_DEFAULTS.barWidth, room) };
@@ -97,11 +110,13 @@ function bar(total: number, options: ProgressOptions, stream: NodeJS.WriteStream
     // The commands handle Ctrl-C themselves (and stop the bar first).
     gracefulExit: false,
   });
-  const single: SingleBar = multi.create(total, before, { rate: '0', failed: 0 });
+  const single: SingleBar = multi.create(total, before, { rate: '0', eta: '--', failed: 0 });
   let stopped = false;
   return {
     update(done, failed) {
-      if (!stopped) single.update(done, { rate: String(rate(done - before, started)), failed });
+      if (stopped) return;
+      const perSecond = rate(done - before, started);
+      single.update(done, { rate: String(perSecond), eta: etaText(total - done, perSecond), failed });
     },
     log(message) {
       if (stopped) stream.write(`${message}\n`);
