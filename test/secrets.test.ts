@@ -89,6 +89,9 @@ describe('the headerEnv option and redaction rules', () => {
     expect(parseJobOptions({}).headerEnv).toEqual({});
     expect(() => parseJobOptions({ headerEnv: { authorization: '1TOKEN' } })).toThrow(/headerEnv.authorization.*environment variable name/);
     expect(() => parseJobOptions({ headerEnv: { host: 'H' } })).toThrow(/cannot be set/);
+    // A bad header name is named, with why (not zod's "Invalid key in record").
+    expect(() => parseJobOptions({ headerEnv: { 'bad header': 'T' } })).toThrow('option "headerEnv.bad header": "bad header" not a valid header name');
+    expect(() => parseJobOptions({ headers: { 'bad header': 'x' } })).toThrow('option "headers.bad header": "bad header" not a valid header name');
     expect(() => parseJobOptions({ headers: { Authorization: 'x' }, headerEnv: { authorization: 'T' } })).toThrow(/also given in option "headers"/);
   });
 
@@ -210,6 +213,11 @@ describe('fanout fetch --header-env', () => {
     const run = await fanout(['fetch', list, '--data-dir', join(dir, 'data'), '--header-env', 'authorization=PARTNER_TEST_UNSET'], {});
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--header-env authorization=PARTNER_TEST_UNSET: environment variable PARTNER_TEST_UNSET is not set');
+    expect(existsSync(join(dir, 'data'))).toBe(false);
+    // Not a variable name at all: said so, not "is not set".
+    const bad = await fanout(['fetch', list, '--data-dir', join(dir, 'data'), '--header-env', 'authorization=MY-TOKEN'], {});
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('"MY-TOKEN" is not an environment variable name');
     expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });

@@ -203,6 +203,9 @@ function outFile(store: EmbeddedRuntime['store'], jobId: string, chunks: number,
 /** `--header-env NAME=VAR` whose variable is not set: exit 2 naming it (never its value), before anything is created. */
 function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): void {
   for (const [name, variable] of Object.entries(headerEnv ?? {})) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable)) {
+      throw new UsageError(`--header-env ${name}=${variable}: ${JSON.stringify(variable)} is not an environment variable name (letters, digits and _, not starting with a digit)`);
+    }
     const refused = refusedVariable(variable);
     if (refused) throw new UsageError(`--header-env ${name}=${variable}: environment variable ${variable} cannot be used: ${refused}`);
     if (!process.env[variable]) throw new UsageError(`--header-env ${name}=${variable}: environment variable ${variable} is not set`);

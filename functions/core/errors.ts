@@ -51,6 +51,11 @@ export class OptionsError extends FanoutError {
       return new OptionsError(`unknown ${prefix} "${[...issue.path, key].join('.')}"`, key);
     }
     const field = issue.path.join('.');
+    if (issue.code === 'invalid_key') {
+      // A map's key (a header name): say which, and why, rather than zod's "Invalid key in record".
+      const key = String(issue.path.at(-1));
+      return new OptionsError(`${prefix} "${field}": ${JSON.stringify(key)} ${issue.issues[0]?.message ?? 'is not a valid name'}`, field);
+    }
     return new OptionsError(`${prefix} "${field}": ${issue.message}`, field);
   }
 }
