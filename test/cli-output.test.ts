@@ -145,6 +145,9 @@ describe('summary', () => {
     expect(little).toContain('waited for a connection: p50 300 ms');
     expect(little).not.toContain('--per-host');
     expect(formatSummary(status({}), { elapsedMs: 500, dataDir: 'd', perHost: 8 })).not.toContain('waited for a connection');
+    // Nobody really waited (p99 under a millisecond, 0.03 s against 172 s of requests): no line.
+    const none = status({ queuedMs: { p50: 0, p95: 0, p99: 0.4 }, queuedSeconds: 0.03, durationSeconds: 172 });
+    expect(formatSummary(none, { elapsedMs: 500, dataDir: 'd', perHost: 8 })).not.toContain('waited for a connection');
   });
 });
 

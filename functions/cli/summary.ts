@@ -50,6 +50,8 @@ export const SUMMARY_DEFAULTS = {
   heldBackShare: 1,
   /** A wait below this many seconds in all is not worth a line. */
   minWaitSeconds: 0.01,
+  /** Nor one under this share of the requests' own time whose p99 is under a millisecond (nobody waited). */
+  minWaitShare: 0.01,
 } as const;
 
 /**
@@ -65,6 +67,7 @@ export function waitLines(status: Partial<Pick<JobStatus, 'queuedMs' | 'queuedSe
   const waited = status.queuedSeconds ?? 0;
   if (!queued || queued.p50 === null || waited < SUMMARY_DEFAULTS.minWaitSeconds) return [];
   const took = status.durationSeconds ?? 0;
+  if ((queued.p99 ?? 0) < 1 && waited < took * SUMMARY_DEFAULTS.minWaitShare) return [];
   const lines = [
     `  waited for a connection: p50 ${ms(queued.p50)}, p95 ${ms(queued.p95)}, p99 ${ms(queued.p99)}; ` +
       `${secondsText(waited)} s in all (requests: ${secondsText(took)} s in all)`,
