@@ -111,15 +111,15 @@ async function* concatenated(store: ChunkFileStore, parts: string[], tail: Reada
   yield* tail as AsyncIterable<Uint8Array>;
 }
 
+/** What writing a chunk file needs of a store: puts, and reading the parts it is made from. */
+export type ChunkFileStore = Pick<ObjectStore, 'put' | 'getStream'>;
+
 /**
  * Streams `records` (in index order, in batches) into the chunk's result file.
  *
  * @param complete called after the last record: false means the records stopped early, so the
  *   result file is abandoned and only the part file (if any) keeps them.
  */
-/** What writing a chunk file needs of a store: puts, and reading the parts it is made from. */
-export type ChunkFileStore = Pick<ObjectStore, 'put' | 'getStream'>;
-
 export async function writeChunkFile(
   store: ChunkFileStore,
   targets: ChunkFileTargets,
