@@ -105,6 +105,14 @@ function parseMark(data: Buffer, prefix: string): { from: number; to: number; co
 }
 
 /**
+ * Removes a done chunk's parts folder, whoever's parts they are (a dead delivery's, or one that
+ * overlapped the delivery that finished). Best effort: what stays is only garbage, never read again.
+ */
+export async function removeParts(store: ObjectStore, jobId: string, chunk: number): Promise<void> {
+  await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+}
+
+/**
  * A delivery's own id for its part files (`layout.deliveryPart`): a part of its own name can be
  * neither deleted nor replaced by another delivery of the chunk, running at the same time or later.
  */

@@ -11,7 +11,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { countResults, writeChunkFile, type ChunkFileStore } from './chunk-writer.ts';
-import { CONTINUATION_DEFAULTS, TimeBudget, markPart, newDeliveryId, partsChain, type PartsChain } from './continuation.ts';
+import { CONTINUATION_DEFAULTS, TimeBudget, markPart, newDeliveryId, partsChain, removeParts, type PartsChain } from './continuation.ts';
 import { addCounts, emptyCounts, type Counts } from './counts.ts';
 import type { FetchResult } from './engine/fetch-item.ts';
 import type { ByteBudget, Fetcher } from './engine/fetcher.ts';
@@ -171,7 +171,7 @@ export async function processChunk(deps: WorkerDeps, body: string, options: Proc
     const { chunk: _, writtenAt: __, ...counts } = JSON.parse(summary.toString('utf8')) as ChunkSummary;
     await countChunk(deps, job, chunk, counts);
     // Parts a delivery overlapping the one that finished kept after it (a hand-on): nobody else removes them.
-    await deps.store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+    await removeParts(deps.store, jobId, chunk);
     return { jobId, chunk, outcome: 'already-done', counts: emptyCounts() };
   }
   try {
@@ -192,7 +192,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     // A delivery wrote the file but died before its summary: finish its work.
     const counts = await countResults(store, resultsKey);
     await markChunkDone(deps, job, chunk, counts);
-    await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {}); // parts it may have left
+    await removeParts(store, jobId, chunk); // parts it may have left
     return { jobId, chunk, outcome: 'lost-race', counts };
   }
 
@@ -264,7 +264,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
       });
       await markChunkDone(deps, job, chunk, outcome.counts!);
       // Also when this delivery wrote none: another (dead, or overlapping) may have.
-      await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+      await removeParts(store, jobId, chunk);
       return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
     }
     // What this delivery keeps if it runs out of time: a part of its own name (a leftover of a dead
@@ -277,7 +277,7 @@ async function fetchChunk(deps: WorkerDeps, job: JobMeta, message: ChunkMessage,
     }
     await markChunkDone(deps, job, chunk, outcome.counts!);
     // Also when this delivery read none: one overlapping it may have kept some meanwhile.
-    await store.deletePrefix(layout.partsPrefix(jobId, chunk)).catch(() => {});
+    await removeParts(store, jobId, chunk);
     return { jobId, chunk, outcome: outcome.created ? 'written' : 'lost-race', counts: outcome.counts! };
   } finally {
     controller.abort(new Error('chunk finished'));
