@@ -23,6 +23,7 @@ import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { ENV_VAR_NAME, RESERVED_VARIABLE } from '../functions/core/header-env.ts';
 import { parseSchedules, type Schedule as ScheduleEntry } from '../functions/core/schedules.ts';
 import type { BundleName } from '../scripts/build.ts';
 import { handlerCode } from './bundle.ts';
@@ -158,7 +159,7 @@ function headerSecretsValue(value: unknown): Record<string, string> {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('setting headerSecrets: expected an object of VARIABLE: secret ARN');
   for (const [name, arn] of Object.entries(parsed)) {
     // Not fanout's or Lambda's own: the worker's configuration, or what the runtime reads (NODE_OPTIONS, TZ...).
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || /^(FANOUT_|AWS_|LAMBDA_|_)/i.test(name) || /^(NODE_\w+|TZ|PATH|LD_\w+|LANG|HOME)$/i.test(name)) {
+    if (!ENV_VAR_NAME.test(name) || RESERVED_VARIABLE.test(name) || /^(LAMBDA_|_)/i.test(name) || /^(NODE_\w+|TZ|PATH|LD_\w+|LANG|HOME)$/i.test(name)) {
       throw new Error(`setting headerSecrets: ${JSON.stringify(name)} is not a variable name the worker may be given`);
     }
     if (typeof arn !== 'string' || !SECRET_ARN.test(arn)) {

@@ -11,7 +11,7 @@ import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
 import { proxyAuthForFromEnv, proxyRoutesFromEnv } from '../core/engine/proxy.ts';
 import { UsageError } from '../core/errors.ts';
-import { closeHeaderEnvForServer, refusedVariable } from '../core/header-env.ts';
+import { ENV_VAR_NAME, closeHeaderEnvForServer, refusedVariable } from '../core/header-env.ts';
 import { INPUT_FORMATS, openInput, type InputFormat } from '../core/input.ts';
 import { jobStatus } from '../core/status.ts';
 import { checkJobId } from '../core/layout.ts';
@@ -91,19 +91,16 @@ function openRun(flags: FetchFlags, command: string, apiJob = false): Run {
   const dataDir = dataDirOf(flags.dataDir);
   const workers = workersOf(flags.workers);
   const lock = lockDataDir(dataDir, command);
-  let runtime: EmbeddedRuntime;
-  if (apiJob) {
-    // A job an API user submitted to `serve`, resumed here: it keeps serve's rules (the address
-    // guard, no proxies from this environment, proxy credentials and headerEnv variables only
-    // where the operator allows them), or its options could reach what serve never let them.
-    closeHeaderEnvForServer();
-    runtime = new EmbeddedRuntime({ dataDir, guard: AddressGuard.fromEnv(process.env, true), proxyAuthFor: proxyAuthForFromEnv(), callbackSecret: localCallbackSecret() });
-  } else {
-    // The user is the operator here: private addresses are reachable unless --block-private, and
-    // HTTP_PROXY / HTTPS_PROXY / NO_PROXY apply (not in `serve`).
-    const guard = AddressGuard.fromEnv(process.env, flags.blockPrivate === true);
-    runtime = new EmbeddedRuntime({ dataDir, guard, envProxy: proxyRoutesFromEnv(process.env), callbackSecret: localCallbackSecret() });
-  }
+  // A job an API user submitted to `serve`, resumed here, keeps serve's rules (the address guard, no
+  // proxies from this environment, proxy credentials and headerEnv variables only where the operator
+  // allows them), or its options could reach what serve never let them. Otherwise the user is the
+  // operator: private addresses are reachable unless --block-private, and HTTP_PROXY / HTTPS_PROXY /
+  // NO_PROXY apply (not in `serve`).
+  if (apiJob) closeHeaderEnvForServer();
+  const rules = apiJob
+    ? { guard: AddressGuard.fromEnv(process.env, true), proxyAuthFor: proxyAuthForFromEnv() }
+    : { guard: AddressGuard.fromEnv(process.env, flags.blockPrivate === true), envProxy: proxyRoutesFromEnv(process.env) };
+  const runtime = new EmbeddedRuntime({ dataDir, callbackSecret: localCallbackSecret(), ...rules });
   const run: Run = { runtime, dataDir, workers, progress: createProgress(0, 'off'), release: () => {} };
   runtime.on('error', (error, context) => run.progress.log(`fanout: warning: ${context}: ${(error as Error).message}`));
   const onSignal = (signal: keyof typeof SIGNAL_EXIT) => {
@@ -203,7 +200,7 @@ function outFile(store: EmbeddedRuntime['store'], jobId: string, chunks: number,
 /** `--header-env NAME=VAR` whose variable is not set: exit 2 naming it (never its value), before anything is created. */
 function checkHeaderEnvFlags(headerEnv: Record<string, string> | undefined): void {
   for (const [name, variable] of Object.entries(headerEnv ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(variable)) {
+    if (!ENV_VAR_NAME.test(variable)) {
       throw new UsageError(`--header-env ${name}=${variable}: ${JSON.stringify(variable)} is not an environment variable name (letters, digits and _, not starting with a digit)`);
     }
     const refused = refusedVariable(variable);

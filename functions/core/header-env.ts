@@ -19,6 +19,9 @@ const HEADER_VALUE = /^[^\x00-\x08\x0a-\x1f\x7f]*$/;
  */
 export const RESERVED_VARIABLE = /^(FANOUT|AWS)_/i;
 
+/** An environment variable's name, as POSIX shells accept it. */
+export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
 /**
  * The operator's list of variables jobs may name (comma-separated). The AWS stack always sets it
  * (the `headerSecrets` setting's names, none by default); `fanout serve` sets it empty when unset

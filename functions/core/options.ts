@@ -6,7 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { proxyUrlProblem } from './engine/proxy-url.ts';
 import { OptionsError } from './errors.ts';
-import { RESERVED_VARIABLE } from './header-env.ts';
+import { ENV_VAR_NAME, RESERVED_VARIABLE } from './header-env.ts';
 import { VERSION } from './version.ts';
 
 export const BODY_MODES = ['none', 'inline', 'store'] as const;
@@ -85,11 +85,7 @@ function isPemCertificates(text: string): boolean {
   }
 }
 
-/** An environment variable's name, as POSIX shells accept it. */
-const envVarName = z
-  .string()
-  .max(256)
-  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'not an environment variable name (letters, digits and _, not starting with a digit)');
+const envVarName = z.string().max(256).regex(ENV_VAR_NAME, 'not an environment variable name (letters, digits and _, not starting with a digit)');
 
 /**
  * Header name -> environment variable: the worker sends the variable's value, read where it runs
