@@ -10,12 +10,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { countResults } from '../functions/core/chunk-writer.ts';
 import { markPart, partsChain } from '../functions/core/continuation.ts';
 import { emptyCounts } from '../functions/core/counts.ts';
-import { Fetcher } from '../functions/core/engine/fetcher.ts';
-import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { isStoreFull } from '../functions/core/store-errors.ts';
 import { chunkMessage } from '../functions/core/job.ts';
 import { layout } from '../functions/core/layout.ts';
@@ -25,18 +23,12 @@ import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
 import { FaultyStore } from './support/faulty-store.ts';
 import { expectOnePerIndex, planUrls, readRecords } from './support/jobs.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import type { Origin } from './support/origin.ts';
+import { originAndFetcher } from './support/origin-hooks.ts';
 import { tempDir } from './support/tmp.ts';
 
 let origin: Origin;
-const fetcher = new Fetcher(new AddressGuard({ blockPrivate: false }));
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(async () => {
-  await fetcher.close();
-  await origin.close();
-});
+const fetcher = originAndFetcher((o) => (origin = o));
 
 async function settle(p: Promise<ChunkResult>): Promise<ChunkResult | Error> {
   return p.catch((e: unknown) => e as Error);

@@ -1,7 +1,5 @@
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Fetcher } from '../functions/core/engine/fetcher.ts';
-import { AddressGuard } from '../functions/core/engine/guard.ts';
+import { describe, expect, it } from 'vitest';
 import { openInput } from '../functions/core/input.ts';
 import { chunkMessage } from '../functions/core/job.ts';
 import { layout } from '../functions/core/layout.ts';
@@ -13,18 +11,12 @@ import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
 import { FaultyStore } from './support/faulty-store.ts';
 import { expectOnePerIndex, planUrls, readRecords } from './support/jobs.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import type { Origin } from './support/origin.ts';
+import { originAndFetcher } from './support/origin-hooks.ts';
 import { tempDir } from './support/tmp.ts';
 
 let origin: Origin;
-const fetcher = new Fetcher(new AddressGuard({ blockPrivate: false }));
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(async () => {
-  await fetcher.close();
-  await origin.close();
-});
+const fetcher = originAndFetcher((o) => (origin = o));
 
 function setup(store: ObjectStore = new LocalStore(tempDir())) {
   const queue = new MemoryQueue();
