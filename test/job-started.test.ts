@@ -42,14 +42,15 @@ describe('a job is running from the first chunk a worker receives', () => {
     }
   });
 
-  it('costs one conditional write per job in a worker, not one per chunk', async () => {
+  /** A store that counts (and can fail) the puts of started.json. */
+  function countingStore(failFirst = 0): { store: ObjectStore; puts: () => number } {
     const local = new LocalStore(tempDir());
     let startedPuts = 0;
     const store = new Proxy(local, {
       get(target, name, receiver) {
         if (name === 'put') {
           return (key: string, ...rest: unknown[]) => {
-            if (key.endsWith('/started.json')) startedPuts++;
+            if (key.endsWith('/started.json') && ++startedPuts <= failFirst) return Promise.reject(new Error('disk unavailable'));
             return (target.put as (...a: unknown[]) => Promise<boolean>).call(target, key, ...rest);
           };
         }
@@ -57,14 +58,53 @@ describe('a job is running from the first chunk a worker receives', () => {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     }) as ObjectStore;
+    return { store, puts: () => startedPuts };
+  }
+
+  it('costs one conditional write per job in a worker, not one per chunk', async () => {
+    const { store, puts } = countingStore();
     const queue = new MemoryQueue();
     const fetcher = new Fetcher(guard);
     try {
       const job = await planUrls(store, queue, Array.from({ length: 5 }, (_, i) => `${origin.url}/ok?i=${i}`), { chunkSize: 1 });
       const deps = { store, fetcher, queue, ledger: new MemoryLedger(), cancelPollMs: 3_600_000 };
       for (const m of await queue.receive({ max: 10 })) await handleMessage(deps, m.body, { receiveCount: 1, maxReceiveCount: 5 });
-      expect(startedPuts).toBe(1);
+      expect(puts()).toBe(1);
       expect((await jobStatus(store, job.jobId, deps.ledger)).state).not.toBe('queued');
+    } finally {
+      await fetcher.close();
+    }
+  });
+
+  it('also when the worker receives several chunks of the job at once (its first wave)', async () => {
+    const { store, puts } = countingStore();
+    const queue = new MemoryQueue();
+    const fetcher = new Fetcher(guard);
+    try {
+      await planUrls(store, queue, Array.from({ length: 6 }, (_, i) => `${origin.url}/ok?i=${i}`), { chunkSize: 1 });
+      const deps = { store, fetcher, queue, ledger: new MemoryLedger(), cancelPollMs: 3_600_000 };
+      const messages = await queue.receive({ max: 10 });
+      expect(messages).toHaveLength(6);
+      await Promise.all(messages.map((m) => handleMessage(deps, m.body, { receiveCount: 1, maxReceiveCount: 5 })));
+      expect(puts()).toBe(1);
+    } finally {
+      await fetcher.close();
+    }
+  });
+
+  it('tries again on the next chunk when the write failed', async () => {
+    const { store, puts } = countingStore(1);
+    const queue = new MemoryQueue();
+    const fetcher = new Fetcher(guard);
+    try {
+      const job = await planUrls(store, queue, Array.from({ length: 2 }, (_, i) => `${origin.url}/ok?i=${i}`), { chunkSize: 1 });
+      const deps = { store, fetcher, queue, ledger: new MemoryLedger(), cancelPollMs: 3_600_000 };
+      const [first, second] = await queue.receive({ max: 10 });
+      await handleMessage(deps, first!.body, { receiveCount: 1, maxReceiveCount: 5 });
+      expect(await store.exists(`jobs/${job.jobId}/started.json`)).toBe(false);
+      await handleMessage(deps, second!.body, { receiveCount: 1, maxReceiveCount: 5 });
+      expect(puts()).toBe(2);
+      expect(await store.exists(`jobs/${job.jobId}/started.json`)).toBe(true);
     } finally {
       await fetcher.close();
     }

@@ -7,20 +7,35 @@
 import { layout } from './layout.ts';
 import type { ObjectStore } from './ports.ts';
 
-/** Jobs this process has marked already; bounded, as a long-lived worker sees many jobs. */
-const marked = new Set<string>();
+/**
+ * Jobs this process has marked, or is marking: the chunks a worker receives at once share one write
+ * (a job's first wave used to write it once per chunk in flight: 16 conditional puts, each a
+ * temporary file locally). Bounded, as a long-lived worker sees many jobs.
+ */
+const marks = new Map<string, Promise<void>>();
 const MARKED_LIMIT = 10_000;
 
 /**
- * Marks the job started (once; later calls in this process cost nothing).
+ * Marks the job started (once; later calls in this process wait for that write or cost nothing).
+ * A write that fails is forgotten, so the next chunk tries again.
  *
  * @example await markStarted(store, jobId); // before fetching a chunk
  */
-export async function markStarted(store: ObjectStore, jobId: string): Promise<void> {
-  if (marked.has(jobId)) return;
-  await store.put(layout.started(jobId), JSON.stringify({ startedAt: new Date().toISOString() }), { ifAbsent: true, contentType: 'application/json' });
-  if (marked.size >= MARKED_LIMIT) marked.clear();
-  marked.add(jobId);
+export function markStarted(store: ObjectStore, jobId: string): Promise<void> {
+  const known = marks.get(jobId);
+  if (known) return known;
+  if (marks.size >= MARKED_LIMIT) marks.clear();
+  const mark = store
+    .put(layout.started(jobId), JSON.stringify({ startedAt: new Date().toISOString() }), { ifAbsent: true, contentType: 'application/json' })
+    .then(
+      () => {},
+      (error: unknown) => {
+        if (marks.get(jobId) === mark) marks.delete(jobId);
+        throw error;
+      },
+    );
+  marks.set(jobId, mark);
+  return mark;
 }
 
 /** True once a worker has received a chunk of the job. */
