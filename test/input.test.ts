@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { EmptyInputError, InputError } from '../functions/core/errors.ts';
-import { openInput, type IndexedItem } from '../functions/core/input.ts';
+import { checkUrl, openInput, type IndexedItem } from '../functions/core/input.ts';
 
 async function parse(text: string, format?: 'auto' | 'text' | 'ndjson' | 'json') {
   const input = await openInput(Readable.from([text]), format);
@@ -258,4 +258,74 @@ describe('whitespace inside a URL (issue 12 item 4)', () => {
     expect(items[0]!.fields).toEqual({ note: 'x', team: 'y' });
     expect((await error('{"url":"http://a.test/","fields":{"n":1}}\n')).field).toBe('fields.n');
   });
+});
+
+describe('checkUrl: the quick path (URL.canParse) accepts exactly what the full parse accepts', () => {
+  /** The check as it was before the quick path: a full parse, the scheme, the credentials. */
+  function fullCheck(url: string): boolean {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return false;
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return false;
+    try {
+      decodeURIComponent(parsed.username);
+      decodeURIComponent(parsed.password);
+    } catch {
+      return false;
+    }
+    return true;
+  }
+  const accepts = (url: string): boolean => {
+    try {
+      return checkUrl(url) === url;
+    } catch (error) {
+      if (error instanceof InputError) return false;
+      throw error;
+    }
+  };
+  const urls = [
+    'http://example.com/',
+    'HTTPS://EXAMPLE.COM/a?b#c',
+    'HtTp://x',
+    'http:/x',
+    'http:x',
+    'http:///x',
+    'http:\\\\x\\y',
+    'http://',
+    'https://[::1]:8080/',
+    'http://[::1/',
+    'http://1.2.3.4.5/',
+    'http://999.1.1.1/',
+    'http://0x7f.1/',
+    'http://ex%00ample/',
+    'http://ex%41mple/',
+    'http://xn--/',
+    'http://a:b@c/',
+    'http://%zz@x/',
+    'http://u:%E0%A4%A@x/',
+    'http://x/%zz',
+    'http://x:99999/',
+    'http://x:8080/',
+    'https://x:/',
+    'http://a_b.example/',
+    'http://例え.jp/パス',
+    'http://x/?q=@',
+    'http://x#@',
+    'httpx://x/',
+    'https:x',
+    'ftp://x/',
+    'javascript:alert(1)',
+    'mailto:a@b',
+    'http://x\u0000y/',
+    'http://x<y/',
+    'http://x^y/',
+  ];
+  for (const url of urls) {
+    it(JSON.stringify(url), () => {
+      expect(accepts(url)).toBe(fullCheck(url));
+    });
+  }
 });
