@@ -129,6 +129,17 @@ describe('JSON document input', () => {
     expect(e.line).toBe(4);
   });
 
+  it('places a document cut short at its last line, not at a line after it', async () => {
+    // One line without a newline: the reader's own newline made this "line 2, column 1".
+    const cut = await error('{"urls": ["http://a.test/", "http://b.test/"');
+    expect(cut.line).toBe(1);
+    expect(cut.message).toBe('line 1: not valid JSON: it ends early (close bracket expected) at column 45');
+    const cutNdjson = await error('{"url": "http://a.test/"}\n{"url": "http://b.test/"\n\n');
+    expect(cutNdjson.message).toBe('line 2: not valid JSON: it ends early (close brace expected) at column 25');
+    // An error inside the document is still placed where it is.
+    expect((await error('{"urls": ["http://a.test/",, "http://b.test/"]}')).message).toBe('line 1: not valid JSON: value expected at column 28');
+  });
+
   it('refuses unknown top-level fields', async () => {
     expect((await error('{"urls": ["http://a.test/"], "optoins": {}}')).message).toMatch(/unknown field "optoins"/);
   });

@@ -500,12 +500,19 @@ function parseNdjsonLine(text: string, line: number): InputItem {
 function jsonSyntaxError(text: string, firstLine: number): { line: number; column: number; what: string } {
   const errors: ParseError[] = [];
   parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
-  const offset = errors[0]?.offset ?? 0;
-  const what = errors[0]
+  let what = errors[0]
     ? printParseErrorCode(errors[0].error)
         .replace(/([a-z])([A-Z])/g, '$1 $2')
         .toLowerCase()
     : 'syntax error';
+  // A document cut short fails past its last character (after the newline the reader adds, a line
+  // that does not exist): it is placed just after its last character, and said to end early.
+  const end = text.trimEnd().length;
+  let offset = errors[0]?.offset ?? 0;
+  if (offset >= end) {
+    offset = end;
+    what = `it ends early (${what})`;
+  }
   let line = firstLine;
   let lineStart = 0;
   for (let i = 0; i < offset && i < text.length; i++) {
