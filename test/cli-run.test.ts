@@ -147,11 +147,25 @@ describe('--out on Ctrl-C', () => {
   });
 });
 
+describe("serve's banner states what jobs may read from its environment", () => {
+  it('names the usable variables of FANOUT_HEADER_ENV_VARS and warns, on stderr, of the others', async () => {
+    const server = await startServe(['--data-dir', join(dir, 'header-env')], { FANOUT_HEADER_ENV_VARS: 'PARTNER_KEY,FANOUT_TOKEN,MISSING_KEY', PARTNER_KEY: 'k' });
+    try {
+      await expect.poll(() => server.output()).toContain('fanout serve: warning: FANOUT_HEADER_ENV_VARS lists MISSING_KEY, which is not set: jobs naming it are refused');
+      expect(server.output()).toContain('header values from the environment (headerEnv): jobs may name PARTNER_KEY (FANOUT_HEADER_ENV_VARS)');
+      expect(server.output()).toContain('fanout serve: warning: FANOUT_HEADER_ENV_VARS lists FANOUT_TOKEN, which jobs may never name');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('the data folder is locked by the process using it', () => {
   it('a second serve or fetch on a folder in use exits 2 naming the holder; after it stops, the folder is free', async () => {
     const data = join(dir, 'locked');
     const server = await startServe(['--data-dir', data]);
     expect(server.output()).toContain('address guard: private, loopback and link-local addresses blocked; --allow-private or FANOUT_ALLOW_CIDRS');
+    expect(server.output()).toContain('header values from the environment (headerEnv): jobs may name no environment variable (FANOUT_HEADER_ENV_VARS lists none that is usable)');
     try {
       const fetched = await fanout(['fetch', '-', '--data-dir', data], { stdin: `${origin.url}/ok\n` });
       expect(fetched.code).toBe(2);

@@ -16,7 +16,7 @@ import { optionsQuery } from '../functions/cli/client-commands.ts';
 import { awsHeaderSecrets } from '../functions/aws/header-secrets.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
-import { checkHeaderEnv, envSecrets, refusedVariable, resolveHeaderEnv } from '../functions/core/header-env.ts';
+import { checkHeaderEnv, envSecrets, headerEnvForServer, refusedVariable, resolveHeaderEnv } from '../functions/core/header-env.ts';
 import { openInput } from '../functions/core/input.ts';
 import { parseJobOptions } from '../functions/core/options.ts';
 import { planJob } from '../functions/core/plan.ts';
@@ -130,6 +130,19 @@ describe('the headerEnv option and redaction rules', () => {
     expect(() => checkHeaderEnv({ authorization: 'OTHER_KEY' }, env, false)).not.toThrow(); // the AWS API: names only
     expect(await resolveHeaderEnv({ authorization: 'DATABASE_URL' }, envSecrets(env), env)).toEqual({ error: expect.stringContaining('exposes only') });
     expect(await resolveHeaderEnv({ authorization: 'PARTNER_KEY' }, envSecrets(env), env)).toEqual({ headers: { authorization: 'k' } });
+  });
+
+  it("serve tells its operator at start which variables jobs may name, and warns of each listed one no job can use", () => {
+    const env = { FANOUT_HEADER_ENV_VARS: 'API_TOKEN, AWS_SECRET_ACCESS_KEY,NOT_SET,bad-name,PARTNER_KEY', API_TOKEN: SECRET, PARTNER_KEY: 'k', AWS_SECRET_ACCESS_KEY: 'aws' };
+    const { summary, warnings } = headerEnvForServer(env);
+    expect(summary).toBe('jobs may name API_TOKEN, PARTNER_KEY (FANOUT_HEADER_ENV_VARS)');
+    expect(warnings).toEqual([
+      "FANOUT_HEADER_ENV_VARS lists AWS_SECRET_ACCESS_KEY, which jobs may never name (fanout's or the platform's own configuration)",
+      'FANOUT_HEADER_ENV_VARS lists NOT_SET, which is not set: jobs naming it are refused',
+      'FANOUT_HEADER_ENV_VARS lists "bad-name", which is not an environment variable name',
+    ]);
+    expect(JSON.stringify({ summary, warnings })).not.toContain(SECRET);
+    expect(headerEnvForServer({ FANOUT_HEADER_ENV_VARS: '' })).toEqual({ summary: 'jobs may name no environment variable (FANOUT_HEADER_ENV_VARS lists none that is usable)', warnings: [] });
   });
 
   it('resolves variables, and names the variable (never a value) when one is missing or unusable', async () => {

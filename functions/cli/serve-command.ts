@@ -3,6 +3,7 @@
  */
 import type { Command } from 'commander';
 import { AddressGuard } from '../core/engine/guard.ts';
+import { headerEnvForServer } from '../core/header-env.ts';
 import { readLocalEnv } from '../local/environment.ts';
 import { lockDataDir } from '../local/lock.ts';
 import { dataDirOf } from './fetch-command.ts';
@@ -50,10 +51,13 @@ export function serveCommand(program: Command): void {
         throw error;
       });
       const auth = local.token ? 'bearer token required' : 'no token (loopback only)';
+      const headerEnv = headerEnvForServer();
       process.stdout.write(
         `fanout serve: listening on ${server.url} (${auth}); dashboard ${server.url}/ , API docs ${server.url}/docs\n` +
-          `  address guard: ${server.runtime.fetcher.guard.describe()}\n`,
+          `  address guard: ${server.runtime.fetcher.guard.describe()}\n` +
+          `  header values from the environment (headerEnv): ${headerEnv.summary}\n`,
       );
+      for (const warning of headerEnv.warnings) process.stderr.write(`fanout serve: warning: ${warning}\n`);
       if (server.schedules) {
         for (const [name, next] of Object.entries(server.schedules.nextRuns())) process.stdout.write(`  schedule ${name}: next run ${next ?? 'disabled'}\n`);
       }

@@ -40,6 +40,29 @@ export function closeHeaderEnvForServer(env: NodeJS.ProcessEnv = process.env): v
 }
 
 /**
+ * What a server's operator is told at start about FANOUT_HEADER_ENV_VARS: which variables jobs may
+ * name, and a warning for each listed name no job will ever be able to use (a reserved or malformed
+ * name, or a variable this process does not have, which submissions naming it are refused for).
+ *
+ * @example
+ * headerEnvForServer({ FANOUT_HEADER_ENV_VARS: 'API_TOKEN,AWS_SECRET_ACCESS_KEY', API_TOKEN: 'x' })
+ * // { summary: 'jobs may name API_TOKEN (FANOUT_HEADER_ENV_VARS)', warnings: ['FANOUT_HEADER_ENV_VARS lists AWS_SECRET_ACCESS_KEY, which ...'] }
+ */
+export function headerEnvForServer(env: NodeJS.ProcessEnv = process.env): { summary: string; warnings: string[] } {
+  const listed = (env[HEADER_ENV_VARS] ?? '').split(',').map((v) => v.trim()).filter(Boolean);
+  const usable: string[] = [];
+  const warnings: string[] = [];
+  for (const name of listed) {
+    if (!ENV_VAR_NAME.test(name)) warnings.push(`${HEADER_ENV_VARS} lists ${JSON.stringify(name)}, which is not an environment variable name`);
+    else if (RESERVED_VARIABLE.test(name)) warnings.push(`${HEADER_ENV_VARS} lists ${name}, which jobs may never name (fanout's or the platform's own configuration)`);
+    else if (!env[name]) warnings.push(`${HEADER_ENV_VARS} lists ${name}, which is not set: jobs naming it are refused`);
+    else usable.push(name);
+  }
+  const summary = usable.length > 0 ? `jobs may name ${usable.join(', ')} (${HEADER_ENV_VARS})` : `jobs may name no environment variable (${HEADER_ENV_VARS} lists none that is usable)`;
+  return { summary, warnings };
+}
+
+/**
  * Why a job may not name `variable` in `headerEnv` here, or undefined when it may.
  *
  * @example
