@@ -159,6 +159,55 @@ describe('the worker function on the DynamoDB ledger', () => {
     }
   });
 
+  it('a rotated proxy secret reaches a running container once the cache period has passed; a failed read keeps the credentials it had', async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const proxy = createServer((req, res) => {
+      seen.push(req.headers);
+      res.end(`proxied ${req.url}`);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-rotated';
+    secrets
+      .on(GetSecretValueCommand, { SecretId: arn })
+      .resolvesOnce({ SecretString: 'alice:s3cret' })
+      .rejectsOnce(new Error('throttled'))
+      .resolves({ SecretString: 'bob:r0tated' });
+    process.env.FANOUT_PROXY_AUTH = arn;
+    process.env.FANOUT_PROXY_AUTH_FOR = proxyUrl;
+    // Time moves on by whole cache periods between the invocations (everything sees the same clock).
+    const realNow = Date.now.bind(Date);
+    let offset = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    const logged: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (logged.push(String(chunk)), true));
+    try {
+      vi.resetModules();
+      const fresh = await import('../functions/aws/handlers/worker.ts');
+      const { TOKEN_CACHE_MS } = await import('../functions/aws/token.ts');
+      for (const step of [1, 2, 3]) {
+        const submitted = await api('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/ok?rotation=${step}`], options: { proxy: proxyUrl } }));
+        const { jobId } = submitted.json() as { jobId: string };
+        const messages = await sqs.queue('chunks').receive({ max: 5 });
+        const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
+        expect(response.batchItemFailures).toEqual([]);
+        for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
+        expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+        offset += TOKEN_CACHE_MS + 1_000;
+      }
+      const basic = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`;
+      expect(seen.map((h) => h['proxy-authorization'])).toEqual([basic('alice:s3cret'), basic('alice:s3cret'), basic('bob:r0tated')]);
+      expect(logged.join('')).toContain("the proxies' credentials cannot be resolved: the ones read before are kept until they can");
+      expect(logged.join('')).not.toContain('s3cret');
+    } finally {
+      clock.mockRestore();
+      spy.mockRestore();
+      delete process.env.FANOUT_PROXY_AUTH;
+      delete process.env.FANOUT_PROXY_AUTH_FOR;
+      proxy.close();
+    }
+  });
+
   it("a proxy secret that cannot be used (empty, no user:password) fails no message: jobs without a proxy go on, the error is logged", async () => {
     const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-broken';
     process.env.FANOUT_PROXY_AUTH = arn;

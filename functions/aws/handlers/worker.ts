@@ -22,6 +22,7 @@ import { callbackSecretSource } from '../callback-secret.ts';
 import { jobEventPublisher } from '../job-events.ts';
 import { AWS_ENV_DEFAULTS, awsRuntime, type AwsRuntime } from '../environment.ts';
 import { awsHeaderSecrets } from '../header-secrets.ts';
+import { TOKEN_CACHE_MS } from '../token.ts';
 
 /** Metric names and dimensions, stated once (the infra's alarms and dashboard use the same). */
 export const WORKER_METRICS = {
@@ -39,8 +40,10 @@ export const WORKER_METRICS = {
 const logger = new Logger({ serviceName: WORKER_METRICS.service });
 export const metrics = new Metrics({ namespace: WORKER_METRICS.namespace, serviceName: WORKER_METRICS.service });
 const processor = new BatchProcessor(EventType.SQS);
-/** The container's fetcher, once the proxies' credentials resolved (or none are configured). */
-let fetcher: Fetcher | undefined;
+/** The container's fetcher, the proxies' credentials it was made with, and when they were last read. */
+let current: { fetcher: Fetcher; auth: string | undefined; readAt: number } | undefined;
+/** A read of the credentials in progress: the records of a batch share it (and so one fetcher). */
+let reading: Promise<Fetcher> | undefined;
 /** A fetcher without proxy credentials, used while they cannot be resolved. */
 let withoutProxyAuth: Fetcher | undefined;
 /** When to try resolving the proxies' credentials again after a failure. */
@@ -66,27 +69,43 @@ async function proxyAuth(): Promise<string | undefined> {
  * One fetcher per container, its Agents kept warm across invocations. Server mode: private
  * addresses are blocked unless FANOUT_ALLOW_PRIVATE / FANOUT_ALLOW_CIDRS open them. The proxies'
  * credentials are resolved first: FANOUT_PROXY_AUTH may hold a Secrets Manager ARN (the stack's
- * `proxyAuthSecret`), read once per container (a rotation reaches new containers). While they
- * cannot be resolved (Secrets Manager failing, a secret without `user:password`, a bad
- * FANOUT_PROXY_AUTH_FOR), messages are handled without them, logged, and they are tried again a
- * minute later: jobs without a proxy go on, and a dead letter's last try never fails for it.
+ * `proxyAuthSecret`), read again every TOKEN_CACHE_MS, so a rotation reaches running containers
+ * (a new fetcher then takes the new credentials; chunks in flight finish on the old one). While
+ * they cannot be resolved (Secrets Manager failing, a secret without `user:password`, a bad
+ * FANOUT_PROXY_AUTH_FOR), messages are handled with the credentials the container had, or without
+ * any, logged, and they are tried again a minute later: jobs without a proxy go on, and a dead
+ * letter's last try never fails for it.
  */
 async function containerFetcher(log: Logger): Promise<Fetcher> {
-  if (fetcher) return fetcher;
-  if (Date.now() >= proxyAuthRetryAt) {
-    try {
-      const auth = await proxyAuth();
-      fetcher ??= newFetcher(auth, proxyAuthFor());
-      // Not closed: another record of the batch may still be fetching through it (its idle
-      // connections close after the keep-alive timeout).
-      withoutProxyAuth = undefined;
-      return fetcher;
-    } catch (error) {
-      proxyAuthRetryAt = Date.now() + PROXY_AUTH_RETRY_MS;
-      log.error('the proxies\' credentials cannot be resolved: proxies get none until they can', { error: (error as Error).message });
+  const now = Date.now();
+  if (current && (!process.env[PROXY_DEFAULTS.authEnv] || now - current.readAt < TOKEN_CACHE_MS)) return current.fetcher;
+  if (!current && now < proxyAuthRetryAt) return (withoutProxyAuth ??= newFetcher(undefined, []));
+  reading ??= readProxyAuth(log).finally(() => (reading = undefined));
+  return reading;
+}
+
+async function readProxyAuth(log: Logger): Promise<Fetcher> {
+  try {
+    const auth = await proxyAuth();
+    const authFor = proxyAuthFor();
+    withoutProxyAuth = undefined;
+    if (current && current.auth === auth) {
+      current.readAt = Date.now();
+      return current.fetcher;
     }
+    // The one it replaces is not closed: another record may still be fetching through it (its
+    // idle connections close after the keep-alive timeout).
+    current = { fetcher: newFetcher(auth, authFor), auth, readAt: Date.now() };
+    return current.fetcher;
+  } catch (error) {
+    log.error(`the proxies' credentials cannot be resolved: ${current ? 'the ones read before are kept' : 'proxies get none'} until they can`, { error: (error as Error).message });
+    if (current) {
+      current.readAt = Date.now() - TOKEN_CACHE_MS + PROXY_AUTH_RETRY_MS;
+      return current.fetcher;
+    }
+    proxyAuthRetryAt = Date.now() + PROXY_AUTH_RETRY_MS;
+    return (withoutProxyAuth ??= newFetcher(undefined, []));
   }
-  return (withoutProxyAuth ??= newFetcher(undefined, []));
 }
 
 async function deps(rt: AwsRuntime, log: Logger): Promise<MessageDeps> {
