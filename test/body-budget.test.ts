@@ -1,22 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { BODY_BUDGET_DEFAULTS } from '../functions/local/body-budget.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import type { WorkerLoop } from '../functions/local/worker-loop.ts';
 import { planUrls } from './support/jobs.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
 // Defect 5 of the tryout: a worker took chunks of many jobs at once, each bringing its own
 // concurrency x maxBodyBytes; three jobs of 16 x 32 MiB took 3 GB.
 const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.1/32'] });
 let origin: Origin;
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(async () => {
-  await origin.close();
-});
+useOrigin((started) => (origin = started));
 
 async function runJobs(options: Record<string, unknown>): Promise<WorkerLoop['bodyBudget']> {
   const runtime = new EmbeddedRuntime({ dataDir: tempDir(), guard });

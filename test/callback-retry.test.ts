@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createApp } from '../functions/api/app.ts';
 import { CALLBACK_ATTEMPTS, CALLBACK_DEFAULTS, callbackState, readCallbackOutbox } from '../functions/core/callback.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
@@ -11,18 +11,14 @@ import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { planUrls } from './support/jobs.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
 // Defect 11 of the tryout: 5 attempts in 7.5 s, so a receiver down for 10 s never heard.
 const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.1/32'] });
 let origin: Origin;
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(async () => {
-  await origin.close();
-});
+useOrigin((started) => (origin = started));
 
 /** A receiver that is down (503) for its first `downFor` requests, then up. */
 async function receiver(downFor: number) {

@@ -1,15 +1,13 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fanout } from './support/cli.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
 let origin: Origin;
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(() => origin.close());
+useOrigin((started) => (origin = started));
 
 function jobsIn(dataDir: string): string[] {
   const jobs = join(dataDir, 'jobs');

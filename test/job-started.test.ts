@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { MemoryLedger } from '../functions/core/ledger.ts';
@@ -9,18 +9,14 @@ import { LocalStore } from '../functions/local/local-store.ts';
 import { MemoryQueue } from '../functions/local/memory-queue.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { planUrls } from './support/jobs.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
 // Defect 15 of the tryout: a job read `queued, done 0` for 28 s while its chunks were fetched.
 const guard = new AddressGuard({ blockPrivate: true, allowCidrs: ['127.0.0.1/32'] });
 let origin: Origin;
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(async () => {
-  await origin.close();
-});
+useOrigin((started) => (origin = started));
 
 describe('a job is running from the first chunk a worker receives', () => {
   it('reads running while its only chunk is still being fetched', async () => {

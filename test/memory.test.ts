@@ -1,14 +1,12 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { describe, expect, it } from 'vitest';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 
 const script = fileURLToPath(new URL('./fixtures/scripts/memory-job.ts', import.meta.url));
 let origin: Origin;
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(() => origin.close());
+useOrigin((started) => (origin = started));
 
 /** Runs the memory script in its own process, so its peak RSS is its own. */
 function measure(kind: string, count: number, ...extra: string[]): Promise<Record<string, number>> {

@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { parse } from 'csv-parse/sync';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CSV_OUT_COLUMNS, outFormatOf, recordsToCsv } from '../functions/cli/out-csv.ts';
 import { failedRecord, makeRecord, type FetchRecord } from '../functions/core/record.ts';
 import { fanout } from './support/cli.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
 function record(index: number, extra: Partial<FetchRecord> = {}): FetchRecord {
@@ -77,10 +78,7 @@ describe('records as CSV', () => {
 
 describe('fanout fetch with CSV in and out', () => {
   let origin: Origin;
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(() => origin.close());
+  useOrigin((started) => (origin = started));
 
   it('reads list.csv, dedupes, and writes --out FILE.csv in input order with the fields', async () => {
     const dir = tempDir();

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { openInput } from '../functions/core/input.ts';
 import { layout } from '../functions/core/layout.ts';
@@ -12,14 +12,12 @@ import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { BIN } from './support/cli.ts';
 import { FaultyStore } from './support/faulty-store.ts';
 import { expectOnePerIndex, readRecords } from './support/jobs.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
 let origin: Origin;
-beforeAll(async () => {
-  origin = await startOrigin();
-});
-afterAll(() => origin.close());
+useOrigin((started) => (origin = started));
 
 const guard = new AddressGuard({ blockPrivate: false });
 const urlsInput = (urls: string[]) => openInput(Readable.from([urls.join('\n')]));

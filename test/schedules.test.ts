@@ -1,13 +1,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { parseExpression, parseSchedules } from '../functions/core/schedules.ts';
 import { jobStatus } from '../functions/core/status.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { startSchedules } from '../functions/local/schedules.ts';
 import { expectOnePerIndex, readRecords } from './support/jobs.ts';
-import { startOrigin, type Origin } from './support/origin.ts';
+import { useOrigin } from './support/origin-hooks.ts';
+import type { Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
 
 describe('schedule expressions (EventBridge syntax)', () => {
@@ -59,10 +60,7 @@ describe('schedules file', () => {
 
 describe('running schedules locally', () => {
   let origin: Origin;
-  beforeAll(async () => {
-    origin = await startOrigin();
-  });
-  afterAll(() => origin.close());
+  useOrigin((started) => (origin = started));
 
   it('fires a rate schedule, submitting the list from the store as a job', async () => {
     const dataDir = tempDir();

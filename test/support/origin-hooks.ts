@@ -1,8 +1,26 @@
-/** A test file's loopback origin and a fetcher allowed to reach it, with vitest's hooks. */
+/** A test file's loopback origin (and a fetcher allowed to reach it), with vitest's hooks. */
 import { afterAll, beforeAll } from 'vitest';
 import { Fetcher } from '../../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../../functions/core/engine/guard.ts';
 import { startOrigin, type Origin } from './origin.ts';
+
+/**
+ * Starts an origin before the tests of the file (or describe block) and closes it after them.
+ *
+ * @example
+ * let origin: Origin;
+ * useOrigin((started) => (origin = started));
+ */
+export function useOrigin(started: (origin: Origin) => void): void {
+  let origin: Origin | undefined;
+  beforeAll(async () => {
+    origin = await startOrigin();
+    started(origin);
+  });
+  afterAll(async () => {
+    await origin?.close();
+  });
+}
 
 /**
  * Starts an origin before the file's tests (handed to `started`) and closes it and the returned
@@ -14,14 +32,7 @@ import { startOrigin, type Origin } from './origin.ts';
  */
 export function originAndFetcher(started: (origin: Origin) => void): Fetcher {
   const fetcher = new Fetcher(new AddressGuard({ blockPrivate: false }));
-  let origin: Origin | undefined;
-  beforeAll(async () => {
-    origin = await startOrigin();
-    started(origin);
-  });
-  afterAll(async () => {
-    await fetcher.close();
-    await origin?.close();
-  });
+  useOrigin(started);
+  afterAll(() => fetcher.close());
   return fetcher;
 }
