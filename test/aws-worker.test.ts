@@ -93,6 +93,20 @@ async function drain() {
   throw new Error('queue did not drain');
 }
 
+/**
+ * A stand-in proxy that records the headers it is sent (tagged `x-seen-by`) and answers
+ * absolute-form requests itself: the credentials are what these tests check, not proxying
+ * (tinyproxy carries requests in proxy.test.ts).
+ */
+async function recordingProxy(seen: IncomingHttpHeaders[], tag: string): Promise<{ url: string; close: () => void }> {
+  const server = createServer((req, res) => {
+    seen.push({ ...req.headers, 'x-seen-by': tag });
+    res.end(`${tag} ${req.url}`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
 describe('the worker function on the DynamoDB ledger', () => {
   it('runs a job to completed, counts in DynamoDB, and signs its callback with the secret from Secrets Manager', async () => {
     const urls = Array.from({ length: 23 }, (_, i) => `${origin.url}/ok?aws=${i}`);
@@ -113,24 +127,14 @@ describe('the worker function on the DynamoDB ledger', () => {
   });
 
   it('resolves FANOUT_PROXY_AUTH holding a Secrets Manager ARN (the proxyAuthSecret setting) and sends it to the listed proxy only, never to one a job names', async () => {
-    // The credentials are what is tested here, not proxying (tinyproxy carries requests in
-    // proxy.test.ts): this stand-in records what it is sent and answers absolute-form requests itself.
     const seen: IncomingHttpHeaders[] = [];
-    const proxy = createServer((req, res) => {
-      seen.push(req.headers);
-      res.end(`proxied ${req.url}`);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const proxy = await recordingProxy(seen, 'proxied');
+    const proxyUrl = proxy.url;
     const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials';
     secrets.on(GetSecretValueCommand, { SecretId: arn }).resolves({ SecretString: 'alice:s3cret' });
     // A job's own "proxy" (any API user may name one): it must not receive the credentials.
-    const own = createServer((req, res) => {
-      seen.push({ ...req.headers, 'x-seen-by': 'own' });
-      res.end('not the operator proxy');
-    });
-    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r));
-    const ownUrl = `http://127.0.0.1:${(own.address() as AddressInfo).port}`;
+    const own = await recordingProxy(seen, 'own');
+    const ownUrl = own.url;
     process.env.FANOUT_PROXY_AUTH = arn;
     process.env.FANOUT_PROXY_AUTH_FOR = proxyUrl;
     try {
@@ -161,12 +165,8 @@ describe('the worker function on the DynamoDB ledger', () => {
 
   it('a rotated proxy secret reaches a running container once the cache period has passed; a failed read keeps the credentials it had', async () => {
     const seen: IncomingHttpHeaders[] = [];
-    const proxy = createServer((req, res) => {
-      seen.push(req.headers);
-      res.end(`proxied ${req.url}`);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const proxy = await recordingProxy(seen, 'proxied');
+    const proxyUrl = proxy.url;
     const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-rotated';
     secrets
       .on(GetSecretValueCommand, { SecretId: arn })
