@@ -138,6 +138,14 @@ describe('JSON document input', () => {
     expect(cutNdjson.message).toBe('line 2: not valid JSON: it ends early (close brace expected) at column 25');
     // An error inside the document is still placed where it is.
     expect((await error('{"urls": ["http://a.test/",, "http://b.test/"]}')).message).toBe('line 1: not valid JSON: value expected at column 28');
+    // Whitespace JSON does not allow after a complete document is that error, not an early end.
+    expect((await error('{"urls": [\n"http://a.test/"\n]}\n\u00a0\n')).message).toBe('line 4: not valid JSON: invalid symbol at column 1');
+  });
+
+  it('counts the columns of indented lines from the line as written', async () => {
+    expect((await error('   ["http://a.test/"')).message).toBe('line 1: not valid JSON: it ends early (close bracket expected) at column 21');
+    expect((await error('{"url": "http://a.test/"}\n    {"url": "http://b.test/",}\n')).message).toBe('line 2: not valid JSON: property name expected at column 30');
+    expect((await error('\uFEFF  {"url": "http://a.test/"')).message).toBe('line 1: not valid JSON: it ends early (close brace expected) at column 27');
   });
 
   it('refuses unknown top-level fields', async () => {

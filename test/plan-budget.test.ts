@@ -295,6 +295,18 @@ describe('the planner in core', () => {
     expect(await store.get(layout.rejected(jobId))).not.toBeNull();
   });
 
+  it('a bad NDJSON line of a sliced list is named with its column as written (indented lines too)', async () => {
+    const store = new LocalStore(tempDir('fanout-slice-column-'));
+    const list = 'uploads/0190c5f0-0000-7000-8000-000000000003/list';
+    await store.put(list, '{"url": "http://203.0.113.7/1"}\n\t  {"url": "http://203.0.113.7/2",}\n');
+    const jobId = '0190c5f0-0000-7000-8000-0000000000ab';
+    const queue = new MemoryQueue();
+    await startPlanning(store, queue, { jobId, createdAt: new Date().toISOString(), options: parseJobOptions({}), source: 'test', list }, 'auto');
+    const [message] = await queue.receive({ max: 1 });
+    const outcome = await planSlice(store, queue, message!.body);
+    expect(outcome.kind === 'rejected' && outcome.rejection.message).toBe('line 2: not valid JSON: property name expected at column 35');
+  });
+
   it('a slice resumes at the byte offset just past its last line, CRLF and multi-byte characters included', async () => {
     const store = new LocalStore(tempDir('fanout-offsets-'));
     const list = 'uploads/0190c5f0-0000-7000-8000-000000000002/list';

@@ -223,6 +223,8 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
   // Peek the first significant line to choose the format; it is replayed below.
   let lineNo = 0;
   let first: string | undefined;
+  /** The first line as it was (without a BOM): a JSON document keeps its indentation, for columns. */
+  let firstRaw = '';
   let firstTooLong = false;
   for (;;) {
     const next = await lines.next();
@@ -237,7 +239,8 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
       first = '';
       break;
     }
-    const trimmed = next.replace(/^\uFEFF/, '').trim();
+    firstRaw = next.replace(/^\uFEFF/, '');
+    const trimmed = firstRaw.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     first = trimmed;
     break;
@@ -253,7 +256,7 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
   else chosen = 'text';
 
   if (chosen === 'json') {
-    const parts: Buffer[] = first === '' ? [] : [Buffer.from(first + '\n')];
+    const parts: Buffer[] = first === '' ? [] : [Buffer.from(firstRaw + '\n')];
     let size = parts[0]?.length ?? 0;
     for await (const bytes of lines.rest()) {
       size += bytes.length;
@@ -267,11 +270,12 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
     let index = 0;
     let line = firstLine;
     let current: string | undefined = first;
+    let indent = indentOf(firstRaw);
     try {
       for (;;) {
         if (current !== undefined && current !== '' && !current.startsWith('#')) {
           // A fresh object from the parser: numbered in place, not copied.
-          const item = (index === 0 && chosen === 'text' ? firstTextItem(current, line) : parseItemLine(current, chosen as 'text' | 'ndjson', line)) as IndexedItem;
+          const item = (index === 0 && chosen === 'text' ? firstTextItem(current, line) : parseItemLine(current, chosen as 'text' | 'ndjson', line, indent)) as IndexedItem;
           item.index = index++;
           yield item;
         }
@@ -280,6 +284,7 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
         line++;
         if (next === TOO_LONG) throw lineTooLong(line);
         current = next.trim();
+        indent = indentOf(next);
       }
     } finally {
       await lines.close();
@@ -479,18 +484,24 @@ function looksLikeNdjsonItem(line: string): boolean {
  *
  * @throws {InputError} naming the line.
  */
-export function parseItemLine(text: string, format: 'text' | 'ndjson', line: number): InputItem {
-  return format === 'text' ? { url: checkUrl(text, line) } : parseNdjsonLine(text, line);
+export function parseItemLine(text: string, format: 'text' | 'ndjson', line: number, indent = 0): InputItem {
+  return format === 'text' ? { url: checkUrl(text, line) } : parseNdjsonLine(text, line, indent);
 }
 
-function parseNdjsonLine(text: string, line: number): InputItem {
+/** Characters before a line's first non-blank one: the column of a trimmed line's error counts them. */
+export function indentOf(raw: string): number {
+  return raw.length - raw.trimStart().length;
+}
+
+/** An NDJSON line, trimmed (`indent`: the characters trimmed from its start, for the column of an error). */
+function parseNdjsonLine(text: string, line: number, indent: number): InputItem {
   checkJsonDepth(text, line);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     const { column, what } = jsonSyntaxError(text, line);
-    throw new InputError(`not valid JSON: ${what} at column ${column}`, line);
+    throw new InputError(`not valid JSON: ${what} at column ${column + indent}`, line);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new InputError('expected a JSON object like {"url": "https://..."}', line);
@@ -512,7 +523,7 @@ function jsonSyntaxError(text: string, firstLine: number): { line: number; colum
     : 'syntax error';
   // A document cut short fails past its last character (after the newline the reader adds, a line
   // that does not exist): it is placed just after its last character, and said to end early.
-  const end = text.trimEnd().length;
+  const end = text.replace(/[ \t\r\n]+$/, '').length; // JSON's whitespace only
   let offset = errors[0]?.offset ?? 0;
   if (offset >= end) {
     offset = end;

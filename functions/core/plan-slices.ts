@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { CONTINUATION_DEFAULTS } from './continuation.ts';
 import { deleteDedupeState, loadDedupeState, markDuplicate, saveDedupeState } from './dedupe.ts';
 import { EmptyInputError, FanoutError, InputError, NotFoundError } from './errors.ts';
-import { boundedLines, openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
+import { boundedLines, indentOf, openInput, parseItemLine, type IndexedItem, type InputFormat } from './input.ts';
 import type { JobMeta } from './job.ts';
 import { layout } from './layout.ts';
 import { parseJobOptions, type JobOptions } from './options.ts';
@@ -183,7 +183,8 @@ export async function planSlice(
     for await (const next of boundedLines(stream, { offset: message.offset, line })) {
       const { text, end } = next;
       line = next.line;
-      const trimmed = text.replace(/^\uFEFF/, '').trim();
+      const unmarked = text.replace(/^\uFEFF/, '');
+      const trimmed = unmarked.trim();
       if (trimmed === '' || trimmed.startsWith('#')) continue;
       if (format === 'auto') {
         if (trimmed.startsWith('[') || (trimmed.startsWith('{') && !trimmed.includes('"url"'))) {
@@ -191,7 +192,7 @@ export async function planSlice(
         }
         format = trimmed.startsWith('{') ? 'ndjson' : 'text';
       }
-      const item: IndexedItem = { ...parseItemLine(trimmed, format, line), index: index++ };
+      const item: IndexedItem = { ...parseItemLine(trimmed, format, line, indentOf(unmarked)), index: index++ };
       if (!writer.add(seen ? markDuplicate(seen, item) : item)) continue;
       await writer.flush();
       if (Date.now() >= stopAt) {
