@@ -88,6 +88,23 @@ describe('a job is running from the first chunk a worker receives', () => {
     }
   });
 
+  it('when the shared write fails, the chunks that waited for it try once more (together)', async () => {
+    const { store, puts } = countingStore(1);
+    const queue = new MemoryQueue();
+    const fetcher = new Fetcher(guard);
+    try {
+      const job = await planUrls(store, queue, Array.from({ length: 4 }, (_, i) => `${origin.url}/delay?ms=1500&i=${i}`), { chunkSize: 1 });
+      const deps = { store, fetcher, queue, ledger: new MemoryLedger(), cancelPollMs: 3_600_000 };
+      const all = Promise.all((await queue.receive({ max: 10 })).map((m) => handleMessage(deps, m.body, { receiveCount: 1, maxReceiveCount: 5 })));
+      // While the first wave is still fetching, the job reads running.
+      await expect.poll(() => jobStatus(store, job.jobId, deps.ledger).then((s) => s.state), { timeout: 1_000 }).toBe('running');
+      expect(puts()).toBe(2);
+      await all;
+    } finally {
+      await fetcher.close();
+    }
+  });
+
   it('tries again on the next chunk when the write failed', async () => {
     const { store, puts } = countingStore(1);
     const queue = new MemoryQueue();

@@ -17,11 +17,19 @@ const MARKED_LIMIT = 10_000;
 
 /**
  * Marks the job started (once; later calls in this process wait for that write or cost nothing).
- * A write that fails is forgotten, so the next chunk tries again.
+ * A write that fails is forgotten, and the chunks that were waiting for it try once more (sharing
+ * that second write), so one failure does not leave a whole first wave unmarked.
  *
  * @example await markStarted(store, jobId); // before fetching a chunk
  */
-export function markStarted(store: ObjectStore, jobId: string): Promise<void> {
+export async function markStarted(store: ObjectStore, jobId: string): Promise<void> {
+  const known = marks.get(jobId);
+  if (known) return known.catch(() => shareMark(store, jobId));
+  return shareMark(store, jobId);
+}
+
+/** The job's mark being written (or written), else a new write that later calls share. */
+function shareMark(store: ObjectStore, jobId: string): Promise<void> {
   const known = marks.get(jobId);
   if (known) return known;
   if (marks.size >= MARKED_LIMIT) marks.clear();
