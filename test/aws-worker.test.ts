@@ -163,7 +163,7 @@ describe('the worker function on the DynamoDB ledger', () => {
     }
   });
 
-  it('a rotated proxy secret reaches a running container once the cache period has passed; a failed read keeps the credentials it had', async () => {
+  it('a rotated proxy secret reaches a running container after the cache period (read in the background); a failed read keeps the credentials it had', async () => {
     const seen: IncomingHttpHeaders[] = [];
     const proxy = await recordingProxy(seen, 'proxied');
     const proxyUrl = proxy.url;
@@ -185,7 +185,10 @@ describe('the worker function on the DynamoDB ledger', () => {
       vi.resetModules();
       const fresh = await import('../functions/aws/handlers/worker.ts');
       const { TOKEN_CACHE_MS } = await import('../functions/aws/token.ts');
-      for (const step of [1, 2, 3]) {
+      const reads = () => secrets.commandCalls(GetSecretValueCommand, { SecretId: arn }).length;
+      // A due read starts with an invocation and serves the ones after it: the first read (a cold
+      // container) is waited for; the one that fails and the one that gets the rotated secret are not.
+      for (const [step, advance, readsAfter] of [[1, true, 1], [2, true, 2], [3, false, 3], [4, false, 3]] as const) {
         const submitted = await api('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/ok?rotation=${step}`], options: { proxy: proxyUrl } }));
         const { jobId } = submitted.json() as { jobId: string };
         const messages = await sqs.queue('chunks').receive({ max: 5 });
@@ -193,10 +196,11 @@ describe('the worker function on the DynamoDB ledger', () => {
         expect(response.batchItemFailures).toEqual([]);
         for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
         expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
-        offset += TOKEN_CACHE_MS + 1_000;
+        await expect.poll(reads).toBe(readsAfter);
+        if (advance) offset += TOKEN_CACHE_MS + 1_000;
       }
       const basic = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`;
-      expect(seen.map((h) => h['proxy-authorization'])).toEqual([basic('alice:s3cret'), basic('alice:s3cret'), basic('bob:r0tated')]);
+      expect(seen.map((h) => h['proxy-authorization'])).toEqual([basic('alice:s3cret'), basic('alice:s3cret'), basic('alice:s3cret'), basic('bob:r0tated')]);
       expect(logged.join('')).toContain("the proxies' credentials cannot be resolved: the ones read before are kept until they can");
       expect(logged.join('')).not.toContain('s3cret');
     } finally {
@@ -205,6 +209,40 @@ describe('the worker function on the DynamoDB ledger', () => {
       delete process.env.FANOUT_PROXY_AUTH;
       delete process.env.FANOUT_PROXY_AUTH_FOR;
       proxy.close();
+    }
+  });
+
+  it('a slow Secrets Manager read after the cache period holds up no record (the container keeps its credentials meanwhile)', async () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-slow';
+    let calls = 0;
+    secrets.on(GetSecretValueCommand, { SecretId: arn }).callsFake(async () => {
+      if (++calls > 1) await new Promise((r) => setTimeout(r, 2_000));
+      return { SecretString: 'alice:s3cret' };
+    });
+    process.env.FANOUT_PROXY_AUTH = arn;
+    const realNow = Date.now.bind(Date);
+    let offset = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    try {
+      vi.resetModules();
+      const fresh = await import('../functions/aws/handlers/worker.ts');
+      const { TOKEN_CACHE_MS } = await import('../functions/aws/token.ts');
+      const took: number[] = [];
+      for (const round of [1, 2]) {
+        await api('POST', '/jobs', `${origin.url}/ok?slow=${round}\n`);
+        const messages = await sqs.queue('chunks').receive({ max: 10 });
+        const t0 = performance.now();
+        const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
+        took.push(performance.now() - t0);
+        expect(response.batchItemFailures).toEqual([]);
+        for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
+        offset += TOKEN_CACHE_MS + 1_000;
+      }
+      expect(calls).toBe(2);
+      expect(took[1]).toBeLessThan(1_000);
+    } finally {
+      clock.mockRestore();
+      delete process.env.FANOUT_PROXY_AUTH;
     }
   });
 

@@ -14,6 +14,7 @@ import { createApp } from '../functions/api/app.ts';
 import { optionsFromQuery } from '../functions/api/submit.ts';
 import { optionsQuery } from '../functions/cli/client-commands.ts';
 import { awsHeaderSecrets } from '../functions/aws/header-secrets.ts';
+import { SECRET_READ_TIMEOUT_MS } from '../functions/aws/token.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { checkHeaderEnv, envSecrets, headerEnvForServer, refusedVariable, resolveHeaderEnv } from '../functions/core/header-env.ts';
@@ -153,6 +154,30 @@ describe('the headerEnv option and redaction rules', () => {
     expect('error' in bad && bad.error).toContain('environment variable T holds CR, LF');
     expect(JSON.stringify(bad)).not.toContain('injected');
   });
+
+  it('on AWS a Secrets Manager read that hangs gives up after SECRET_READ_TIMEOUT_MS (the chunk is tried again), not at the Lambda timeout', async () => {
+    const hanging = createServer(() => {});
+    await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`,
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      AWS_MAX_ATTEMPTS: '1',
+    });
+    try {
+      const source = awsHeaderSecrets({ FROM_SM: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:hangs' });
+      const t0 = performance.now();
+      await expect(source('FROM_SM')).rejects.toThrow(/timeout|exceeded/i);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(SECRET_READ_TIMEOUT_MS - 100);
+      expect(performance.now() - t0).toBeLessThan(SECRET_READ_TIMEOUT_MS + 3_000);
+    } finally {
+      process.env = saved;
+      hanging.closeAllConnections();
+      hanging.close();
+    }
+  }, 15_000);
 
   it('on AWS reads a Secrets Manager ARN held by the variable, once per cache period', async () => {
     const calls: string[] = [];

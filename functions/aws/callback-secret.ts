@@ -6,7 +6,7 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { AwsEnv } from './environment.ts';
-import { TOKEN_CACHE_MS } from './token.ts';
+import { TOKEN_CACHE_MS, secretsManagerClient } from './token.ts';
 
 /**
  * @example
@@ -14,7 +14,7 @@ import { TOKEN_CACHE_MS } from './token.ts';
  */
 export function callbackSecretSource(
   env: AwsEnv,
-  client: () => SecretsManagerClient = () => new SecretsManagerClient({}),
+  client: () => SecretsManagerClient = secretsManagerClient,
 ): () => Promise<string | undefined> {
   if (env.FANOUT_CALLBACK_SECRET) return async () => env.FANOUT_CALLBACK_SECRET;
   const arn = env.FANOUT_CALLBACK_SECRET_ARN;

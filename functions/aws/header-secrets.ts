@@ -6,7 +6,7 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SecretSource } from '../core/header-env.ts';
-import { TOKEN_CACHE_MS } from './token.ts';
+import { TOKEN_CACHE_MS, secretsManagerClient } from './token.ts';
 
 /** A variable whose value is this is read from Secrets Manager. */
 const SECRET_ARN = /^arn:aws[\w-]*:secretsmanager:/;
@@ -18,7 +18,7 @@ const SECRET_ARN = /^arn:aws[\w-]*:secretsmanager:/;
  */
 export function awsHeaderSecrets(
   env: NodeJS.ProcessEnv = process.env,
-  client: () => SecretsManagerClient = () => new SecretsManagerClient({}),
+  client: () => SecretsManagerClient = secretsManagerClient,
 ): SecretSource {
   const cache = new Map<string, { value: string; until: number }>();
   let sm: SecretsManagerClient | undefined;

@@ -8,10 +8,20 @@ import type { AwsEnv } from './environment.ts';
 
 export const TOKEN_CACHE_MS = 5 * 60 * 1000;
 
+/** A Secrets Manager read gives up after this: a hanging read must not hold records or an API call. */
+export const SECRET_READ_TIMEOUT_MS = 5_000;
+
+/** The Secrets Manager client of every secret read here (the token, header values, proxy and callback secrets). */
+export function secretsManagerClient(): SecretsManagerClient {
+  return new SecretsManagerClient({
+    requestHandler: { connectionTimeout: SECRET_READ_TIMEOUT_MS, requestTimeout: SECRET_READ_TIMEOUT_MS, throwOnRequestTimeout: true },
+  });
+}
+
 /**
  * A token source for the API. With neither variable set it throws: the deployed API never runs open.
  */
-export function awsTokenSource(env: AwsEnv, client: SecretsManagerClient = new SecretsManagerClient({})): TokenSource {
+export function awsTokenSource(env: AwsEnv, client: SecretsManagerClient = secretsManagerClient()): TokenSource {
   if (env.FANOUT_TOKEN) return () => env.FANOUT_TOKEN;
   const arn = env.FANOUT_TOKEN_SECRET_ARN;
   if (!arn) throw new Error('set FANOUT_TOKEN_SECRET_ARN (or FANOUT_TOKEN): the API must not run without a token');

@@ -77,9 +77,18 @@ async function proxyAuth(): Promise<string | undefined> {
  * letter's last try never fails for it.
  */
 async function containerFetcher(log: Logger): Promise<Fetcher> {
-  const now = Date.now();
-  if (current && (!process.env[PROXY_DEFAULTS.authEnv] || now - current.readAt < TOKEN_CACHE_MS)) return current.fetcher;
-  if (!current && now < proxyAuthRetryAt) return (withoutProxyAuth ??= newFetcher(undefined, []));
+  if (current) {
+    // A due read runs in the background: no record waits for Secrets Manager once the container
+    // has credentials (a slow read held every record of the batch, proxy or not).
+    if (process.env[PROXY_DEFAULTS.authEnv] && Date.now() - current.readAt >= TOKEN_CACHE_MS) void read(log);
+    return current.fetcher;
+  }
+  if (Date.now() < proxyAuthRetryAt) return (withoutProxyAuth ??= newFetcher(undefined, []));
+  return read(log);
+}
+
+/** One read of the credentials at a time; the records that need it share it. */
+function read(log: Logger): Promise<Fetcher> {
   reading ??= readProxyAuth(log).finally(() => (reading = undefined));
   return reading;
 }
@@ -99,6 +108,7 @@ async function readProxyAuth(log: Logger): Promise<Fetcher> {
     return current.fetcher;
   } catch (error) {
     log.error(`the proxies' credentials cannot be resolved: ${current ? 'the ones read before are kept' : 'proxies get none'} until they can`, { error: (error as Error).message });
+    // readProxyAuth never rejects: a background read has nobody to catch it.
     if (current) {
       current.readAt = Date.now() - TOKEN_CACHE_MS + PROXY_AUTH_RETRY_MS;
       return current.fetcher;
