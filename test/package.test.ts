@@ -5,7 +5,7 @@
  * client commands.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -125,6 +125,29 @@ describe('the installed package', () => {
       await server.stop();
     }
   }, 60_000);
+
+  it('a running serve keeps decoding bodies when the package is reinstalled under it (its files replaced)', async () => {
+    const server = await startServe(['--data-dir', join(dir, 'reinstalled')], { FANOUT_ALLOW_CIDRS: '127.0.0.1/32' }, { bin, cwd: home });
+    // The bundle's file with the body decoders (its name changes with every build).
+    const cli = join(installed, 'build', 'cli');
+    const decoders = readdirSync(cli).find((f) => f.endsWith('.mjs') && readFileSync(join(cli, f), 'utf8').includes('transportLayerEncodingLabel'));
+    expect(decoders).toBeDefined();
+    try {
+      writeFileSync(join(home, 'plain.txt'), `${origin.url}/ok?before=1\n`);
+      const first = await run(['submit', 'plain.txt', '--api', server.url, '--wait', '--bodies', 'none']);
+      expect(JSON.parse(first.stdout)).toMatchObject({ state: 'completed', succeeded: 1 });
+      // What a reinstall does to the running process: the file it had not loaded yet is gone.
+      renameSync(join(cli, decoders!), join(dir, decoders!));
+      writeFileSync(join(home, 'bodies.txt'), `${origin.url}/ok?after=1\n`);
+      const second = await run(['submit', 'bodies.txt', '--api', server.url, '--wait']);
+      expect(JSON.parse(second.stdout)).toMatchObject({ state: 'completed', succeeded: 1, failed: 0 });
+      const [record] = (await run(['results', JSON.parse(second.stdout).jobId], { FANOUT_API: server.url })).stdout.trim().split('\n').map((l) => JSON.parse(l));
+      expect(record).toMatchObject({ ok: true, bodyEncoding: 'utf8' });
+    } finally {
+      if (existsSync(join(dir, decoders!))) renameSync(join(dir, decoders!), join(cli, decoders!));
+      await server.stop();
+    }
+  });
 
   it('serves the API, the dashboard and the API docs with no network (assets served locally)', async () => {
     const server = await startServe(['--data-dir', join(dir, 'served')], { FANOUT_ALLOW_CIDRS: '127.0.0.1/32' }, { bin, cwd: home });

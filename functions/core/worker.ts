@@ -11,6 +11,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { countResults, writeChunkFile, type ChunkFileStore } from './chunk-writer.ts';
+import { loadBodyText } from './engine/body-text-loader.ts';
 import { CONTINUATION_DEFAULTS, TimeBudget, markPart, newDeliveryId, partsChain, removeParts, type PartsChain } from './continuation.ts';
 import { addCounts, emptyCounts, type Counts } from './counts.ts';
 import type { FetchResult } from './engine/fetch-item.ts';
@@ -124,9 +125,7 @@ async function withBody(store: ObjectStore, job: JobMeta, result: FetchResult): 
   const { record, body } = result;
   if (body === null || job.options.bodies === 'none') return record;
   if (job.options.bodies === 'inline') {
-    // Loaded when first needed: its decoders are a quarter of the command's code, and a job with
-    // bodies none or store never uses them (7 ms of start-up for a 40,000-line list).
-    const { encodeBody } = await import('./engine/body-text.ts');
+    const { encodeBody } = await loadBodyText();
     const encoded = encodeBody(body, result.contentType, record.truncated);
     result.body = null; // the bytes are in the string now: let them go before the record waits its turn
     return makeRecord(record, encoded);

@@ -6,6 +6,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/app.ts';
 import type { UploadTarget } from '../api/deps.ts';
+import { preloadBodyText } from '../core/engine/body-text-loader.ts';
 import { checkHeaderEnv, closeHeaderEnvForServer } from '../core/header-env.ts';
 import { proxyAuthForFromEnv } from '../core/engine/proxy.ts';
 import type { AddressGuard } from '../core/engine/guard.ts';
@@ -59,6 +60,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   }
   // API users are not the operator: headerEnv names only what FANOUT_HEADER_ENV_VARS lists.
   closeHeaderEnvForServer();
+  // Loaded now, not at the first inline body days later (a reinstall may have replaced its file).
+  preloadBodyText();
   const runtime = new EmbeddedRuntime({
     dataDir: options.dataDir,
     guard: options.guard,

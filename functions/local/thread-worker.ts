@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { CancelRegistry } from '../core/cancel.ts';
+import { preloadBodyText } from '../core/engine/body-text-loader.ts';
 import { Fetcher } from '../core/engine/fetcher.ts';
 import { AddressGuard } from '../core/engine/guard.ts';
 import type { Ledger } from '../core/ledger.ts';
@@ -16,6 +17,9 @@ import { WorkerLoop } from './worker-loop.ts';
 
 /** How often the thread reports progress. */
 const PROGRESS_EVERY_MS = 100;
+
+// A thread lives as long as its runtime (`serve`: days): see preloadBodyText.
+preloadBodyText();
 
 const port = parentPort!;
 const config = workerData as ThreadConfig;
