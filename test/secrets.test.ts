@@ -134,16 +134,31 @@ describe('the headerEnv option and redaction rules', () => {
   });
 
   it("serve tells its operator at start which variables jobs may name, and warns of each listed one no job can use", () => {
-    const env = { FANOUT_HEADER_ENV_VARS: 'API_TOKEN, AWS_SECRET_ACCESS_KEY,NOT_SET,bad-name,PARTNER_KEY', API_TOKEN: SECRET, PARTNER_KEY: 'k', AWS_SECRET_ACCESS_KEY: 'aws' };
+    // A value pasted where a name belongs (the secret itself) is never echoed, nor a CRLF file's value.
+    const env = {
+      FANOUT_HEADER_ENV_VARS: `API_TOKEN, AWS_SECRET_ACCESS_KEY,NOT_SET,bad-name,${SECRET},PARTNER_KEY,FROM_CRLF_FILE`,
+      API_TOKEN: SECRET,
+      PARTNER_KEY: 'k',
+      AWS_SECRET_ACCESS_KEY: 'aws',
+      FROM_CRLF_FILE: `${SECRET}\r`,
+    };
     const { summary, warnings } = headerEnvForServer(env);
     expect(summary).toBe('jobs may name API_TOKEN, PARTNER_KEY (FANOUT_HEADER_ENV_VARS)');
     expect(warnings).toEqual([
       "FANOUT_HEADER_ENV_VARS lists AWS_SECRET_ACCESS_KEY, which jobs may never name (fanout's or the platform's own configuration)",
       'FANOUT_HEADER_ENV_VARS lists NOT_SET, which is not set: jobs naming it are refused',
-      'FANOUT_HEADER_ENV_VARS lists "bad-name", which is not an environment variable name',
+      'FANOUT_HEADER_ENV_VARS lists FROM_CRLF_FILE, whose value holds CR, LF or other control characters: every request naming it fails',
+      'FANOUT_HEADER_ENV_VARS has 2 entries that are not an environment variable name (not shown: it may be a value)',
     ]);
     expect(JSON.stringify({ summary, warnings })).not.toContain(SECRET);
+    expect(refusedVariable('OTHER', env)).toBe('the operator exposes only API_TOKEN, NOT_SET, PARTNER_KEY, FROM_CRLF_FILE (FANOUT_HEADER_ENV_VARS)');
     expect(headerEnvForServer({ FANOUT_HEADER_ENV_VARS: '' })).toEqual({ summary: 'jobs may name no environment variable (FANOUT_HEADER_ENV_VARS lists none that is usable)', warnings: [] });
+    // A list of thousands is one mistake: ten lines about it, not thousands.
+    const many = Array.from({ length: 5_000 }, (_, i) => `MISSING_${i}`);
+    const flood = headerEnvForServer({ FANOUT_HEADER_ENV_VARS: many.join(',') });
+    expect(flood.warnings).toHaveLength(10);
+    expect(flood.warnings.at(-1)).toBe('... and 4991 more about FANOUT_HEADER_ENV_VARS');
+    expect(refusedVariable('OTHER', { FANOUT_HEADER_ENV_VARS: many.join(',') })).toMatch(/^the operator exposes only MISSING_0, .*, MISSING_9 and 4990 more \(FANOUT_HEADER_ENV_VARS\)$/);
   });
 
   it('resolves variables, and names the variable (never a value) when one is missing or unusable', async () => {

@@ -49,17 +49,34 @@ export function closeHeaderEnvForServer(env: NodeJS.ProcessEnv = process.env): v
  * // { summary: 'jobs may name API_TOKEN (FANOUT_HEADER_ENV_VARS)', warnings: ['FANOUT_HEADER_ENV_VARS lists AWS_SECRET_ACCESS_KEY, which ...'] }
  */
 export function headerEnvForServer(env: NodeJS.ProcessEnv = process.env): { summary: string; warnings: string[] } {
-  const listed = (env[HEADER_ENV_VARS] ?? '').split(',').map((v) => v.trim()).filter(Boolean);
   const usable: string[] = [];
   const warnings: string[] = [];
-  for (const name of listed) {
-    if (!ENV_VAR_NAME.test(name)) warnings.push(`${HEADER_ENV_VARS} lists ${JSON.stringify(name)}, which is not an environment variable name`);
+  let notNames = 0;
+  for (const name of listedVariables(env)) {
+    // Not echoed: a value pasted where a name belongs may be a secret.
+    if (!ENV_VAR_NAME.test(name)) notNames++;
     else if (RESERVED_VARIABLE.test(name)) warnings.push(`${HEADER_ENV_VARS} lists ${name}, which jobs may never name (fanout's or the platform's own configuration)`);
     else if (!env[name]) warnings.push(`${HEADER_ENV_VARS} lists ${name}, which is not set: jobs naming it are refused`);
+    else if (!HEADER_VALUE.test(env[name]!)) warnings.push(`${HEADER_ENV_VARS} lists ${name}, whose value holds CR, LF or other control characters: every request naming it fails`);
     else usable.push(name);
   }
-  const summary = usable.length > 0 ? `jobs may name ${usable.join(', ')} (${HEADER_ENV_VARS})` : `jobs may name no environment variable (${HEADER_ENV_VARS} lists none that is usable)`;
+  if (notNames > 0) warnings.push(`${HEADER_ENV_VARS} has ${notNames} ${notNames === 1 ? 'entry that is' : 'entries that are'} not an environment variable name (not shown: it may be a value)`);
+  if (warnings.length > MAX_WARNINGS) warnings.splice(MAX_WARNINGS - 1, Infinity, `... and ${warnings.length - MAX_WARNINGS + 1} more about ${HEADER_ENV_VARS}`);
+  const summary = usable.length > 0 ? `jobs may name ${shortList(usable)} (${HEADER_ENV_VARS})` : `jobs may name no environment variable (${HEADER_ENV_VARS} lists none that is usable)`;
   return { summary, warnings };
+}
+
+/** Warnings about FANOUT_HEADER_ENV_VARS at start, at most (a list of thousands is one mistake). */
+const MAX_WARNINGS = 10;
+
+/** The entries of FANOUT_HEADER_ENV_VARS (none when it is not set). */
+function listedVariables(env: NodeJS.ProcessEnv): string[] {
+  return (env[HEADER_ENV_VARS] ?? '').split(',').map((v) => v.trim()).filter(Boolean);
+}
+
+/** Names for a message: the first ten, and how many more. */
+function shortList(names: string[]): string {
+  return names.length <= 10 ? names.join(', ') : `${names.slice(0, 10).join(', ')} and ${names.length - 10} more`;
 }
 
 /**
@@ -71,11 +88,12 @@ export function headerEnvForServer(env: NodeJS.ProcessEnv = process.env): { summ
  */
 export function refusedVariable(variable: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (RESERVED_VARIABLE.test(variable)) return "it is fanout's or the platform's own configuration, never sent as a header";
-  const listed = env[HEADER_ENV_VARS];
-  if (listed === undefined) return undefined;
-  const exposed = listed.split(',').map((v) => v.trim()).filter(Boolean);
-  if (exposed.includes(variable)) return undefined;
-  return exposed.length === 0 ? `the operator exposes no variable to jobs (${HEADER_ENV_VARS})` : `the operator exposes only ${exposed.join(', ')} (${HEADER_ENV_VARS})`;
+  if (env[HEADER_ENV_VARS] === undefined) return undefined;
+  const listed = listedVariables(env);
+  if (listed.includes(variable)) return undefined;
+  // Told to API users: names only (an entry that is not one is never echoed), and not thousands.
+  const exposed = listed.filter((name) => ENV_VAR_NAME.test(name) && !RESERVED_VARIABLE.test(name));
+  return exposed.length === 0 ? `the operator exposes no variable to jobs (${HEADER_ENV_VARS})` : `the operator exposes only ${shortList(exposed)} (${HEADER_ENV_VARS})`;
 }
 
 /**
