@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../functions/api/app.ts';
 import type { UploadTarget } from '../functions/api/deps.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
@@ -183,6 +183,28 @@ describe('authentication', () => {
   it('/health, the dashboard shell and the API description need none', async () => {
     for (const path of ['/health', '/', '/openapi.json', '/docs']) {
       expect((await app.request(`http://fanout.test${path}`)).status, path).toBe(200);
+    }
+  });
+
+  it('a token that cannot be read just now (Secrets Manager failing) is 503 problem+json with Retry-After, never 500 or a way in', async () => {
+    const failing = createApp({
+      store: runtime.store,
+      queue: runtime.queue,
+      token: async () => {
+        throw new Error('Secrets Manager did not answer within 5000 ms (timeout)');
+      },
+      uploads,
+      cancel: (j) => runtime.cancel(j),
+    });
+    const spy = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const res = await failing.request('http://fanout.test/jobs', { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      expect(res.headers.get('retry-after')).toBe('5');
+      expect(await res.json()).toMatchObject({ status: 503, detail: 'the API token could not be read just now; try again shortly' });
+    } finally {
+      spy.mockRestore();
     }
   });
 

@@ -38,7 +38,17 @@ export function requireToken(source: TokenSource): MiddlewareHandler {
     invalidToken: { message: unauthorized('the bearer token is not valid') },
   });
   return async (c, next) => {
-    if ((await source()) === undefined) return next();
+    let expected: string | undefined;
+    try {
+      expected = await source();
+    } catch (error) {
+      // The token's store (Secrets Manager) is unreachable: nothing is wrong with the request.
+      console.error(JSON.stringify({ level: 'error', message: 'the API token could not be read', error: (error as Error).message }));
+      const unavailable = problemResponse(503, 'Service Unavailable', 'the API token could not be read just now; try again shortly');
+      unavailable.headers.set('retry-after', '5');
+      return unavailable;
+    }
+    if (expected === undefined) return next();
     return check(c, next);
   };
 }

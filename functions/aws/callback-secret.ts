@@ -6,7 +6,7 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { AwsEnv } from './environment.ts';
-import { TOKEN_CACHE_MS, secretsManagerClient } from './token.ts';
+import { TOKEN_CACHE_MS, readSecret, secretsManagerClient } from './token.ts';
 
 /**
  * @example
@@ -24,8 +24,7 @@ export function callbackSecretSource(
   return async () => {
     if (cached && cached.until > Date.now()) return cached.value;
     sm ??= client();
-    const res = await sm.send(new GetSecretValueCommand({ SecretId: arn }));
-    const value = res.SecretString?.trim();
+    const value = (await readSecret(sm, arn))?.trim();
     if (!value) throw new Error('the callback secret is empty');
     cached = { value, until: Date.now() + TOKEN_CACHE_MS };
     return value;

@@ -6,7 +6,7 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SecretSource } from '../core/header-env.ts';
-import { TOKEN_CACHE_MS, secretsManagerClient } from './token.ts';
+import { TOKEN_CACHE_MS, readSecret, secretsManagerClient } from './token.ts';
 
 /** A variable whose value is this is read from Secrets Manager. */
 const SECRET_ARN = /^arn:aws[\w-]*:secretsmanager:/;
@@ -30,8 +30,7 @@ export function awsHeaderSecrets(
     if (cached && cached.until > Date.now()) return cached.value;
     sm ??= client();
     // An error here (no access, throttled) is thrown: the chunk is tried again by the queue.
-    const res = await sm.send(new GetSecretValueCommand({ SecretId: arn }));
-    const secret = res.SecretString?.trim() ?? '';
+    const secret = (await readSecret(sm, arn))?.trim() ?? '';
     if (secret) cache.set(arn, { value: secret, until: Date.now() + TOKEN_CACHE_MS });
     return secret;
   };

@@ -19,6 +19,20 @@ export function secretsManagerClient(): SecretsManagerClient {
 }
 
 /**
+ * One GetSecretValue, all attempts together bounded by SECRET_READ_TIMEOUT_MS: the handler's
+ * requestTimeout ends at the response headers and each of the SDK's attempts gets its own.
+ */
+export async function readSecret(client: Pick<SecretsManagerClient, 'send'>, arn: string): Promise<string | undefined> {
+  const signal = AbortSignal.timeout(SECRET_READ_TIMEOUT_MS);
+  try {
+    return (await client.send(new GetSecretValueCommand({ SecretId: arn }), { abortSignal: signal })).SecretString;
+  } catch (error) {
+    if (signal.aborted) throw new Error(`Secrets Manager did not answer within ${SECRET_READ_TIMEOUT_MS} ms (timeout)`, { cause: error });
+    throw error;
+  }
+}
+
+/**
  * A token source for the API. With neither variable set it throws: the deployed API never runs open.
  */
 export function awsTokenSource(env: AwsEnv, client: SecretsManagerClient = secretsManagerClient()): TokenSource {
@@ -28,8 +42,7 @@ export function awsTokenSource(env: AwsEnv, client: SecretsManagerClient = secre
   let cached: { value: string; until: number } | undefined;
   return async () => {
     if (cached && cached.until > Date.now()) return cached.value;
-    const res = await client.send(new GetSecretValueCommand({ SecretId: arn }));
-    const value = res.SecretString?.trim();
+    const value = (await readSecret(client, arn))?.trim();
     if (!value) throw new Error('the token secret is empty');
     cached = { value, until: Date.now() + TOKEN_CACHE_MS };
     return value;
