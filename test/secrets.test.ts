@@ -126,7 +126,10 @@ describe('the headerEnv option and redaction rules', () => {
   it('with FANOUT_HEADER_ENV_VARS, only the variables the operator lists (the AWS stack always sets it: its headerSecrets)', async () => {
     const env = { FANOUT_HEADER_ENV_VARS: 'PARTNER_KEY, OTHER_KEY', PARTNER_KEY: 'k', DATABASE_URL: 'postgres://u:p@db/x' };
     expect(refusedVariable('PARTNER_KEY', env)).toBeUndefined();
-    expect(refusedVariable('DATABASE_URL', env)).toBe('the operator exposes only PARTNER_KEY, OTHER_KEY (FANOUT_HEADER_ENV_VARS)');
+    // Where the values are (serve, a worker), only what a job can use is told: OTHER_KEY is not set.
+    expect(refusedVariable('DATABASE_URL', env)).toBe('the operator exposes only PARTNER_KEY (FANOUT_HEADER_ENV_VARS)');
+    // The AWS API holds no values: the stack's checked names.
+    expect(refusedVariable('DATABASE_URL', env, false)).toBe('the operator exposes only PARTNER_KEY, OTHER_KEY (FANOUT_HEADER_ENV_VARS)');
     expect(refusedVariable('DATABASE_URL', { FANOUT_HEADER_ENV_VARS: '' })).toMatch(/exposes no variable/);
     expect(refusedVariable('DATABASE_URL', {})).toBeUndefined(); // `fanout fetch`, `serve` without a list
     expect(() => checkHeaderEnv({ authorization: 'DATABASE_URL' }, env)).toThrow(/headerEnv.authorization.*DATABASE_URL cannot be used: the operator exposes only/);
@@ -150,17 +153,23 @@ describe('the headerEnv option and redaction rules', () => {
       "FANOUT_HEADER_ENV_VARS lists AWS_SECRET_ACCESS_KEY, which jobs may never name (fanout's or the platform's own configuration)",
       'FANOUT_HEADER_ENV_VARS lists NOT_SET, which is not set: jobs naming it are refused',
       'FANOUT_HEADER_ENV_VARS lists FROM_CRLF_FILE, whose value holds CR, LF or other control characters: every request naming it fails',
-      'FANOUT_HEADER_ENV_VARS has 2 entries that are not an environment variable name (not shown: it may be a value)',
+      'FANOUT_HEADER_ENV_VARS has 2 entries that are neither a variable set here nor a conventional name (not shown: it may be a value)',
     ]);
     expect(JSON.stringify({ summary, warnings })).not.toContain(SECRET);
-    expect(refusedVariable('OTHER', env)).toBe('the operator exposes only API_TOKEN, NOT_SET, PARTNER_KEY, FROM_CRLF_FILE (FANOUT_HEADER_ENV_VARS)');
+    expect(refusedVariable('OTHER', env)).toBe('the operator exposes only API_TOKEN, PARTNER_KEY (FANOUT_HEADER_ENV_VARS)');
+    // Many tokens are valid variable names: pasted into the list, they are never set, and never shown.
+    const pasted = ['sk_live_51HqLyjWDarjtT1zdp7dcXYZabc123', 'ghp_16C7e42F292c6912E7710c838347Ae178B4a', 'a3f9c2d4e5b6a7980f1e2d3c4b5a6978'];
+    const withTokens = { FANOUT_HEADER_ENV_VARS: ['API_TOKEN', ...pasted].join(','), API_TOKEN: 'Bearer x' };
+    const told = JSON.stringify([refusedVariable('OTHER', withTokens), headerEnvForServer(withTokens)]);
+    for (const token of pasted) expect(told).not.toContain(token);
+    expect(refusedVariable('OTHER', withTokens)).toBe('the operator exposes only API_TOKEN (FANOUT_HEADER_ENV_VARS)');
     expect(headerEnvForServer({ FANOUT_HEADER_ENV_VARS: '' })).toEqual({ summary: 'jobs may name no environment variable (FANOUT_HEADER_ENV_VARS lists none that is usable)', warnings: [] });
     // A list of thousands is one mistake: ten lines about it, not thousands.
     const many = Array.from({ length: 5_000 }, (_, i) => `MISSING_${i}`);
     const flood = headerEnvForServer({ FANOUT_HEADER_ENV_VARS: many.join(',') });
     expect(flood.warnings).toHaveLength(10);
     expect(flood.warnings.at(-1)).toBe('... and 4991 more about FANOUT_HEADER_ENV_VARS');
-    expect(refusedVariable('OTHER', { FANOUT_HEADER_ENV_VARS: many.join(',') })).toMatch(/^the operator exposes only MISSING_0, .*, MISSING_9 and 4990 more \(FANOUT_HEADER_ENV_VARS\)$/);
+    expect(refusedVariable('OTHER', { FANOUT_HEADER_ENV_VARS: many.join(',') }, false)).toMatch(/^the operator exposes only MISSING_0, .*, MISSING_9 and 4990 more \(FANOUT_HEADER_ENV_VARS\)$/);
   });
 
   it('resolves variables, and names the variable (never a value) when one is missing or unusable', async () => {

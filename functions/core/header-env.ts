@@ -53,18 +53,25 @@ export function headerEnvForServer(env: NodeJS.ProcessEnv = process.env): { summ
   const warnings: string[] = [];
   let notNames = 0;
   for (const name of listedVariables(env)) {
-    // Not echoed: a value pasted where a name belongs may be a secret.
+    // Not echoed: a value pasted where a name belongs may be a secret (many tokens are valid names:
+    // sk_live_..., ghp_...); an unset entry is named only if it looks like a conventional name.
     if (!ENV_VAR_NAME.test(name)) notNames++;
     else if (RESERVED_VARIABLE.test(name)) warnings.push(`${HEADER_ENV_VARS} lists ${name}, which jobs may never name (fanout's or the platform's own configuration)`);
+    else if (!env[name] && !CONVENTIONAL_NAME.test(name)) notNames++;
     else if (!env[name]) warnings.push(`${HEADER_ENV_VARS} lists ${name}, which is not set: jobs naming it are refused`);
     else if (!HEADER_VALUE.test(env[name]!)) warnings.push(`${HEADER_ENV_VARS} lists ${name}, whose value holds CR, LF or other control characters: every request naming it fails`);
     else usable.push(name);
   }
-  if (notNames > 0) warnings.push(`${HEADER_ENV_VARS} has ${notNames} ${notNames === 1 ? 'entry that is' : 'entries that are'} not an environment variable name (not shown: it may be a value)`);
+  if (notNames > 0) {
+    warnings.push(`${HEADER_ENV_VARS} has ${notNames} ${notNames === 1 ? 'entry that is' : 'entries that are'} neither a variable set here nor a conventional name (not shown: it may be a value)`);
+  }
   if (warnings.length > MAX_WARNINGS) warnings.splice(MAX_WARNINGS - 1, Infinity, `... and ${warnings.length - MAX_WARNINGS + 1} more about ${HEADER_ENV_VARS}`);
   const summary = usable.length > 0 ? `jobs may name ${shortList(usable)} (${HEADER_ENV_VARS})` : `jobs may name no environment variable (${HEADER_ENV_VARS} lists none that is usable)`;
   return { summary, warnings };
 }
+
+/** A name as variables are usually written (upper case, not long): an unset one is named in a warning. */
+const CONVENTIONAL_NAME = /^[A-Z_][A-Z0-9_]{0,63}$/;
 
 /** Warnings about FANOUT_HEADER_ENV_VARS at start, at most (a list of thousands is one mistake). */
 const MAX_WARNINGS = 10;
@@ -84,15 +91,18 @@ function shortList(names: string[]): string {
  *
  * @example
  * refusedVariable('AWS_SECRET_ACCESS_KEY') // "it is fanout's or the platform's own configuration, never sent as a header"
- * refusedVariable('API_TOKEN', { FANOUT_HEADER_ENV_VARS: 'PARTNER_KEY' }) // "the operator exposes only PARTNER_KEY (FANOUT_HEADER_ENV_VARS)"
+ * refusedVariable('API_TOKEN', { FANOUT_HEADER_ENV_VARS: 'PARTNER_KEY', PARTNER_KEY: 'k' }) // "the operator exposes only PARTNER_KEY (FANOUT_HEADER_ENV_VARS)"
  */
-export function refusedVariable(variable: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function refusedVariable(variable: string, env: NodeJS.ProcessEnv = process.env, valuesHere = true): string | undefined {
   if (RESERVED_VARIABLE.test(variable)) return "it is fanout's or the platform's own configuration, never sent as a header";
   if (env[HEADER_ENV_VARS] === undefined) return undefined;
   const listed = listedVariables(env);
   if (listed.includes(variable)) return undefined;
-  // Told to API users: names only (an entry that is not one is never echoed), and not thousands.
-  const exposed = listed.filter((name) => ENV_VAR_NAME.test(name) && !RESERVED_VARIABLE.test(name));
+  // Told to API users, so only what a job can use: where the values are (serve, a worker) the
+  // variables set with a usable value (a pasted token is a valid name, but never set), else (the
+  // AWS API, whose list is the stack's checked headerSecrets names) the valid names; ten at most.
+  const usable = (name: string) => ENV_VAR_NAME.test(name) && !RESERVED_VARIABLE.test(name) && (!valuesHere || (!!env[name] && HEADER_VALUE.test(env[name]!)));
+  const exposed = listed.filter(usable);
   return exposed.length === 0 ? `the operator exposes no variable to jobs (${HEADER_ENV_VARS})` : `the operator exposes only ${shortList(exposed)} (${HEADER_ENV_VARS})`;
 }
 
@@ -117,7 +127,7 @@ export function envSecrets(env: NodeJS.ProcessEnv = process.env): SecretSource {
  */
 export function checkHeaderEnv(headerEnv: Record<string, string> | undefined, env: NodeJS.ProcessEnv = process.env, requireValue = true): void {
   for (const [name, variable] of Object.entries(headerEnv ?? {})) {
-    const refused = refusedVariable(variable, env);
+    const refused = refusedVariable(variable, env, requireValue);
     if (refused) throw new OptionsError(`option "headerEnv.${name}": environment variable ${variable} cannot be used: ${refused}`, `headerEnv.${name}`);
     if (requireValue && !env[variable]) {
       throw new OptionsError(`option "headerEnv.${name}": environment variable ${variable} is not set (the workers read the header's value from it)`, `headerEnv.${name}`);
