@@ -1,9 +1,13 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
 import { createHmac } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../functions/api/app.ts';
 import type { UploadTarget } from '../functions/api/deps.ts';
+import { docsRoutes } from '../functions/api/routes/meta.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
@@ -312,5 +316,17 @@ describe('the API description', () => {
       if (typeof fallback === 'number') expect(param!.schema, name).toMatchObject({ default: fallback, minimum: expect.any(Number), maximum: expect.any(Number) });
     }
     expect([...params.keys()]).toEqual(expect.arrayContaining(['header', 'headerEnv']));
+  });
+});
+
+describe('a /docs asset whose read failed (the package being reinstalled under serve)', () => {
+  it('is read again on the next request, not kept failing until a restart', async () => {
+    const dir = tempDir('fanout-swagger-');
+    const docs = new OpenAPIHono();
+    docs.route('/', docsRoutes(new OpenAPIHono(), dir));
+    docs.onError((_e, c) => c.text('error', 500));
+    expect((await docs.request('/docs/swagger-ui.css')).status).toBe(500);
+    writeFileSync(join(dir, 'swagger-ui.css'), 'body{}');
+    expect((await docs.request('/docs/swagger-ui.css')).status).toBe(200);
   });
 });

@@ -256,7 +256,7 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
   else chosen = 'text';
 
   if (chosen === 'json') {
-    const parts: Buffer[] = first === '' ? [] : [Buffer.from(firstRaw + '\n')];
+    const parts: Buffer[] = first === '' ? [] : [Buffer.from(' '.repeat(indentOf(firstRaw)) + first + '\n')];
     let size = parts[0]?.length ?? 0;
     for await (const bytes of lines.rest()) {
       size += bytes.length;
@@ -284,7 +284,7 @@ async function open(lines: LineReader, format: InputFormat): Promise<OpenedInput
         line++;
         if (next === TOO_LONG) throw lineTooLong(line);
         current = next.trim();
-        indent = indentOf(next);
+        indent = indentOf(next.replace(/^\uFEFF/, ''));
       }
     } finally {
       await lines.close();

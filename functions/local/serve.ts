@@ -61,7 +61,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   // API users are not the operator: headerEnv names only what FANOUT_HEADER_ENV_VARS lists.
   closeHeaderEnvForServer();
   // Loaded now, not at the first inline body days later (a reinstall may have replaced its file).
-  preloadBodyText();
+  preloadBodyText((error) => console.error(JSON.stringify({ level: 'warn', message: 'loading the body decoders failed (tried again at the first inline body)', error: (error as Error).message })));
   const runtime = new EmbeddedRuntime({
     dataDir: options.dataDir,
     guard: options.guard,

@@ -91,7 +91,14 @@ export function docsRoutes(api: OpenAPIHono, assetsDir: string | undefined = swa
     const type = SWAGGER_ASSETS[file];
     if (!type) return c.notFound();
     let body = cache.get(file);
-    if (!body) cache.set(file, (body = readFile(join(assetsDir, file))));
+    if (!body) {
+      // A failed read (the file briefly gone during a reinstall) is not kept: the next request reads again.
+      body = readFile(join(assetsDir, file)).catch((error: unknown) => {
+        cache.delete(file);
+        throw error;
+      });
+      cache.set(file, body);
+    }
     return c.body(new Uint8Array(await body), 200, { 'content-type': type, 'cache-control': 'public, max-age=86400' });
   });
   return app;

@@ -16,11 +16,18 @@ let loading: Promise<BodyText> | undefined;
  * const { encodeBody } = await loadBodyText();
  */
 export function loadBodyText(): Promise<BodyText> {
-  loading ??= import('./body-text.ts');
+  // A failed import is not kept: the next inline body tries again.
+  loading ??= import('./body-text.ts').catch((error: unknown) => {
+    loading = undefined;
+    throw error;
+  });
   return loading;
 }
 
-/** Starts the import now (a long-running process); a failure surfaces at the first inline body. */
-export function preloadBodyText(): void {
-  loadBodyText().catch(() => {});
+/**
+ * Starts the import now (a long-running process). A failure is told to `onError` and tried again
+ * at the first inline body.
+ */
+export function preloadBodyText(onError: (error: unknown) => void = () => {}): void {
+  loadBodyText().catch(onError);
 }
