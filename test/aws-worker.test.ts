@@ -185,6 +185,9 @@ describe('the worker function on the DynamoDB ledger', () => {
       vi.resetModules();
       const fresh = await import('../functions/aws/handlers/worker.ts');
       const { TOKEN_CACHE_MS } = await import('../functions/aws/token.ts');
+      // The fresh module graph's Fetcher: the replaced one is closed when the next invocation begins.
+      const { Fetcher } = await import('../functions/core/engine/fetcher.ts');
+      const closed = vi.spyOn(Fetcher.prototype, 'close');
       const reads = () => secrets.commandCalls(GetSecretValueCommand, { SecretId: arn }).length;
       // A due read starts with an invocation and serves the ones after it: the first read (a cold
       // container) is waited for; the one that fails and the one that gets the rotated secret are not.
@@ -201,6 +204,8 @@ describe('the worker function on the DynamoDB ledger', () => {
       }
       const basic = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`;
       expect(seen.map((h) => h['proxy-authorization'])).toEqual([basic('alice:s3cret'), basic('alice:s3cret'), basic('alice:s3cret'), basic('bob:r0tated')]);
+      expect(closed).toHaveBeenCalledTimes(1); // alice's, at the start of the fourth invocation
+      closed.mockRestore();
       expect(logged.join('')).toContain("the proxies' credentials cannot be resolved: the ones read before are kept until they can");
       expect(logged.join('')).not.toContain('s3cret');
     } finally {

@@ -46,6 +46,8 @@ let current: { fetcher: Fetcher; auth: string | undefined; readAt: number } | un
 let reading: Promise<Fetcher> | undefined;
 /** A fetcher without proxy credentials, used while they cannot be resolved. */
 let withoutProxyAuth: Fetcher | undefined;
+/** Fetchers replaced during an invocation, closed when the next begins (none of its records are left then). */
+const retired: Fetcher[] = [];
 /** When to try resolving the proxies' credentials again after a failure. */
 let proxyAuthRetryAt = 0;
 const PROXY_AUTH_RETRY_MS = 60_000;
@@ -97,13 +99,15 @@ async function readProxyAuth(log: Logger): Promise<Fetcher> {
   try {
     const auth = await proxyAuth();
     const authFor = proxyAuthFor();
+    if (withoutProxyAuth) retired.push(withoutProxyAuth);
     withoutProxyAuth = undefined;
     if (current && current.auth === auth) {
       current.readAt = Date.now();
       return current.fetcher;
     }
-    // The one it replaces is not closed: another record may still be fetching through it (its
-    // idle connections close after the keep-alive timeout).
+    // The one it replaces is closed at the next invocation: a record of this one may still be
+    // fetching through it (and its sockets count against the container's descriptors until then).
+    if (current) retired.push(current.fetcher);
     current = { fetcher: newFetcher(auth, authFor), auth, readAt: Date.now() };
     return current.fetcher;
   } catch (error) {
@@ -202,6 +206,8 @@ export async function handleRecord(sqsRecord: SQSRecord, context: Pick<Context, 
  * export { handler } from './functions/aws/handlers/worker.ts';
  */
 export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+  // A container runs one invocation at a time: what earlier ones replaced is idle now.
+  for (const old of retired.splice(0)) void old.close().catch(() => {});
   try {
     return await processPartialResponse(event, (r: SQSRecord) => handleRecord(r, context), processor, {
       context,
