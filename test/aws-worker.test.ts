@@ -107,6 +107,16 @@ async function recordingProxy(seen: IncomingHttpHeaders[], tag: string): Promise
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
 }
 
+/** Submits one job through the API, hands its chunk messages to `handler` (one invocation), and checks it completed with one success. */
+async function oneJobThrough(handler: typeof workerHandler, body: string): Promise<void> {
+  const { jobId } = (await api('POST', '/jobs', body)).json() as { jobId: string };
+  const messages = await sqs.queue('chunks').receive({ max: 5 });
+  const response = (await handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
+  expect(response.batchItemFailures, body).toEqual([]);
+  for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
+  expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+}
+
 describe('the worker function on the DynamoDB ledger', () => {
   it('runs a job to completed, counts in DynamoDB, and signs its callback with the secret from Secrets Manager', async () => {
     const urls = Array.from({ length: 23 }, (_, i) => `${origin.url}/ok?aws=${i}`);
@@ -142,13 +152,7 @@ describe('the worker function on the DynamoDB ledger', () => {
       vi.resetModules();
       const fresh = await import('../functions/aws/handlers/worker.ts');
       for (const via of [proxyUrl, ownUrl]) {
-        const submitted = await api('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/ok?via=${encodeURIComponent(via)}`], options: { proxy: via } }));
-        const { jobId } = submitted.json() as { jobId: string };
-        const messages = await sqs.queue('chunks').receive({ max: 5 });
-        const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
-        expect(response.batchItemFailures).toEqual([]);
-        for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
-        expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+        await oneJobThrough(fresh.handler, JSON.stringify({ urls: [`${origin.url}/ok?via=${encodeURIComponent(via)}`], options: { proxy: via } }));
       }
       expect(seen).toHaveLength(2);
       expect(seen[0]!['proxy-authorization']).toBe(`Basic ${Buffer.from('alice:s3cret').toString('base64')}`);
@@ -192,13 +196,7 @@ describe('the worker function on the DynamoDB ledger', () => {
       // A due read starts with an invocation and serves the ones after it: the first read (a cold
       // container) is waited for; the one that fails and the one that gets the rotated secret are not.
       for (const [step, advance, readsAfter] of [[1, true, 1], [2, true, 2], [3, false, 3], [4, false, 3]] as const) {
-        const submitted = await api('POST', '/jobs', JSON.stringify({ urls: [`${origin.url}/ok?rotation=${step}`], options: { proxy: proxyUrl } }));
-        const { jobId } = submitted.json() as { jobId: string };
-        const messages = await sqs.queue('chunks').receive({ max: 5 });
-        const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
-        expect(response.batchItemFailures).toEqual([]);
-        for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
-        expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+        await oneJobThrough(fresh.handler, JSON.stringify({ urls: [`${origin.url}/ok?rotation=${step}`], options: { proxy: proxyUrl } }));
         await expect.poll(reads).toBe(readsAfter);
         if (advance) offset += TOKEN_CACHE_MS + 1_000;
       }
@@ -262,13 +260,7 @@ describe('the worker function on the DynamoDB ledger', () => {
         secrets.on(GetSecretValueCommand, { SecretId: arn }).resolves({ SecretString: value });
         vi.resetModules();
         const fresh = await import('../functions/aws/handlers/worker.ts');
-        const submitted = await api('POST', '/jobs', `${origin.url}/ok?broken=${value.length}\n`);
-        const { jobId } = submitted.json() as { jobId: string };
-        const messages = await sqs.queue('chunks').receive({ max: 5 });
-        const response = (await fresh.handler(sqsEvent(messages, QUEUE_ARN), lambdaContext())) as SQSBatchResponse;
-        expect(response.batchItemFailures, value).toEqual([]);
-        for (const m of messages) await sqs.queue('chunks').delete(m.receipt);
-        expect((await api('GET', `/jobs/${jobId}`)).json()).toMatchObject({ state: 'completed', succeeded: 1 });
+        await oneJobThrough(fresh.handler, `${origin.url}/ok?broken=${value.length}\n`);
       }
     } finally {
       spy.mockRestore();
