@@ -4,7 +4,7 @@
  * rotation is picked up without a cold start), else the API token FANOUT_TOKEN; undefined when none
  * is configured (callbacks then go unsigned).
  */
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { AwsEnv } from './environment.ts';
 import { TOKEN_CACHE_MS, readSecret, secretsManagerClient } from './token.ts';
 

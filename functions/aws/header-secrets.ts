@@ -4,7 +4,7 @@
  * cached like the API token (TOKEN_CACHE_MS), so a rotation is picked up without a cold start. The
  * worker's role needs secretsmanager:GetSecretValue on such secrets.
  */
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SecretSource } from '../core/header-env.ts';
 import { TOKEN_CACHE_MS, readSecret, secretsManagerClient } from './token.ts';
 
