@@ -9,6 +9,7 @@ import { createApp } from '../functions/api/app.ts';
 import type { UploadTarget } from '../functions/api/deps.ts';
 import { docsRoutes } from '../functions/api/routes/meta.ts';
 import { AddressGuard } from '../functions/core/engine/guard.ts';
+import { SecretUnavailableError } from '../functions/core/errors.ts';
 import { EmbeddedRuntime } from '../functions/local/runtime.ts';
 import { startOrigin, type Origin } from './support/origin.ts';
 import { tempDir } from './support/tmp.ts';
@@ -190,26 +191,52 @@ describe('authentication', () => {
     }
   });
 
-  it('a token that cannot be read just now (Secrets Manager failing) is 503 problem+json with Retry-After, never 500 or a way in', async () => {
-    const failing = createApp({
+  it('a token that cannot be read just now (Secrets Manager timing out) is 503 with Retry-After; one that is misconfigured is 500; neither is a way in', async () => {
+    const appWith = (error: Error) =>
+      createApp({
+        store: runtime.store,
+        queue: runtime.queue,
+        token: async () => {
+          throw error;
+        },
+        uploads,
+        cancel: (j) => runtime.cancel(j),
+      });
+    const spy = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const transient = await appWith(new SecretUnavailableError('Secrets Manager did not answer within 5000 ms (timeout)')).request('http://fanout.test/jobs', { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(transient.status).toBe(503);
+      expect(transient.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      expect(transient.headers.get('retry-after')).toBe('5');
+      expect(await transient.json()).toMatchObject({ status: 503, detail: 'the API token could not be read just now; try again shortly' });
+      // An empty secret, no access, no such secret: retrying does not help, and the detail says nothing of it.
+      const broken = await appWith(new Error('AccessDeniedException: arn:aws:secretsmanager:us-east-1:1:secret:t')).request('http://fanout.test/jobs', { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(broken.status).toBe(500);
+      expect(broken.headers.get('retry-after')).toBeNull();
+      const body = await broken.text();
+      expect(body).toContain("the API token is not configured correctly; the API's log says why");
+      expect(body).not.toContain('arn:aws');
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('reads the token once per request: a read that fails just after one that succeeded does not turn a valid request into a 500', async () => {
+    let reads = 0;
+    const flaky = createApp({
       store: runtime.store,
       queue: runtime.queue,
+      // The first read answers; a second one (in the same request) would fail.
       token: async () => {
-        throw new Error('Secrets Manager did not answer within 5000 ms (timeout)');
+        if (++reads % 2 === 0) throw new SecretUnavailableError('throttled');
+        return TOKEN;
       },
       uploads,
       cancel: (j) => runtime.cancel(j),
     });
-    const spy = vi.spyOn(console, 'error').mockImplementation(() => {});
-    try {
-      const res = await failing.request('http://fanout.test/jobs', { headers: { authorization: `Bearer ${TOKEN}` } });
-      expect(res.status).toBe(503);
-      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
-      expect(res.headers.get('retry-after')).toBe('5');
-      expect(await res.json()).toMatchObject({ status: 503, detail: 'the API token could not be read just now; try again shortly' });
-    } finally {
-      spy.mockRestore();
-    }
+    const res = await flaky.request('http://fanout.test/jobs', { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(200);
+    expect(reads).toBe(1);
   });
 
   it('without a configured token, no route asks for one', async () => {

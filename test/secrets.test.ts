@@ -9,12 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../functions/api/app.ts';
 import { optionsFromQuery } from '../functions/api/submit.ts';
 import { optionsQuery } from '../functions/cli/client-commands.ts';
 import { awsHeaderSecrets } from '../functions/aws/header-secrets.ts';
-import { SECRET_READ_TIMEOUT_MS, awsTokenSource } from '../functions/aws/token.ts';
+import { SECRET_READ_TIMEOUT_MS, TOKEN_CACHE_MS, awsTokenSource } from '../functions/aws/token.ts';
+import { TOKEN_RETRY_AFTER_S } from '../functions/api/auth.ts';
+import { SecretUnavailableError } from '../functions/core/errors.ts';
 import { callbackSecretSource } from '../functions/aws/callback-secret.ts';
 import type { AwsEnv } from '../functions/aws/environment.ts';
 import { Fetcher } from '../functions/core/engine/fetcher.ts';
@@ -226,6 +228,36 @@ describe('the headerEnv option and redaction rules', () => {
       stuck.close();
     }
   }, 15_000);
+
+  it("on AWS the API token is read once for concurrent requests, a failure is kept for the 503's Retry-After, and only timeouts and throttling count as passing", async () => {
+    let sends = 0;
+    let answer: () => Promise<{ SecretString?: string }> = async () => ({ SecretString: 'tok' });
+    const client = { send: async () => (sends++, answer()) };
+    const source = awsTokenSource({ FANOUT_TOKEN_SECRET_ARN: 'arn:aws:secretsmanager:us-east-1:1:secret:t' } as AwsEnv, client as never) as () => Promise<string>;
+    const realNow = Date.now.bind(Date);
+    let offset = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    try {
+      expect(await Promise.all([source(), source(), source()])).toEqual(['tok', 'tok', 'tok']);
+      expect(sends).toBe(1);
+      offset += TOKEN_CACHE_MS + 1;
+      answer = async () => {
+        throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      };
+      await expect(source()).rejects.toBeInstanceOf(SecretUnavailableError);
+      await expect(source()).rejects.toBeInstanceOf(SecretUnavailableError);
+      expect(sends).toBe(2); // the second call answered from the kept failure
+      offset += TOKEN_RETRY_AFTER_S * 1000 + 1;
+      answer = async () => {
+        throw Object.assign(new Error('User is not authorized'), { name: 'AccessDeniedException' });
+      };
+      const denied = await source().catch((e: unknown) => e);
+      expect(denied).not.toBeInstanceOf(SecretUnavailableError);
+      expect(sends).toBe(3);
+    } finally {
+      clock.mockRestore();
+    }
+  });
 
   it('on AWS reads a Secrets Manager ARN held by the variable, once per cache period', async () => {
     const calls: string[] = [];

@@ -7,6 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { bearerAuth } from 'hono/bearer-auth';
+import { SecretUnavailableError } from '../core/errors.ts';
 import { problemResponse } from './problem.ts';
 
 /** Where the token comes from: called per request, so it may cache and rotate. */
@@ -21,6 +22,14 @@ export function tokensMatch(expected: string, given: string): boolean {
 
 const unauthorized = (detail: string) => () => problemResponse(401, 'Unauthorized', detail);
 
+/** Where a request keeps the token it is checked against (read once per request). */
+const EXPECTED_TOKEN = 'fanoutExpectedToken';
+/** Set once a request has been through the check. */
+const CHECKED = 'fanoutTokenChecked';
+
+/** Seconds a client is told to wait when the token cannot be read just now (a token source may keep the failure as long). */
+export const TOKEN_RETRY_AFTER_S = 5;
+
 /**
  * Requires `Authorization: Bearer TOKEN` when a token is configured.
  *
@@ -29,8 +38,9 @@ const unauthorized = (detail: string) => () => problemResponse(401, 'Unauthorize
  */
 export function requireToken(source: TokenSource): MiddlewareHandler {
   const check = bearerAuth({
-    verifyToken: async (given) => {
-      const expected = await source();
+    // The token read once for this request (below): a second read could fail where the first did not.
+    verifyToken: (given, c) => {
+      const expected = c.get(EXPECTED_TOKEN as never) as string | undefined;
       return expected !== undefined && tokensMatch(expected, given);
     },
     noAuthenticationHeader: { message: unauthorized('this API needs "Authorization: Bearer TOKEN"') },
@@ -38,17 +48,25 @@ export function requireToken(source: TokenSource): MiddlewareHandler {
     invalidToken: { message: unauthorized('the bearer token is not valid') },
   });
   return async (c, next) => {
+    // Registered for `/jobs` and `/jobs/*`, both of which match `/jobs`: checked once a request.
+    if (c.get(CHECKED as never)) return next();
+    c.set(CHECKED as never, true as never);
     let expected: string | undefined;
     try {
       expected = await source();
     } catch (error) {
-      // The token's store (Secrets Manager) is unreachable: nothing is wrong with the request.
       console.error(JSON.stringify({ level: 'error', message: 'the API token could not be read', error: (error as Error).message }));
-      const unavailable = problemResponse(503, 'Service Unavailable', 'the API token could not be read just now; try again shortly');
-      unavailable.headers.set('retry-after', '5');
-      return unavailable;
+      // Its store timed out or throttled: nothing is wrong with the request, try again shortly.
+      if (error instanceof SecretUnavailableError) {
+        const unavailable = problemResponse(503, 'Service Unavailable', 'the API token could not be read just now; try again shortly');
+        unavailable.headers.set('retry-after', String(TOKEN_RETRY_AFTER_S));
+        return unavailable;
+      }
+      // Missing, empty or not readable: no retry helps until the operator fixes it.
+      return problemResponse(500, 'Internal error', "the API token is not configured correctly; the API's log says why");
     }
     if (expected === undefined) return next();
+    c.set(EXPECTED_TOKEN as never, expected as never);
     return check(c, next);
   };
 }

@@ -3,7 +3,8 @@
  * FANOUT_TOKEN_SECRET_ARN, cached for a few minutes so a rotation is picked up without a cold start.
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { TokenSource } from '../api/auth.ts';
+import { TOKEN_RETRY_AFTER_S, type TokenSource } from '../api/auth.ts';
+import { SecretUnavailableError } from '../core/errors.ts';
 import type { AwsEnv } from './environment.ts';
 
 export const TOKEN_CACHE_MS = 5 * 60 * 1000;
@@ -18,16 +19,24 @@ export function secretsManagerClient(): SecretsManagerClient {
   });
 }
 
+/** Secrets Manager's errors that pass (throttling, its own faults): worth another try soon. */
+const TRANSIENT_SECRET_ERRORS = new Set(['ThrottlingException', 'RequestLimitExceeded', 'InternalServiceError', 'ServiceUnavailable', 'TimeoutError']);
+
 /**
  * One GetSecretValue, all attempts together bounded by SECRET_READ_TIMEOUT_MS: the handler's
  * requestTimeout ends at the response headers and each of the SDK's attempts gets its own.
+ *
+ * @throws {SecretUnavailableError} on a timeout, throttling or a fault of Secrets Manager (try again
+ *   soon); other errors (no access, no such secret) as the SDK gives them.
  */
 export async function readSecret(client: Pick<SecretsManagerClient, 'send'>, arn: string): Promise<string | undefined> {
   const signal = AbortSignal.timeout(SECRET_READ_TIMEOUT_MS);
   try {
     return (await client.send(new GetSecretValueCommand({ SecretId: arn }), { abortSignal: signal })).SecretString;
   } catch (error) {
-    if (signal.aborted) throw new Error(`Secrets Manager did not answer within ${SECRET_READ_TIMEOUT_MS} ms (timeout)`, { cause: error });
+    if (signal.aborted) throw new SecretUnavailableError(`Secrets Manager did not answer within ${SECRET_READ_TIMEOUT_MS} ms (timeout)`, { cause: error });
+    const name = (error as Error)?.name ?? '';
+    if (TRANSIENT_SECRET_ERRORS.has(name)) throw new SecretUnavailableError(`Secrets Manager: ${name}`, { cause: error });
     throw error;
   }
 }
@@ -40,11 +49,26 @@ export function awsTokenSource(env: AwsEnv, client: SecretsManagerClient = secre
   const arn = env.FANOUT_TOKEN_SECRET_ARN;
   if (!arn) throw new Error('set FANOUT_TOKEN_SECRET_ARN (or FANOUT_TOKEN): the API must not run without a token');
   let cached: { value: string; until: number } | undefined;
+  // Requests share one read, and a failure is answered for TOKEN_RETRY_AFTER_S (the 503's
+  // Retry-After) without another: in an outage, not every request waits up to 5 s on its own read.
+  let reading: Promise<string> | undefined;
+  let failed: { error: unknown; until: number } | undefined;
+  const read = async (): Promise<string> => {
+    try {
+      const value = (await readSecret(client, arn))?.trim();
+      if (!value) throw new Error('the token secret is empty');
+      cached = { value, until: Date.now() + TOKEN_CACHE_MS };
+      failed = undefined;
+      return value;
+    } catch (error) {
+      failed = { error, until: Date.now() + TOKEN_RETRY_AFTER_S * 1000 };
+      throw error;
+    }
+  };
   return async () => {
     if (cached && cached.until > Date.now()) return cached.value;
-    const value = (await readSecret(client, arn))?.trim();
-    if (!value) throw new Error('the token secret is empty');
-    cached = { value, until: Date.now() + TOKEN_CACHE_MS };
-    return value;
+    if (failed && failed.until > Date.now()) throw failed.error;
+    reading ??= read().finally(() => (reading = undefined));
+    return reading;
   };
 }

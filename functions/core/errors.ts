@@ -68,6 +68,17 @@ export class EmptyInputError extends InputError {
   }
 }
 
+/**
+ * A secret (the API token, a header value, a proxy or callback secret) cannot be read from its store
+ * just now: it timed out or was throttled. The API answers 503 with Retry-After; a chunk that needs
+ * it is tried again. A secret that is missing, empty or not readable by the role is not this.
+ */
+export class SecretUnavailableError extends FanoutError {
+  override readonly status = 503;
+  override readonly title = 'Service Unavailable';
+  override name = 'SecretUnavailableError';
+}
+
 /** An id that is not one of ours (malformed), or a job that does not exist. */
 export class NotFoundError extends FanoutError {
   override readonly status = 404;
