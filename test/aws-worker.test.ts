@@ -215,6 +215,33 @@ describe('the worker function on the DynamoDB ledger', () => {
     }
   });
 
+  it('the fetcher without credentials, used while the secret was unusable, is closed once they can be read', async () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-late';
+    secrets.on(GetSecretValueCommand, { SecretId: arn }).resolvesOnce({ SecretString: 'no-colon-here' }).resolves({ SecretString: 'alice:s3cret' });
+    process.env.FANOUT_PROXY_AUTH = arn;
+    const realNow = Date.now.bind(Date);
+    let offset = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      vi.resetModules();
+      const fresh = await import('../functions/aws/handlers/worker.ts');
+      const { Fetcher } = await import('../functions/core/engine/fetcher.ts');
+      const closed = vi.spyOn(Fetcher.prototype, 'close');
+      await oneJobThrough(fresh.handler, `${origin.url}/ok?late=1\n`); // unusable: no credentials
+      offset += 5 * 60_000 + 1_000; // past the retry minute and the secret's cache period
+      await oneJobThrough(fresh.handler, `${origin.url}/ok?late=2\n`); // readable: a fetcher with them
+      expect(closed).not.toHaveBeenCalled();
+      await oneJobThrough(fresh.handler, `${origin.url}/ok?late=3\n`);
+      expect(closed).toHaveBeenCalledTimes(1); // the one without credentials
+      closed.mockRestore();
+    } finally {
+      clock.mockRestore();
+      spy.mockRestore();
+      delete process.env.FANOUT_PROXY_AUTH;
+    }
+  });
+
   it('a slow Secrets Manager read after the cache period holds up no record (the container keeps its credentials meanwhile)', async () => {
     const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:proxy-credentials-slow';
     let calls = 0;
