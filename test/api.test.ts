@@ -176,6 +176,7 @@ describe('authentication', () => {
     ['DELETE', `/jobs/${id}`],
     ['POST', '/uploads'],
     ['PUT', `/uploads/${id}`],
+    ['GET', '/schedules'],
   ];
   it.each(routes)('%s %s needs the bearer token', async (method, path) => {
     const url = `http://fanout.test${path}`;

@@ -24,8 +24,6 @@ const unauthorized = (detail: string) => () => problemResponse(401, 'Unauthorize
 
 /** Where a request keeps the token it is checked against (read once per request). */
 const EXPECTED_TOKEN = 'fanoutExpectedToken';
-/** Set once a request has been through the check. */
-const CHECKED = 'fanoutTokenChecked';
 
 /** Seconds a client is told to wait when the token cannot be read just now (a token source may keep the failure as long). */
 export const TOKEN_RETRY_AFTER_S = 5;
@@ -48,9 +46,6 @@ export function requireToken(source: TokenSource): MiddlewareHandler {
     invalidToken: { message: unauthorized('the bearer token is not valid') },
   });
   return async (c, next) => {
-    // Registered for `/jobs` and `/jobs/*`, both of which match `/jobs`: checked once a request.
-    if (c.get(CHECKED as never)) return next();
-    c.set(CHECKED as never, true as never);
     let expected: string | undefined;
     try {
       expected = await source();
